@@ -1,0 +1,30 @@
+# Every target does its own setup: a fresh machine needs only Python 3.10-3.13.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export AIRFLOW_HOME ?= $(CURDIR)/.airflow
+export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
+
+.PHONY: demo test lint typecheck unit integration clean
+
+$(VENV): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.13.9
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e ".[dev]"
+	touch $(VENV)
+
+demo: $(VENV)
+	$(BIN)/python -m resumable demo
+
+lint: $(VENV)
+	$(BIN)/ruff check resumable operators tests
+	$(BIN)/ruff format --check resumable operators tests
+
+typecheck: $(VENV)
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf $(VENV) .airflow .pytest_cache .mypy_cache .ruff_cache

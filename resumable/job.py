@@ -1,0 +1,81 @@
+"""The normalised view of an external job: its handle, its state and a status read at one moment."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class JobState(str, Enum):
+    """The few states the resume protocol understands; every system's own states map onto these."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    NOT_FOUND = "NOT_FOUND"
+
+    @property
+    def is_active(self) -> bool:
+        """The job may still change: queued, running, or on its way to a terminal state."""
+        return self in (JobState.PENDING, JobState.RUNNING)
+
+    @property
+    def is_terminal(self) -> bool:
+        """The job has an outcome and will not change again."""
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """A job's state at one moment, with the system's own words for it (for logs and errors)."""
+
+    state: JobState
+    raw: str = ""
+    message: str = ""
+
+    def describe(self) -> str:
+        text = self.state.value if not self.raw else f"{self.state.value} ({self.raw})"
+        return f"{text}: {self.message}" if self.message else text
+
+    def to_json(self) -> dict[str, Any]:
+        return {"state": self.state.value, "raw": self.raw, "message": self.message}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> JobStatus:
+        return cls(JobState(data["state"]), str(data.get("raw", "")), str(data.get("message", "")))
+
+
+@dataclass(frozen=True)
+class JobHandle:
+    """What identifies a submitted job: small, JSON-serialisable, enough to find the job again.
+
+    ``job_id`` is the system's id (a run id, a cluster id); ``extras`` holds anything else the
+    operator needs (a step list, an application id), and ``url`` is the page a person opens.
+    """
+
+    system: str
+    job_id: str
+    url: str | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"system": self.system, "job_id": self.job_id}
+        if self.url:
+            data["url"] = self.url
+        if self.extras:
+            data["extras"] = self.extras
+        json.dumps(data)  # fail at submit time, not at the next retry, if an extra is not JSON
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> JobHandle:
+        return cls(
+            system=str(data["system"]),
+            job_id=str(data["job_id"]),
+            url=data.get("url"),
+            extras=dict(data.get("extras") or {}),
+        )

@@ -1,0 +1,137 @@
+"""The persisted record of one task instance's job: schema, versioning and validation."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+from resumable.errors import RecordError
+from resumable.job import JobHandle, JobState, JobStatus
+
+#: The schema version this library writes. A record with another ``v`` is never guessed at.
+RECORD_VERSION = 1
+
+
+class Phase(str, Enum):
+    """Where the last attempt got to in "write intent, submit, write handle, finish"."""
+
+    SUBMITTING = "submitting"
+    SUBMITTED = "submitted"
+    DONE = "done"
+
+
+def utcnow() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One task instance's knowledge of its external job, as written to the state layer.
+
+    ``lineage`` is ``ti.max_tries`` when the lineage began: a person's clear changes it, an
+    automatic retry does not. ``owner`` is the try that owns the job now, ``seq`` counts the
+    submissions of this lineage (each gets its own token).
+    """
+
+    lineage: int
+    owner: int
+    seq: int
+    phase: Phase
+    token: str
+    operator: str
+    handle: JobHandle | None = None
+    last_status: JobStatus | None = None
+    stop_reason: str | None = None
+    created_at: str = field(default_factory=utcnow)
+    updated_at: str = field(default_factory=utcnow)
+    v: int = RECORD_VERSION
+
+    def evolve(self, **changes: Any) -> Record:
+        """A copy with ``changes`` applied and ``updated_at`` set to now."""
+        return replace(self, updated_at=utcnow(), **changes)
+
+    @property
+    def job_state(self) -> JobState | None:
+        return self.last_status.state if self.last_status else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "v": self.v,
+            "lineage": self.lineage,
+            "owner": self.owner,
+            "seq": self.seq,
+            "phase": self.phase.value,
+            "token": self.token,
+            "operator": self.operator,
+            "handle": self.handle.to_json() if self.handle else None,
+            "last_status": self.last_status.to_json() if self.last_status else None,
+            "stop_reason": self.stop_reason,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+    @classmethod
+    def from_json(cls, raw: Any, *, where: str, clear_hint: str) -> Record:
+        """Parse a stored value, or raise :class:`RecordError` saying what is wrong and how to clear it.
+
+        ``where`` names the record (dag, run, task, map index, key) and ``clear_hint`` is the exact
+        command that removes it; both go into the error so the person reading the log can act.
+        """
+
+        def bad(problem: str) -> RecordError:
+            return RecordError(
+                f"The resumable record {where} {problem}. Nothing was submitted and the record was "
+                f"left as it is, so no job is lost. Look at the job it names (if any) yourself, then "
+                f"clear the record with: {clear_hint}"
+            )
+
+        data = raw
+        if isinstance(raw, (str, bytes)):
+            try:
+                data = json.loads(raw)
+            except ValueError as exc:
+                raise bad(f"is not valid JSON ({exc})") from exc
+        if not isinstance(data, dict):
+            raise bad(f"is a {type(data).__name__}, not a JSON object")
+        version = data.get("v")
+        if version != RECORD_VERSION:
+            raise bad(
+                f"has schema version v={version!r}, which this airflow-resumable (writes v={RECORD_VERSION}) "
+                "does not know; it was written by another version of the library"
+            )
+        if data.get("phase") in (Phase.SUBMITTED.value, Phase.DONE.value) and not data.get("handle"):
+            raise bad(f"is corrupt (phase {data['phase']!r} without a job handle)")
+        try:
+            return cls(
+                v=version,
+                lineage=_int(data, "lineage"),
+                owner=_int(data, "owner"),
+                seq=_int(data, "seq"),
+                phase=Phase(data["phase"]),
+                token=_str(data, "token"),
+                operator=_str(data, "operator"),
+                handle=JobHandle.from_json(data["handle"]) if data.get("handle") else None,
+                last_status=JobStatus.from_json(data["last_status"]) if data.get("last_status") else None,
+                stop_reason=data.get("stop_reason"),
+                created_at=str(data.get("created_at", "")),
+                updated_at=str(data.get("updated_at", "")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise bad(f"is corrupt ({type(exc).__name__}: {exc})") from exc
+
+
+def _int(data: dict[str, Any], name: str) -> int:
+    value = data[name]
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    return value
+
+
+def _str(data: dict[str, Any], name: str) -> str:
+    value = data[name]
+    if not isinstance(value, str) or not value:
+        raise TypeError(f"{name} must be a non-empty string, got {value!r}")
+    return value

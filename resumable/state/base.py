@@ -1,0 +1,88 @@
+"""The state layer's contract: versioned get, compare-and-set put, delete, and async twins."""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class TaskScope:
+    """The task instance a value belongs to: retries share it, another DAG run does not."""
+
+    dag_id: str
+    run_id: str
+    task_id: str
+    map_index: int = -1
+
+    @classmethod
+    def from_context(cls, context: Mapping[str, Any]) -> TaskScope:
+        ti = context["ti"]
+        map_index = getattr(ti, "map_index", -1)
+        return cls(ti.dag_id, ti.run_id, ti.task_id, -1 if map_index is None else int(map_index))
+
+    def describe(self) -> str:
+        where = f"dag_id={self.dag_id!r} run_id={self.run_id!r} task_id={self.task_id!r}"
+        return where if self.map_index < 0 else f"{where} map_index={self.map_index}"
+
+
+@dataclass(frozen=True)
+class Versioned:
+    """A stored value and the version a compare-and-set write must name to replace it."""
+
+    value: Any
+    version: int
+
+
+class StateBackend(ABC):
+    """Where records and checkpoints live. Implementations must be safe to share between threads."""
+
+    #: The name used in ``[resumable] state_backend``.
+    name: ClassVar[str]
+    #: Whether ``put`` is an atomic compare-and-set; if not, it is read-check-write.
+    atomic_compare_and_set: ClassVar[bool]
+
+    @abstractmethod
+    def get(self, scope: TaskScope, key: str) -> Versioned | None:
+        """The value and its version, or ``None`` if nothing is stored under ``key``."""
+
+    @abstractmethod
+    def put(self, scope: TaskScope, key: str, value: Any, expected_version: int | None) -> int:
+        """Store ``value`` if the stored version is ``expected_version`` (``None``: nothing stored).
+
+        Returns the new version; raises :class:`~resumable.errors.VersionConflict` otherwise.
+        """
+
+    @abstractmethod
+    def delete(self, scope: TaskScope, key: str) -> None:
+        """Remove ``key``; no error if it is absent."""
+
+    def check(self) -> None:
+        """Raise :class:`~resumable.errors.StateBackendError` if the backend cannot be used now."""
+
+    @abstractmethod
+    def clear_hint(self, scope: TaskScope, key: str) -> str:
+        """The exact command a person runs to delete this record."""
+
+    def describe(self) -> str:
+        return self.name
+
+    async def aget(self, scope: TaskScope, key: str) -> Versioned | None:
+        return await asyncio.to_thread(self.get, scope, key)
+
+    async def aput(self, scope: TaskScope, key: str, value: Any, expected_version: int | None) -> int:
+        return await asyncio.to_thread(self.put, scope, key, value, expected_version)
+
+    async def adelete(self, scope: TaskScope, key: str) -> None:
+        await asyncio.to_thread(self.delete, scope, key)
+
+
+def cli_clear_hint(scope: TaskScope, key: str) -> str:
+    """The ``resumable state clear`` command line for one record (backends the CLI can reach)."""
+    args = f"--dag-id {scope.dag_id} --run-id '{scope.run_id}' --task-id {scope.task_id}"
+    if scope.map_index >= 0:
+        args += f" --map-index {scope.map_index}"
+    return f"python -m resumable state clear {args} --key {key}"

@@ -1,0 +1,54 @@
+"""Test session set-up: a private AIRFLOW_HOME with a fresh SQLite metadata database.
+
+The environment is set at import time, before anything imports Airflow, because Airflow reads
+its configuration once, on import.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+_HOME = tempfile.mkdtemp(prefix="resumable-tests-airflow-")
+os.environ["AIRFLOW_HOME"] = _HOME
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", os.path.join(_HOME, "dags"))
+os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
+os.makedirs(os.path.join(_HOME, "dags"), exist_ok=True)
+for var in ("RESUMABLE_FAULT_POINT", "RESUMABLE_FAULT_MODE", "RESUMABLE_FAULT_TRY", "RESUMABLE_FAULT_TASK"):
+    os.environ.pop(var, None)
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> str:
+    """An initialised metadata database (created once per test session)."""
+    from resumable.testing.airflow import init_db
+
+    init_db()
+    return _HOME
+
+
+def _absent(name: str, why: str) -> None:
+    """Skip when a server is absent on a user's machine; fail instead when CI=true."""
+    message = f"{name} is not reachable ({why})"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{message}; CI=true requires it", pytrace=False)
+    pytest.skip(f"{message}; start it (or set RESUMABLE_TEST_POSTGRES_URL) to run this test")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The PostgreSQL server of the machine (``RESUMABLE_TEST_POSTGRES_URL`` to use another)."""
+    import sqlalchemy as sa
+
+    url = os.environ.get("RESUMABLE_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+    try:
+        engine = sa.create_engine(url)
+        with engine.connect() as conn:
+            conn.execute(sa.text("select 1"))
+        engine.dispose()
+    except Exception as exc:  # noqa: BLE001 - any failure to connect means "absent"
+        _absent("PostgreSQL", f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+    return url

@@ -1,0 +1,130 @@
+"""DESIGN.md's resume decision table, row for row, and the "who asked?" kill rules."""
+
+from __future__ import annotations
+
+import pytest
+
+from resumable.errors import RecordError
+from resumable.job import JobHandle, JobState, JobStatus
+from resumable.protocol import (
+    STOP_CLEARED,
+    Action,
+    CancelOnKill,
+    Facts,
+    KillFacts,
+    PriorFailure,
+    decide,
+    decide_kill,
+)
+from resumable.record import Phase, Record
+
+LINEAGE = 3
+HANDLE = JobHandle("fake", "42")
+
+
+def record(phase: Phase | None, *, lineage: int = LINEAGE, stop_reason: str | None = None,
+           last: JobState | None = None) -> Record | None:
+    if phase is None:
+        return None
+    return Record(
+        lineage=lineage,
+        owner=1,
+        seq=1,
+        phase=phase,
+        token="rsm-x-3-1",
+        operator="tests.Op",
+        handle=None if phase is Phase.SUBMITTING else HANDLE,
+        last_status=JobStatus(last) if last else None,
+        stop_reason=stop_reason,
+    )
+
+
+def status(state: JobState | None) -> JobStatus | None:
+    return None if state is None else JobStatus(state)
+
+
+S, A = JobState, Action
+SUBMITTING, SUBMITTED, DONE = Phase.SUBMITTING, Phase.SUBMITTED, Phase.DONE
+P = PriorFailure
+
+# (record phase, external job, on_prior_failure, same lineage -> (action, reuse token), new lineage -> ...)
+TABLE = [
+    # record none: submit (write intent first)
+    (None, None, P.RESUBMIT, (A.SUBMIT, False), (A.SUBMIT, False)),
+    # submitting, found by token/discovery: continue as submitted with the found job
+    (SUBMITTING, S.RUNNING, P.RESUBMIT, (A.REATTACH, False), (A.REATTACH, False)),
+    (SUBMITTING, S.PENDING, P.RESUBMIT, (A.REATTACH, False), (A.REATTACH, False)),
+    (SUBMITTING, S.SUCCEEDED, P.RESUBMIT, (A.FINISH, False), (A.SUBMIT, False)),
+    (SUBMITTING, S.FAILED, P.RESUBMIT, (A.SUBMIT, False), (A.SUBMIT, False)),
+    (SUBMITTING, S.FAILED, P.FAIL, (A.FAIL, False), (A.SUBMIT, False)),
+    # submitting, not found: same token in the same lineage, a new one in a new lineage
+    (SUBMITTING, None, P.RESUBMIT, (A.SUBMIT, True), (A.SUBMIT, False)),
+    (SUBMITTING, S.NOT_FOUND, P.FAIL, (A.SUBMIT, True), (A.SUBMIT, False)),
+    # submitted, active: reattach and take ownership
+    (SUBMITTED, S.PENDING, P.RESUBMIT, (A.REATTACH, False), (A.REATTACH, False)),
+    (SUBMITTED, S.RUNNING, P.FAIL, (A.REATTACH, False), (A.REATTACH, False)),
+    # submitted/done, succeeded: finish with the job's result; a clear means rerun
+    (SUBMITTED, S.SUCCEEDED, P.RESUBMIT, (A.FINISH, False), (A.SUBMIT, False)),
+    (DONE, S.SUCCEEDED, P.FAIL, (A.FINISH, False), (A.SUBMIT, False)),
+    # submitted/done, failed or cancelled: on_prior_failure in a retry, resubmit after a clear
+    (SUBMITTED, S.FAILED, P.RESUBMIT, (A.SUBMIT, False), (A.SUBMIT, False)),
+    (SUBMITTED, S.FAILED, P.FAIL, (A.FAIL, False), (A.SUBMIT, False)),
+    (SUBMITTED, S.FAILED, P.REPAIR, (A.REPAIR, False), (A.SUBMIT, False)),
+    (DONE, S.CANCELLED, P.RESUBMIT, (A.SUBMIT, False), (A.SUBMIT, False)),
+    (DONE, S.CANCELLED, P.FAIL, (A.FAIL, False), (A.SUBMIT, False)),
+    (DONE, S.FAILED, P.REPAIR, (A.REPAIR, False), (A.SUBMIT, False)),
+    # submitted, not found (expired, deleted): resubmit
+    (SUBMITTED, S.NOT_FOUND, P.FAIL, (A.SUBMIT, False), (A.SUBMIT, False)),
+]
+
+
+@pytest.mark.parametrize(("phase", "job", "policy", "retry", "cleared"), TABLE)
+def test_decision_table_row(phase, job, policy, retry, cleared) -> None:
+    for lineage, expected in ((LINEAGE, retry), (LINEAGE + 2, cleared)):
+        rec = record(phase, last=job if phase is DONE else None)
+        decision = decide(rec, status(job) if phase is not DONE else None, Facts(lineage, 2, policy))
+        assert (decision.action, decision.reuse_token) == expected, decision.reason
+        assert decision.reason
+
+
+def test_unreadable_record_fails_in_both_lineages_and_never_submits() -> None:
+    error = RecordError("the record is corrupt")
+    for lineage in (LINEAGE, LINEAGE + 1):
+        decision = decide(error, None, Facts(lineage, 2))
+        assert decision.action is Action.FAIL
+        assert "corrupt" in decision.reason
+
+
+@pytest.mark.parametrize("job", [S.RUNNING, S.CANCELLED, S.NOT_FOUND])
+def test_job_cancelled_because_a_person_cleared_the_running_task_is_rerun(job) -> None:
+    # Clearing a running task keeps max_tries (same lineage) but means "run again".
+    rec = record(DONE, stop_reason=STOP_CLEARED, last=job)
+    decision = decide(rec, None, Facts(LINEAGE, 2, PriorFailure.FAIL))
+    assert (decision.action, decision.reuse_token) == (Action.SUBMIT, False)
+
+
+U = CancelOnKill.USER_STOP
+KILL_TABLE = [
+    # policy, timed out, owns the record, ti state now -> cancel?, stop reason
+    (U, True, True, "running", True, "timeout"),  # execution_timeout
+    (U, False, True, "failed", True, "user_stop"),  # marked failed
+    (U, False, True, "success", True, "user_stop"),  # marked success
+    (U, False, True, "restarting", True, STOP_CLEARED),  # cleared while running
+    (U, False, True, "none", True, STOP_CLEARED),  # cleared
+    (U, False, True, "up_for_retry", False, None),  # superseded by a newer try
+    (U, False, True, "queued", False, None),
+    (U, False, False, "failed", False, None),  # a newer try owns the record: fenced
+    (U, True, False, "running", False, None),  # fenced even on timeout
+    (U, False, True, "running", False, None),  # still running: infrastructure stop
+    (U, False, True, None, False, None),  # Airflow unreachable: keep
+    (CancelOnKill.ALWAYS, False, True, "running", True, "killed"),
+    (CancelOnKill.ALWAYS, False, False, "running", False, None),
+    (CancelOnKill.NEVER, True, True, "failed", False, None),
+]
+
+
+@pytest.mark.parametrize(("policy", "timed_out", "owns", "ti_state", "cancel", "stop_reason"), KILL_TABLE)
+def test_kill_rule(policy, timed_out, owns, ti_state, cancel, stop_reason) -> None:
+    verdict = decide_kill(KillFacts(policy, timed_out, owns, ti_state))
+    assert verdict.cancel is cancel, verdict.reason
+    assert verdict.stop_reason == stop_reason
