@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 try:
@@ -24,10 +25,8 @@ except ImportError:  # pragma: no cover - every supported Airflow has it
 
 def stats_incr(name: str, tags: dict[str, str]) -> None:
     """Count an event with Airflow's metrics; a metrics outage never fails a task."""
-    try:
+    with contextlib.suppress(Exception):  # metrics are best effort by design
         Stats.incr(name, tags=tags)
-    except Exception:  # noqa: BLE001 - metrics are best effort by design
-        pass
 
 
 __all__ = ["AirflowTaskTimeout", "BaseOperatorMeta", "BaseTrigger", "TriggerEvent", "stats_incr"]

@@ -11,7 +11,7 @@ import random
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
@@ -79,6 +79,10 @@ class ResumableMixin:
     #: The external system's name, written into every handle; a handle of another system is refused.
     job_system: str = "job"
 
+    if TYPE_CHECKING:  # provided by BaseOperator, which every user of the mixin also inherits
+        log: Any
+        defer: Any
+
     @BaseOperatorMeta._apply_defaults  # type: ignore[arg-type,type-var,misc]
     def __init__(
         self,
@@ -96,7 +100,10 @@ class ResumableMixin:
         self.resumable = resumable
         self.on_prior_failure = _choice(PriorFailure, on_prior_failure, "on_prior_failure")
         self.cancel_on_kill = _choice(CancelOnKill, cancel_on_kill, "cancel_on_kill")
-        if self.on_prior_failure is PriorFailure.REPAIR and type(self).repair_job is ResumableMixin.repair_job:
+        if (
+            self.on_prior_failure is PriorFailure.REPAIR
+            and type(self).repair_job is ResumableMixin.repair_job
+        ):
             raise ValueError(
                 f"on_prior_failure='repair' needs {type(self).__name__}.repair_job, which it does not "
                 "implement. Use 'resubmit' or 'fail'."
@@ -163,7 +170,7 @@ class ResumableMixin:
             try:
                 return self._perform(attempt, record, handle, status, decision)
             except VersionConflict as conflict:
-                self.log.warning(  # type: ignore[attr-defined]
+                self.log.warning(
                     "resumable: the record of %s changed while this attempt acted on it (%s); deciding again",
                     attempt.where,
                     conflict,
@@ -183,15 +190,23 @@ class ResumableMixin:
         self._handle = record.handle
         status = self._call(lambda: self.get_job_status(record.handle), "read the job status")  # type: ignore[arg-type]
         if status.state.is_active:
-            self.log.info("resumable: trigger fired but job is %s; deferring again", status.describe())  # type: ignore[attr-defined]
+            self.log.info("resumable: trigger fired but job is %s; deferring again", status.describe())
             self._defer(attempt, record.handle)
         return self._finish(attempt, record.handle, status)
 
     def _execute_plain(self, context: Any) -> Any:
         ti = context["ti"]
         scope = TaskScope.from_context(context)
-        token = make_token(scope.dag_id, scope.run_id, scope.task_id, scope.map_index, ti.max_tries, ti.try_number)
-        self.log.info("resumable: resumable=False, submitting without keeping state")  # type: ignore[attr-defined]
+        token = make_token(
+            scope.dag_id,
+            scope.run_id,
+            scope.task_id,
+            scope.map_index,
+            ti.max_tries,
+            ti.try_number,
+            _run_after(context),
+        )
+        self.log.info("resumable: resumable=False, submitting without keeping state")
         handle = self._handle = self.submit_job(context, token)
         status = self._poll(None, handle)
         if status.state is not JobState.SUCCEEDED:
@@ -208,11 +223,14 @@ class ResumableMixin:
             scope=TaskScope.from_context(context),
             backend=backend,
             key=self.state_key,
-            facts=Facts(lineage=int(ti.max_tries), try_number=int(ti.try_number),
-                        on_prior_failure=self.on_prior_failure),
+            facts=Facts(
+                lineage=int(ti.max_tries),
+                try_number=int(ti.try_number),
+                on_prior_failure=self.on_prior_failure,
+            ),
         )
         self._attempt = attempt
-        self.log.info(  # type: ignore[attr-defined]
+        self.log.info(
             "resumable: try %s of lineage %s, state backend %s",
             attempt.facts.try_number,
             attempt.facts.lineage,
@@ -254,7 +272,9 @@ class ResumableMixin:
             return (record.handle, record.last_status) if isinstance(record, Record) else (None, None)
         handle = record.handle
         if record.phase is Phase.SUBMITTING:
-            handle = self._call(lambda: self.find_job(attempt.context, record.token), "look for the job by token")
+            handle = self._call(
+                lambda: self.find_job(attempt.context, record.token), "look for the job by token"
+            )
             if handle is None:
                 return None, None
         assert handle is not None
@@ -285,13 +305,27 @@ class ResumableMixin:
         elif decision.action is Action.REPAIR:
             assert isinstance(record, Record) and handle is not None
             handle = self.repair_job(attempt.context, handle)
-            self._write(attempt, record.evolve(phase=Phase.SUBMITTED, handle=handle, owner=attempt.facts.try_number,
-                                               last_status=None, stop_reason=None))
+            self._write(
+                attempt,
+                record.evolve(
+                    phase=Phase.SUBMITTED,
+                    handle=handle,
+                    owner=attempt.facts.try_number,
+                    last_status=None,
+                    stop_reason=None,
+                ),
+            )
         else:
             assert isinstance(record, Record) and handle is not None
-            self._write(attempt, record.evolve(phase=Phase.SUBMITTED, handle=handle, owner=attempt.facts.try_number,
-                                               stop_reason=None))
-            self.log.info("resumable: took ownership of job %s as try %s", handle.job_id, attempt.facts.try_number)  # type: ignore[attr-defined]
+            self._write(
+                attempt,
+                record.evolve(
+                    phase=Phase.SUBMITTED, handle=handle, owner=attempt.facts.try_number, stop_reason=None
+                ),
+            )
+            self.log.info(
+                "resumable: took ownership of job %s as try %s", handle.job_id, attempt.facts.try_number
+            )
             stats_incr("resumable.reattach", self._tags())
         self._handle = handle
         if self._deferrable():
@@ -305,7 +339,9 @@ class ResumableMixin:
         else:
             same = prior is not None and prior.lineage == facts.lineage
             lineage, seq = facts.lineage, (prior.seq + 1 if same and prior is not None else 1)
-            token = make_token(scope.dag_id, scope.run_id, scope.task_id, scope.map_index, lineage, seq)
+            token = make_token(
+                scope.dag_id, scope.run_id, scope.task_id, scope.map_index, lineage, seq, _run_after(ctx)
+            )
         intent = Record(
             lineage=lineage,
             owner=facts.try_number,
@@ -321,7 +357,9 @@ class ResumableMixin:
         stats_incr("resumable.submit", self._tags())
         faults.fault_point(faults.AFTER_SUBMIT, ctx)
         self._write(attempt, intent.evolve(phase=Phase.SUBMITTED, handle=handle))
-        self.log.info("resumable: submitted job %s with token %s (%s)", handle.job_id, token, handle.url or "no url")  # type: ignore[attr-defined]
+        self.log.info(
+            "resumable: submitted job %s with token %s (%s)", handle.job_id, token, handle.url or "no url"
+        )
         faults.fault_point(faults.AFTER_HANDLE, ctx)
         return handle
 
@@ -349,7 +387,7 @@ class ResumableMixin:
                     if last is None or status.state is not last.state:
                         self._write(attempt, attempt.record.evolve(last_status=status))  # type: ignore[union-attr]
                 if last is None or status.raw != last.raw:
-                    self.log.info("resumable: job %s is %s", handle.job_id, status.describe())  # type: ignore[attr-defined]
+                    self.log.info("resumable: job %s is %s", handle.job_id, status.describe())
                 last = status
                 self._stop.wait(interval * random.uniform(0.9, 1.1))
                 interval = min(interval * 1.5, self.max_poll_interval)
@@ -370,8 +408,8 @@ class ResumableMixin:
             mine.token,
         ):
             raise SupersededError(
-                f"try {current.get('owner')} (lineage {current.get('lineage')}) owns the job of {attempt.where} "
-                f"now; try {mine.owner} stops polling and does not cancel it"
+                f"try {current.get('owner')} (lineage {current.get('lineage')}) owns the job of "
+                f"{attempt.where} now; try {mine.owner} stops polling and does not cancel it"
             )
         attempt.version = found.version  # type: ignore[union-attr]
 
@@ -386,7 +424,7 @@ class ResumableMixin:
                 + ". The outcome is recorded; a retry applies on_prior_failure="
                 + f"{self.on_prior_failure.value!r}."
             )
-        self.log.info("resumable: job %s succeeded", handle.job_id)  # type: ignore[attr-defined]
+        self.log.info("resumable: job %s succeeded", handle.job_id)
         return self.job_result(attempt.context, handle, status)
 
     # ---- deferral ----------------------------------------------------------------------------
@@ -395,9 +433,9 @@ class ResumableMixin:
         return bool(getattr(self, "deferrable", False))
 
     def _defer(self, attempt: _Attempt, handle: JobHandle) -> None:
-        self.log.info("resumable: job %s recorded; deferring to the triggerer", handle.job_id)  # type: ignore[attr-defined]
+        self.log.info("resumable: job %s recorded; deferring to the triggerer", handle.job_id)
         trigger = self.job_trigger(attempt.context, handle)
-        self.defer(trigger=trigger, method_name="execute_complete")  # type: ignore[attr-defined]
+        self.defer(trigger=trigger, method_name="execute_complete")
 
     # ---- stopping ----------------------------------------------------------------------------
 
@@ -406,7 +444,7 @@ class ResumableMixin:
         self._stop.set()
         attempt, handle = self._attempt, self._handle
         if handle is None:
-            self.log.info("resumable: stopped before a job was submitted; nothing to cancel")  # type: ignore[attr-defined]
+            self.log.info("resumable: stopped before a job was submitted; nothing to cancel")
             return
         owns = True
         if attempt is not None:
@@ -415,13 +453,13 @@ class ResumableMixin:
             except SupersededError:
                 owns = False
             except Exception as error:  # noqa: BLE001 - unreachable state: keep, never guess
-                self.log.warning("resumable: could not read the record while stopping (%s)", error)  # type: ignore[attr-defined]
+                self.log.warning("resumable: could not read the record while stopping (%s)", error)
         ti_state = None
         if self.cancel_on_kill is CancelOnKill.USER_STOP and owns and not self._timed_out:
             ti_state = self.task_state_probe.state_of(attempt.context if attempt else {})
         verdict = decide_kill(KillFacts(self.cancel_on_kill, self._timed_out, owns, ti_state))
         stats_incr("resumable.kill." + ("cancel" if verdict.cancel else "keep"), self._tags())
-        self.log.warning(  # type: ignore[attr-defined]
+        self.log.warning(
             "resumable: stopping with job %s: %s -> %s",
             handle.job_id,
             verdict.reason,
@@ -442,7 +480,7 @@ class ResumableMixin:
                     ),
                 )
             except (VersionConflict, ResumableError) as error:
-                self.log.warning("resumable: job cancelled but the record was not updated (%s)", error)  # type: ignore[attr-defined]
+                self.log.warning("resumable: job cancelled but the record was not updated (%s)", error)
 
     # ---- helpers -----------------------------------------------------------------------------
 
@@ -452,8 +490,10 @@ class ResumableMixin:
             retry=retry_if_exception(self.is_transient_error),
             stop=stop_after_attempt(self.status_retry_attempts),
             wait=wait_exponential_jitter(initial=min(1.0, self.poll_interval), max=30),
-            before_sleep=lambda rs: self.log.warning(  # type: ignore[attr-defined]
-                "resumable: could not %s (attempt %s): %s; retrying", what, rs.attempt_number,
+            before_sleep=lambda rs: self.log.warning(
+                "resumable: could not %s (attempt %s): %s; retrying",
+                what,
+                rs.attempt_number,
                 rs.outcome.exception() if rs.outcome else "",
             ),
             reraise=True,
@@ -461,7 +501,11 @@ class ResumableMixin:
         return retrying(fn)
 
     def _log_decision(
-        self, attempt: _Attempt, record: Record | RecordError | None, status: JobStatus | None, decision: Decision
+        self,
+        attempt: _Attempt,
+        record: Record | RecordError | None,
+        status: JobStatus | None,
+        decision: Decision,
     ) -> None:
         if isinstance(record, Record):
             found = (
@@ -474,11 +518,16 @@ class ResumableMixin:
             found = "an unusable record"
         else:
             found = "no record"
-        self.log.info("resumable: found %s; decided %s", found, decision.describe())  # type: ignore[attr-defined]
+        self.log.info("resumable: found %s; decided %s", found, decision.describe())
         stats_incr(f"resumable.decision.{decision.action.value}", self._tags())
 
     def _tags(self) -> dict[str, str]:
         return {"operator": type(self).__name__}
+
+
+def _run_after(context: Mapping[str, Any]) -> str:
+    run_after = getattr(context.get("dag_run"), "run_after", None)
+    return "" if run_after is None else str(run_after)
 
 
 def _class_path(cls: type) -> str:

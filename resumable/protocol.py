@@ -87,7 +87,8 @@ def decide(record: Record | RecordError | None, job: JobStatus | None, facts: Fa
     found = "job found by its token" if record.phase is Phase.SUBMITTING else "job"
     if record.stop_reason == STOP_CLEARED:
         return Decision(
-            Action.SUBMIT, f"{found} is {state.value}, cancelled because a person cleared the running task: rerun"
+            Action.SUBMIT,
+            f"{found} is {state.value}, cancelled because a person cleared the running task: rerun",
         )
     if state.is_active:
         return Decision(Action.REATTACH, f"{found} is {state.value}; {lineage}: reattach and take ownership")
@@ -96,7 +97,9 @@ def decide(record: Record | RecordError | None, job: JobStatus | None, facts: Fa
     if not same_lineage:
         return Decision(Action.SUBMIT, f"{found} is {state.value}; {lineage}: a clear means rerun")
     if state is JobState.SUCCEEDED:
-        return Decision(Action.FINISH, f"{found} already SUCCEEDED; {lineage}: no submit, finish with its result")
+        return Decision(
+            Action.FINISH, f"{found} already SUCCEEDED; {lineage}: no submit, finish with its result"
+        )
     policy = facts.on_prior_failure
     prior = f"{found} is {state.value}; {lineage}; on_prior_failure={policy.value}"
     if policy is PriorFailure.FAIL:
@@ -155,13 +158,16 @@ def decide_kill(facts: KillFacts) -> KillDecision:
         return KillDecision(False, "Airflow could not be asked why: keep the job, the retry reconciles it")
     if state == "running":
         return KillDecision(
-            False, "the task is still running in Airflow: an infrastructure stop (eviction, restart); "
-            "keep the job for the retry to reattach"
+            False,
+            "the task is still running in Airflow: an infrastructure stop (eviction, restart); "
+            "keep the job for the retry to reattach",
         )
     if state in SUPERSEDED_STATES:
         return KillDecision(False, f"the task is {state} in Airflow: a newer try takes over the job")
     if state in CLEARED_STATES:
-        return KillDecision(True, f"the task is {state} in Airflow: a person cleared it; cancel and rerun",
-                            STOP_CLEARED)
-    return KillDecision(True, f"the task is {state} in Airflow: a person (or a final failure) stopped it",
-                        "user_stop")
+        return KillDecision(
+            True, f"the task is {state} in Airflow: a person cleared it; cancel and rerun", STOP_CLEARED
+        )
+    return KillDecision(
+        True, f"the task is {state} in Airflow: a person (or a final failure) stopped it", "user_stop"
+    )

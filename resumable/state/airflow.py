@@ -66,6 +66,5 @@ class AirflowStoreBackend(StateBackend):
         )
         query = f"?map_index={scope.map_index}" if scope.map_index >= 0 else ""
         return (
-            f'curl -X DELETE -H "Authorization: Bearer $AIRFLOW_TOKEN" '
-            f'"{config.api_base_url()}{path}{query}"'
+            f'curl -X DELETE -H "Authorization: Bearer $AIRFLOW_TOKEN" "{config.api_base_url()}{path}{query}"'
         )

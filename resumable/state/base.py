@@ -60,7 +60,7 @@ class StateBackend(ABC):
     def delete(self, scope: TaskScope, key: str) -> None:
         """Remove ``key``; no error if it is absent."""
 
-    def check(self) -> None:
+    def check(self) -> None:  # noqa: B027 - most backends have nothing to check
         """Raise :class:`~resumable.errors.StateBackendError` if the backend cannot be used now."""
 
     @abstractmethod

@@ -50,5 +50,3 @@ class MemoryBackend(StateBackend):
         """Forget every value (between tests)."""
         with cls._lock:
             cls._shared.clear()
-
-

@@ -20,11 +20,14 @@ def init_db() -> None:
 
 def register_dag(dag: Any) -> None:
     """Write ``dag`` to the metadata database as if the DAG processor had parsed it."""
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
     from airflow.dag_processing.collection import update_dag_parsing_results_in_db
     from airflow.serialization.serialized_objects import LazyDeserializedDAG
     from airflow.utils.session import create_session
 
     with create_session() as session:
+        DagBundlesManager().sync_bundles_to_db(session=session)
+        session.flush()
         update_dag_parsing_results_in_db(
             "dags-folder",
             None,
@@ -57,3 +60,33 @@ def task_states(dag_run: Any) -> dict[str, str | None]:
         name = ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"
         result[name] = None if ti.state is None else str(getattr(ti.state, "value", ti.state))
     return result
+
+
+def clear_and_rerun(dag: Any, dag_run: Any, task_ids: list[str] | None = None) -> Any:
+    """Clear finished task instances the way a person does in the UI, then run each once more.
+
+    Unlike calling ``dag.test()`` again (which deletes the DAG run and creates a new one), this
+    keeps the DAG run, its task state and its history: Airflow's own clear raises ``max_tries``,
+    which is what a resumable task sees as a new lineage. Returns the refreshed DagRun.
+    """
+    from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import clear_task_instances
+    from airflow.sdk.definitions.dag import _run_task
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        run = session.merge(dag_run)
+        tis = [ti for ti in run.get_task_instances(session=session) if not task_ids or ti.task_id in task_ids]
+        clear_task_instances(tis, session)
+    with create_session() as session:
+        run = session.merge(dag_run)
+        tis = [ti for ti in run.get_task_instances(session=session) if not task_ids or ti.task_id in task_ids]
+        for ti in tis:
+            ti.refresh_from_task(dag.task_dict[ti.task_id])
+            session.expunge(ti)
+    for ti in tis:
+        _run_task(ti=ti, task=dag.task_dict[ti.task_id], run_triggerer=True)
+    with create_session() as session:
+        query = select(DagRun).where(DagRun.dag_id == dag.dag_id, DagRun.run_id == dag_run.run_id)
+        return session.scalars(query).one()

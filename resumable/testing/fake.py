@@ -10,7 +10,7 @@ import asyncio
 import itertools
 import threading
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -58,6 +58,9 @@ class FakeJobService:
     repaired: list[str] = field(default_factory=list)
     #: Ids of the jobs created, in order.
     created: list[str] = field(default_factory=list)
+    #: Outcomes for the next jobs created, in order; ``outcome`` once it is used up.
+    outcomes: list[JobState] = field(default_factory=list)
+    _hooks: dict[int, Callable[[], None]] = field(default_factory=dict)
     _fail_next: int = 0
     _ids: Any = field(default_factory=lambda: itertools.count(1001))
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -79,6 +82,10 @@ class FakeJobService:
     def fail_next_calls(self, count: int) -> None:
         """Make the next ``count`` status, find or cancel calls raise :class:`ServiceUnavailable`."""
         self._fail_next = count
+
+    def when_status_called(self, count: int, action: Callable[[], None]) -> None:
+        """Run ``action`` right after the ``count``-th status call (to stop a worker mid-poll)."""
+        self._hooks[count] = action
 
     def finish(self, job_id: str, outcome: JobState) -> None:
         with self._lock:
@@ -113,11 +120,19 @@ class FakeJobService:
                     if job.token == token:
                         return job.job_id
             job_id = str(next(self._ids))
-            self.jobs[job_id] = FakeJob(job_id, token, name, self.outcome, self.polls)
+            outcome = self.outcomes.pop(0) if self.outcomes else self.outcome
+            self.jobs[job_id] = FakeJob(job_id, token, name, outcome, self.polls)
             self.created.append(job_id)
             return job_id
 
     def status(self, job_id: str) -> JobState:
+        state = self._status(job_id)
+        hook = self._hooks.pop(self.calls["status"], None)
+        if hook is not None:
+            hook()
+        return state
+
+    def _status(self, job_id: str) -> JobState:
         with self._lock:
             self._maybe_fail("status")
             job = self.jobs.get(job_id)
@@ -216,7 +231,11 @@ class FakeJobOperator(ResumableMixin, BaseOperator):
         if self.api.idempotent:
             return None  # a repeated submit with the same token finds the job itself
         job_id = self.api.find(token)
-        return None if job_id is None else JobHandle(self.job_system, job_id, f"fake://{self.service}/jobs/{job_id}")
+        return (
+            None
+            if job_id is None
+            else JobHandle(self.job_system, job_id, f"fake://{self.service}/jobs/{job_id}")
+        )
 
     def repair_job(self, context: Mapping[str, Any], handle: JobHandle) -> JobHandle:
         self.api.repair(handle.job_id)

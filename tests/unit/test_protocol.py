@@ -22,8 +22,13 @@ LINEAGE = 3
 HANDLE = JobHandle("fake", "42")
 
 
-def record(phase: Phase | None, *, lineage: int = LINEAGE, stop_reason: str | None = None,
-           last: JobState | None = None) -> Record | None:
+def record(
+    phase: Phase | None,
+    *,
+    lineage: int = LINEAGE,
+    stop_reason: str | None = None,
+    last: JobState | None = None,
+) -> Record | None:
     if phase is None:
         return None
     return Record(

@@ -15,8 +15,16 @@ WHERE, HINT = "dag_id='d' run_id='r' task_id='t' key='k'", "python -m resumable 
 
 
 def sample() -> Record:
-    return Record(1, 1, 1, Phase.SUBMITTED, "rsm-a", "m.Op", JobHandle("fake", "7", "u", {"a": 1}),
-                  JobStatus(JobState.RUNNING, "RUNNING"))
+    return Record(
+        1,
+        1,
+        1,
+        Phase.SUBMITTED,
+        "rsm-a",
+        "m.Op",
+        JobHandle("fake", "7", "u", {"a": 1}),
+        JobStatus(JobState.RUNNING, "RUNNING"),
+    )
 
 
 def test_record_round_trips_through_json() -> None:
@@ -66,3 +74,9 @@ def test_every_new_submission_gets_a_new_token() -> None:
 def test_long_names_still_give_a_valid_token() -> None:
     token = make_token("d" * 250, "r" * 250, "t" * 250, 12345, 10**6, 10**4)
     assert TOKEN_PATTERN.match(token)
+
+
+def test_a_dag_run_triggered_again_under_the_same_run_id_gets_new_tokens() -> None:
+    first = make_token("dag", "run", "task", -1, 2, 1, "2025-01-01T00:00:00+00:00")
+    again = make_token("dag", "run", "task", -1, 2, 1, "2025-01-02T09:30:00+00:00")
+    assert first != again

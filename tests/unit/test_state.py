@@ -155,7 +155,9 @@ def test_airflow_backend_without_task_state_store_is_a_clear_error(monkeypatch) 
 
 def test_unreachable_sql_backend_is_a_clear_error_at_task_start(monkeypatch) -> None:
     monkeypatch.setenv("AIRFLOW__RESUMABLE__STATE_BACKEND", "sql")
-    monkeypatch.setenv("AIRFLOW__RESUMABLE__SQL_ALCHEMY_CONN", "postgresql+psycopg2://nobody@127.0.0.1:1/none")
+    monkeypatch.setenv(
+        "AIRFLOW__RESUMABLE__SQL_ALCHEMY_CONN", "postgresql+psycopg2://nobody@127.0.0.1:1/none"
+    )
     with pytest.raises(StateBackendError, match="unreachable|cannot use") as info:
         backend_for({"ti": _Ti()})
     assert "AIRFLOW__RESUMABLE__SQL_ALCHEMY_CONN" in str(info.value)

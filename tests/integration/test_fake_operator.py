@@ -1,0 +1,205 @@
+"""The resume protocol on a real Airflow (``dag.test()`` on Airflow 3.3) against the fake job service.
+
+Each test asserts what a user would check: how many jobs the service created, which job the retry
+polled, what the task returned and how it ended.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from resumable.job import JobState
+from resumable.state import SqlBackend, TaskScope
+from resumable.testing.airflow import clear_and_rerun, run_dag, task_states
+from resumable.testing.fake import FakeJobService
+
+
+def result_of(dag_run) -> object:
+    (ti,) = dag_run.get_task_instances()
+    return ti.xcom_pull(task_ids="job")
+
+
+@pytest.fixture
+def fault(monkeypatch):
+    def arm(point: str, mode: str = "raise") -> None:
+        monkeypatch.setenv("RESUMABLE_FAULT_POINT", point)
+        monkeypatch.setenv("RESUMABLE_FAULT_MODE", mode)
+
+    return arm
+
+
+def test_fresh_run_submits_once_and_returns_the_job(make_dag) -> None:
+    dag, svc = make_dag()
+    dr = run_dag(dag)
+    assert task_states(dr) == {"job": "success"}
+    assert svc.total_submissions == 1 and svc.calls["submit"] == 1
+    assert result_of(dr) == {"job_id": svc.created[0], "state": "SUCCEEDED"}
+
+
+def test_retry_after_crash_between_submit_and_persist_finds_the_job_by_token(make_dag, fault) -> None:
+    fault("after_submit")
+    dag, svc = make_dag()
+    dr = run_dag(dag)
+    assert task_states(dr) == {"job": "success"}
+    assert svc.total_submissions == 1, "the service must see exactly one job"
+    assert result_of(dr) == {"job_id": svc.created[0], "state": "SUCCEEDED"}
+
+
+def test_retry_after_crash_between_submit_and_persist_discovers_the_job_without_idempotency(
+    make_dag, fault
+) -> None:
+    fault("after_submit")
+    dag, svc = make_dag(FakeJobService(idempotent=False))
+    dr = run_dag(dag)
+    assert task_states(dr) == {"job": "success"}
+    assert svc.calls["submit"] == 1 and svc.total_submissions == 1
+    assert svc.calls["find"] == 1
+
+
+@pytest.mark.parametrize("point", ["before_intent", "after_intent"])
+def test_crash_before_submit_submits_once_on_retry(make_dag, fault, point) -> None:
+    fault(point)
+    dag, svc = make_dag(FakeJobService(idempotent=False))
+    dr = run_dag(dag)
+    assert task_states(dr) == {"job": "success"}
+    assert svc.calls["submit"] == 1 and svc.total_submissions == 1
+
+
+def test_retry_after_crash_while_polling_reattaches_to_the_same_job(make_dag, fault) -> None:
+    fault("while_polling")
+    dag, svc = make_dag(FakeJobService(polls=3))
+    dr = run_dag(dag)
+    assert task_states(dr) == {"job": "success"}
+    assert svc.calls["submit"] == 1 and svc.total_submissions == 1
+    assert result_of(dr) == {"job_id": svc.created[0], "state": "SUCCEEDED"}
+
+
+def test_retry_after_crash_past_the_handle_write_reattaches(make_dag, fault) -> None:
+    fault("after_handle")
+    dag, svc = make_dag()
+    dr = run_dag(dag)
+    assert task_states(dr) == {"job": "success"}
+    assert svc.calls["submit"] == 1
+
+
+def test_prior_success_in_the_same_lineage_finishes_without_submitting(make_dag, fault) -> None:
+    # polls=0: the first status read says SUCCEEDED, and the attempt dies right there.
+    fault("while_polling")
+    dag, svc = make_dag(FakeJobService(polls=0))
+    dr = run_dag(dag)
+    assert task_states(dr) == {"job": "success"}
+    assert svc.calls["submit"] == 1
+    # The same result as the fresh path gives.
+    assert result_of(dr) == {"job_id": svc.created[0], "state": "SUCCEEDED"}
+
+
+def test_clear_of_a_succeeded_task_submits_a_new_job(make_dag) -> None:
+    dag, svc = make_dag()
+    first = run_dag(dag)
+    assert task_states(first) == {"job": "success"}
+    second = clear_and_rerun(dag, first)  # what a person's clear does
+    assert task_states(second) == {"job": "success"}
+    assert svc.total_submissions == 2
+    assert len(svc.submissions) == 2, "the rerun must use a new token"
+    assert result_of(second) == {"job_id": svc.created[1], "state": "SUCCEEDED"}
+
+
+def test_prior_failure_resubmit_submits_a_new_job(make_dag) -> None:
+    dag, svc = make_dag(FakeJobService(outcomes=[JobState.FAILED]), on_prior_failure="resubmit")
+    dr = run_dag(dag)
+    assert task_states(dr) == {"job": "success"}
+    assert svc.total_submissions == 2 and len(svc.submissions) == 2
+
+
+def test_prior_failure_fail_does_not_submit_again(make_dag) -> None:
+    dag, svc = make_dag(FakeJobService(outcomes=[JobState.FAILED]), on_prior_failure="fail")
+    dr = run_dag(dag)
+    assert task_states(dr) == {"job": "failed"}
+    assert svc.total_submissions == 1 and svc.calls["submit"] == 1
+
+
+def test_prior_failure_repair_repairs_the_same_job(make_dag) -> None:
+    dag, svc = make_dag(FakeJobService(outcomes=[JobState.FAILED]), on_prior_failure="repair")
+    dr = run_dag(dag)
+    assert task_states(dr) == {"job": "success"}
+    assert svc.total_submissions == 1 and svc.repaired == [svc.created[0]]
+    assert result_of(dr) == {"job_id": svc.created[0], "state": "SUCCEEDED"}
+
+
+def test_transient_status_errors_during_reattach_are_retried(make_dag, fault) -> None:
+    fault("while_polling")
+    dag, svc = make_dag(FakeJobService(polls=3))
+    svc.when_status_called(1, lambda: svc.fail_next_calls(3))
+    dr = run_dag(dag)
+    assert task_states(dr) == {"job": "success"}
+    assert svc.total_submissions == 1
+
+
+def test_corrupt_record_fails_the_task_without_submitting(
+    make_dag, logical_date, monkeypatch, tmp_path, capsys
+) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    monkeypatch.setenv("AIRFLOW__RESUMABLE__STATE_BACKEND", "sql")
+    monkeypatch.setenv("AIRFLOW__RESUMABLE__SQL_ALCHEMY_CONN", url)
+    dag, svc = make_dag(retries=1)
+    run_id = f"manual__{logical_date.isoformat()}"
+    scope = TaskScope(dag.dag_id, run_id, "job", -1)
+    SqlBackend(url).put(scope, "resumable.job", {"v": 1, "phase": "submitted", "garbage": True}, None)
+
+    dr = run_dag(dag, logical_date=logical_date)
+    assert dr.run_id == run_id
+    assert task_states(dr) == {"job": "failed"}
+    assert svc.calls["submit"] == 0
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert "python -m resumable state clear" in text and dag.dag_id in text
+    # The record is kept as it was, for a person to look at.
+    assert SqlBackend(url).get(scope, "resumable.job").value["garbage"] is True  # type: ignore[union-attr]
+
+
+def test_record_of_another_operator_class_is_refused(make_dag, logical_date, monkeypatch, tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    monkeypatch.setenv("AIRFLOW__RESUMABLE__STATE_BACKEND", "sql")
+    monkeypatch.setenv("AIRFLOW__RESUMABLE__SQL_ALCHEMY_CONN", url)
+    dag, svc = make_dag(retries=0)
+    scope = TaskScope(dag.dag_id, f"manual__{logical_date.isoformat()}", "job", -1)
+    other = {
+        "v": 1,
+        "lineage": 0,
+        "owner": 1,
+        "seq": 1,
+        "phase": "submitted",
+        "token": "rsm-x",
+        "operator": "somewhere.OtherOperator",
+        "handle": {"system": "emr", "job_id": "s-1"},
+    }
+    SqlBackend(url).put(scope, "resumable.job", other, None)
+    dr = run_dag(dag, logical_date=logical_date)
+    assert task_states(dr) == {"job": "failed"}
+    assert svc.calls["submit"] == 0 and svc.calls["status"] == 0
+
+
+def test_sql_backend_resumes_like_the_airflow_one(make_dag, fault, monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("AIRFLOW__RESUMABLE__STATE_BACKEND", "sql")
+    monkeypatch.setenv("AIRFLOW__RESUMABLE__SQL_ALCHEMY_CONN", f"sqlite:///{tmp_path / 'state.db'}")
+    fault("after_submit")
+    dag, svc = make_dag()
+    dr = run_dag(dag)
+    assert task_states(dr) == {"job": "success"}
+    assert svc.total_submissions == 1
+
+
+def test_deferrable_run_records_the_job_before_deferring(make_dag) -> None:
+    dag, svc = make_dag(deferrable=True)
+    dr = run_dag(dag)
+    assert task_states(dr) == {"job": "success"}
+    assert svc.total_submissions == 1
+    assert result_of(dr) == {"job_id": svc.created[0], "state": "SUCCEEDED"}
+
+
+def test_deferrable_worker_lost_between_submit_and_defer_reattaches(make_dag, fault) -> None:
+    fault("after_handle")
+    dag, svc = make_dag(deferrable=True)
+    dr = run_dag(dag)
+    assert task_states(dr) == {"job": "success"}
+    assert svc.calls["submit"] == 1
