@@ -208,6 +208,7 @@ class ResumableMixin:
         )
         self.log.info("resumable: resumable=False, submitting without keeping state")
         handle = self._handle = self.submit_job(context, token)
+        faults.fault_point(faults.AFTER_SUBMIT, context)
         status = self._poll(None, handle)
         if status.state is not JobState.SUCCEEDED:
             raise JobFailedError(f"job {handle.job_id} ended {status.describe()}")
