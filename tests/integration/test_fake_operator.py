@@ -203,3 +203,27 @@ def test_deferrable_worker_lost_between_submit_and_defer_reattaches(make_dag, fa
     dr = run_dag(dag)
     assert task_states(dr) == {"job": "success"}
     assert svc.calls["submit"] == 1
+
+
+def test_handle_of_another_system_is_refused(make_dag, logical_date, monkeypatch, tmp_path, capsys) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    monkeypatch.setenv("AIRFLOW__RESUMABLE__STATE_BACKEND", "sql")
+    monkeypatch.setenv("AIRFLOW__RESUMABLE__SQL_ALCHEMY_CONN", url)
+    dag, svc = make_dag(retries=0)
+    scope = TaskScope(dag.dag_id, f"manual__{logical_date.isoformat()}", "job", -1)
+    foreign = {
+        "v": 1,
+        "lineage": 0,
+        "owner": 1,
+        "seq": 1,
+        "phase": "submitted",
+        "token": "rsm-x",
+        "operator": "resumable.testing.fake.FakeJobOperator",
+        "handle": {"system": "emr-steps", "job_id": "s-1"},
+    }
+    SqlBackend(url).put(scope, "resumable.job", foreign, None)
+    dr = run_dag(dag, logical_date=logical_date)
+    assert task_states(dr) == {"job": "failed"}
+    assert svc.calls["submit"] == 0 and svc.calls["status"] == 0
+    out = capsys.readouterr()
+    assert "'emr-steps' job handle" in out.out + out.err
