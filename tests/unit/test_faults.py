@@ -53,7 +53,6 @@ def test_hard_modes_end_the_process(mode, returncode) -> None:
         "print('survived')\n"
     )
     env = {"RESUMABLE_FAULT_POINT": "while_polling", "RESUMABLE_FAULT_MODE": mode}
-    import os
 
     done = subprocess.run(
         [sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True
