@@ -368,6 +368,16 @@ class ResumableMixin:
         attempt.version = attempt.backend.put(attempt.scope, attempt.key, record.to_json(), attempt.version)
         attempt.record = record
 
+    def _write_as_owner(self, attempt: _Attempt, record: Record) -> None:
+        """Write once the job is ours: losing the race now means a newer try took the job over."""
+        try:
+            self._write(attempt, record)
+        except VersionConflict as conflict:
+            raise SupersededError(
+                f"the record of {attempt.where} was changed by another attempt ({conflict}); this attempt "
+                "stops and does not cancel the job"
+            ) from conflict
+
     def _poll(self, attempt: _Attempt | None, handle: JobHandle) -> JobStatus:
         interval = self.poll_interval
         last: JobStatus | None = None
@@ -386,7 +396,7 @@ class ResumableMixin:
                 if attempt is not None:
                     self._check_owner(attempt)
                     if last is None or status.state is not last.state:
-                        self._write(attempt, attempt.record.evolve(last_status=status))  # type: ignore[union-attr]
+                        self._write_as_owner(attempt, attempt.record.evolve(last_status=status))  # type: ignore[union-attr]
                 if last is None or status.raw != last.raw:
                     self.log.info("resumable: job %s is %s", handle.job_id, status.describe())
                 last = status
@@ -416,7 +426,9 @@ class ResumableMixin:
 
     def _finish(self, attempt: _Attempt, handle: JobHandle, status: JobStatus) -> Any:
         if attempt.record is not None:
-            self._write(attempt, attempt.record.evolve(phase=Phase.DONE, handle=handle, last_status=status))
+            self._write_as_owner(
+                attempt, attempt.record.evolve(phase=Phase.DONE, handle=handle, last_status=status)
+            )
         stats_incr(f"resumable.job.{status.state.value.lower()}", self._tags())
         if status.state is not JobState.SUCCEEDED:
             raise JobFailedError(
