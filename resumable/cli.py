@@ -52,7 +52,7 @@ def _demo(keep: bool) -> int:
         "AIRFLOW_HOME": home,
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_FOLDER": os.path.join(home, "dags"),
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "CRITICAL",
     }
     os.makedirs(env["AIRFLOW__CORE__DAGS_FOLDER"], exist_ok=True)
     code = subprocess.call([sys.executable, "-m", "resumable.demo"], env=env)
