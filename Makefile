@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
 
-.PHONY: demo test lint typecheck unit integration clean
+.PHONY: demo test lint typecheck docs clean
 
 $(VENV): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,11 @@ lint: $(VENV)
 typecheck: $(VENV)
 	$(BIN)/mypy
 
-test: lint typecheck
+docs: $(VENV)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
+
+test: lint typecheck docs
 	$(BIN)/pytest -q
 
 clean:
-	rm -rf $(VENV) .airflow .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .airflow .pytest_cache .mypy_cache .ruff_cache site
