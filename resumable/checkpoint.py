@@ -37,7 +37,10 @@ class Checkpoint:
                 return
             except VersionConflict:
                 continue
-        raise VersionConflict(f"checkpoint {self.key!r} of {self.scope.describe()} kept changing under us")
+        raise VersionConflict(
+            f"checkpoint {self.key!r} of {self.scope.describe()} was changed by another writer five "
+            "times in a row; give each writer (each mapped task, each thread) its own checkpoint key"
+        )
 
     def clear(self) -> None:
         self.backend.delete(self.scope, self.key)
