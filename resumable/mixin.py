@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -78,6 +79,8 @@ class ResumableMixin:
 
     #: The external system's name, written into every handle; a handle of another system is refused.
     job_system: str = "job"
+    #: Whether reaching :meth:`wait_limit` cancels the job (it always fails the attempt).
+    cancel_at_wait_limit: bool = True
 
     if TYPE_CHECKING:  # provided by BaseOperator, which every user of the mixin also inherits
         log: Any
@@ -121,6 +124,9 @@ class ResumableMixin:
         self._stop = threading.Event()
         self._timed_out = False
         self._stop_cancelled = False
+        #: True while :meth:`submit_job` repeats a token whose job may already exist (after a crash
+        #: between intent and handle); an operator skips side effects such as cancelling other runs.
+        self.resubmitting_token = False
 
     # ---- the contract a subclass implements -------------------------------------------------
 
@@ -151,6 +157,24 @@ class ResumableMixin:
     def job_trigger(self, context: Mapping[str, Any], handle: JobHandle) -> Any:
         """The trigger that waits for the job in deferrable mode; it fires when the job is terminal."""
         raise NotImplementedError(f"{type(self).__name__} does not support deferrable mode")
+
+    def announce_job(self, context: Mapping[str, Any], handle: JobHandle) -> None:
+        """Called whenever this attempt knows its job (submitted, reattached, repaired or found done).
+
+        The place for XComs that operator extra links read while the task runs, such as a run's URL.
+        """
+
+    def waits_for_job(self) -> bool:
+        """Whether the task waits for the job to end; ``False`` finishes right after submit or reattach."""
+        return True
+
+    def wait_limit(self) -> float | None:
+        """Seconds one attempt waits for its job before it gives up, cancels it and fails; None waits on."""
+        return None
+
+    def repair_in_attempt(self, context: Mapping[str, Any], handle: JobHandle, status: JobStatus) -> bool:
+        """Whether to repair a job that just failed inside this attempt and keep waiting for it."""
+        return False
 
     def is_transient_error(self, error: BaseException) -> bool:
         """Whether a failed status, discovery or cancel call is worth trying again."""
@@ -192,6 +216,10 @@ class ResumableMixin:
         if status.state.is_active:
             self.log.info("resumable: trigger fired but job is %s; deferring again", status.describe())
             self._defer(attempt, record.handle)
+        if status.state is JobState.FAILED and self.repair_in_attempt(context, record.handle, status):
+            handle = self._repair(attempt, record.handle, f"it ended {status.describe()} while deferred")
+            self.announce_job(context, handle)
+            self._defer(attempt, handle)
         return self._finish(attempt, record.handle, status)
 
     def _execute_plain(self, context: Any) -> Any:
@@ -299,23 +327,14 @@ class ResumableMixin:
         if decision.action is Action.FINISH:
             assert handle is not None and status is not None
             self._handle = handle
+            self.announce_job(attempt.context, handle)
             return self.job_result(attempt.context, handle, status)
         if decision.action is Action.SUBMIT:
             prior = record if isinstance(record, Record) else None
             handle = self._submit(attempt, prior, decision.reuse_token)
         elif decision.action is Action.REPAIR:
             assert isinstance(record, Record) and handle is not None
-            handle = self.repair_job(attempt.context, handle)
-            self._write(
-                attempt,
-                record.evolve(
-                    phase=Phase.SUBMITTED,
-                    handle=handle,
-                    owner=attempt.facts.try_number,
-                    last_status=None,
-                    stop_reason=None,
-                ),
-            )
+            handle = self._repair(attempt, handle, decision.reason)
         else:
             assert isinstance(record, Record) and handle is not None
             self._write(
@@ -329,9 +348,38 @@ class ResumableMixin:
             )
             stats_incr("resumable.reattach", self._tags())
         self._handle = handle
+        self.announce_job(attempt.context, handle)
+        if not self.waits_for_job():
+            self.log.info(
+                "resumable: job %s recorded; not waiting for it to end (as configured)", handle.job_id
+            )
+            return self.job_result(attempt.context, handle, status or JobStatus(JobState.PENDING))
         if self._deferrable():
             self._defer(attempt, handle)
-        return self._finish(attempt, handle, self._poll(attempt, handle))
+        status = self._poll(attempt, handle)
+        if status.state is JobState.FAILED and self.repair_in_attempt(attempt.context, handle, status):
+            handle = self._repair(attempt, handle, f"it ended {status.describe()} during this attempt")
+            self.announce_job(attempt.context, handle)
+            status = self._poll(attempt, handle)
+        return self._finish(attempt, handle, status)
+
+    def _repair(self, attempt: _Attempt, handle: JobHandle, why: str) -> JobHandle:
+        self.log.warning("resumable: repairing job %s because %s", handle.job_id, why)
+        handle = self.repair_job(attempt.context, handle)
+        stats_incr("resumable.repair", self._tags())
+        assert attempt.record is not None
+        self._write_as_owner(
+            attempt,
+            attempt.record.evolve(
+                phase=Phase.SUBMITTED,
+                handle=handle,
+                owner=attempt.facts.try_number,
+                last_status=None,
+                stop_reason=None,
+            ),
+        )
+        self._handle = handle
+        return handle
 
     def _submit(self, attempt: _Attempt, prior: Record | None, reuse_token: bool) -> JobHandle:
         facts, scope, ctx = attempt.facts, attempt.scope, attempt.context
@@ -354,7 +402,11 @@ class ResumableMixin:
         faults.fault_point(faults.BEFORE_INTENT, ctx)
         self._write(attempt, intent)
         faults.fault_point(faults.AFTER_INTENT, ctx)
-        handle = self.submit_job(ctx, token)
+        self.resubmitting_token = prior is not None and reuse_token
+        try:
+            handle = self.submit_job(ctx, token)
+        finally:
+            self.resubmitting_token = False
         stats_incr("resumable.submit", self._tags())
         faults.fault_point(faults.AFTER_SUBMIT, ctx)
         self._write(attempt, intent.evolve(phase=Phase.SUBMITTED, handle=handle))
@@ -381,8 +433,11 @@ class ResumableMixin:
     def _poll(self, attempt: _Attempt | None, handle: JobHandle) -> JobStatus:
         interval = self.poll_interval
         last: JobStatus | None = None
+        limit, started = self.wait_limit(), time.monotonic()
         try:
             while True:
+                if limit is not None and time.monotonic() - started > limit:
+                    self._give_up_waiting(attempt, handle, limit)
                 if self._stop.is_set():
                     raise AttemptInterrupted(
                         f"the task was told to stop; job {handle.job_id} was "
@@ -405,6 +460,27 @@ class ResumableMixin:
         except AirflowTaskTimeout:
             self._timed_out = True
             raise
+
+    def _give_up_waiting(self, attempt: _Attempt | None, handle: JobHandle, limit: float) -> None:
+        reason = f"the job was still running after this attempt's wait limit of {limit:.0f} s"
+        if not self.cancel_at_wait_limit:
+            raise JobFailedError(
+                f"{reason}; job {handle.job_id} was left running (the operator does not cancel at its wait "
+                "limit). A retry reattaches to it; raise the wait limit to wait longer in one attempt."
+            )
+        self.log.warning("resumable: %s; cancelling job %s", reason, handle.job_id)
+        self._call(lambda: self.cancel_job(handle), "cancel the job")
+        if attempt is not None and attempt.record is not None:
+            self._write_as_owner(
+                attempt,
+                attempt.record.evolve(
+                    phase=Phase.DONE, last_status=JobStatus(JobState.CANCELLED, "", reason)
+                ),
+            )
+        raise JobFailedError(
+            f"job {handle.job_id} was cancelled: {reason}. Raise the operator's wait limit (or leave it "
+            "unset) to wait longer; a retry applies on_prior_failure to the cancelled job."
+        )
 
     def _check_owner(self, attempt: _Attempt) -> None:
         """Stop (without cancelling) if a newer try or a new lineage owns the record now."""

@@ -35,3 +35,20 @@ def make_dag(airflow_db: str) -> Iterator[Callable[..., tuple[DAG, FakeJobServic
 @pytest.fixture
 def logical_date() -> datetime:
     return datetime(2025, 6, 1, tzinfo=timezone.utc) + timedelta(seconds=uuid.uuid4().int % 10**6)
+
+
+@pytest.fixture
+def fault(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """Arm a fault point (see resumable.faults) for the first try of every resumable task."""
+
+    def arm(point: str, mode: str = "raise") -> None:
+        monkeypatch.setenv("RESUMABLE_FAULT_POINT", point)
+        monkeypatch.setenv("RESUMABLE_FAULT_MODE", mode)
+
+    return arm
+
+
+def new_dag(prefix: str) -> DAG:
+    """An empty DAG with a unique id, for tests that add their own operators."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    return DAG(name, schedule=None, start_date=datetime(2025, 1, 1), catchup=False)

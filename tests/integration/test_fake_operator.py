@@ -11,21 +11,12 @@ import pytest
 from resumable.job import JobState
 from resumable.state import SqlBackend, TaskScope
 from resumable.testing.airflow import clear_and_rerun, run_dag, task_states
-from resumable.testing.fake import FakeJobService
+from resumable.testing.fake import FakeJobOperator, FakeJobService
 
 
 def result_of(dag_run) -> object:
     (ti,) = dag_run.get_task_instances()
     return ti.xcom_pull(task_ids="job")
-
-
-@pytest.fixture
-def fault(monkeypatch):
-    def arm(point: str, mode: str = "raise") -> None:
-        monkeypatch.setenv("RESUMABLE_FAULT_POINT", point)
-        monkeypatch.setenv("RESUMABLE_FAULT_MODE", mode)
-
-    return arm
 
 
 def test_fresh_run_submits_once_and_returns_the_job(make_dag) -> None:
@@ -206,3 +197,32 @@ def test_deferrable_worker_lost_between_submit_and_defer_reattaches(make_dag, fa
     dr = run_dag(dag)
     assert task_states(dr) == {"job": "success"}
     assert svc.calls["submit"] == 1
+
+
+def test_wait_limit_cancels_the_job_and_fails_the_attempt(make_dag, monkeypatch) -> None:
+    monkeypatch.setattr(FakeJobOperator, "wait_limit", lambda self: 0.05)
+    dag, svc = make_dag(FakeJobService(polls=10_000), retries=0)
+    dr = run_dag(dag)
+    assert task_states(dr) == {"job": "failed"}
+    assert svc.cancelled == svc.created and len(svc.created) == 1
+
+
+def test_not_waiting_returns_right_after_submit_and_announces_the_job(make_dag, monkeypatch) -> None:
+    announced: list[str] = []
+    monkeypatch.setattr(FakeJobOperator, "waits_for_job", lambda self: False)
+    monkeypatch.setattr(
+        FakeJobOperator, "announce_job", lambda self, ctx, handle: announced.append(handle.job_id)
+    )
+    dag, svc = make_dag(FakeJobService(polls=10_000))
+    dr = run_dag(dag)
+    assert task_states(dr) == {"job": "success"}
+    assert svc.total_submissions == 1 and announced == svc.created
+    assert svc.jobs[svc.created[0]].state.is_active, "the job was left running, as asked"
+
+
+def test_repair_in_attempt_repairs_once_and_waits_for_the_repair(make_dag, monkeypatch) -> None:
+    monkeypatch.setattr(FakeJobOperator, "repair_in_attempt", lambda self, ctx, handle, status: True)
+    dag, svc = make_dag(FakeJobService(outcomes=[JobState.FAILED]), retries=0)
+    dr = run_dag(dag)
+    assert task_states(dr) == {"job": "success"}
+    assert svc.total_submissions == 1 and svc.repaired == svc.created
