@@ -46,9 +46,3 @@ def fault(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
         monkeypatch.setenv("RESUMABLE_FAULT_MODE", mode)
 
     return arm
-
-
-def new_dag(prefix: str) -> DAG:
-    """An empty DAG with a unique id, for tests that add their own operators."""
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    return DAG(name, schedule=None, start_date=datetime(2025, 1, 1), catchup=False)

@@ -1,0 +1,274 @@
+"""Resumable Databricks operators: the provider's SubmitRun and RunNow operators, reattaching after a crash.
+
+Each class is the provider operator with the same parameters, plus the mixin's; the run id is kept
+in our record (the provider's own ``durable`` persistence is switched off), our deterministic token
+goes out as ``idempotency_token``, and a retry reattaches to the run instead of starting another.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.databricks.exceptions import DatabricksApiError
+from airflow.providers.databricks.hooks.databricks import DatabricksHook, RunState
+from airflow.providers.databricks.operators.databricks import (
+    XCOM_RUN_ID_KEY,
+    XCOM_RUN_PAGE_URL_KEY,
+    DatabricksRunNowOperator,
+    DatabricksSubmitRunOperator,
+    update_job_for_repair,
+)
+from airflow.providers.databricks.triggers.databricks import DatabricksExecutionTrigger
+from airflow.providers.databricks.utils.databricks import extract_failed_task_errors
+from tenacity import RetryError
+
+from resumable.job import JobHandle, JobState, JobStatus
+from resumable.mixin import ResumableMixin
+
+#: Life-cycle states in which a run has not started its work yet.
+WAITING_STATES = frozenset({"PENDING", "QUEUED", "BLOCKED", "WAITING_FOR_RETRY"})
+#: Life-cycle states in which a run is working or winding down (TERMINATING is still active).
+WORKING_STATES = frozenset({"RUNNING", "TERMINATING"})
+#: Result states that mean the run failed (its outcome, not an error of ours).
+FAILED_RESULTS = frozenset(
+    {
+        "FAILED",
+        "TIMEDOUT",
+        "MAXIMUM_CONCURRENT_RUNS_REACHED",
+        "UPSTREAM_FAILED",
+        "UPSTREAM_CANCELED",
+        "EXCLUDED",
+        "DISABLED",
+    }
+)
+SUCCESS_WITH_FAILURES = "SUCCESS_WITH_FAILURES"
+
+
+def run_status(run: Mapping[str, Any], success_with_failures: str = "fail") -> JobStatus:
+    """Map a ``runs/get`` answer onto the protocol's states, keeping Databricks' words for logs.
+
+    A run with a ``result_state`` is terminal whatever its life-cycle state says; one without is
+    active, so a life-cycle state Databricks adds later is waited on, never mistaken for an end.
+    """
+    state = run.get("state") or {}
+    life, result = str(state.get("life_cycle_state", "")), str(state.get("result_state") or "")
+    raw, message = (f"{life}/{result}" if result else life), str(state.get("state_message") or "")
+    if not result:
+        if life in ("SKIPPED", "INTERNAL_ERROR"):
+            return JobStatus(JobState.FAILED, raw, message)
+        return JobStatus(JobState.PENDING if life in WAITING_STATES else JobState.RUNNING, raw, message)
+    if result == "SUCCESS" or (result == SUCCESS_WITH_FAILURES and success_with_failures == "succeed"):
+        return JobStatus(JobState.SUCCEEDED, raw, message)
+    if result == "CANCELED":
+        return JobStatus(JobState.CANCELLED, raw, message)
+    if result == SUCCESS_WITH_FAILURES:
+        message = message or "some tasks failed (success_with_failures='fail')"
+    return JobStatus(JobState.FAILED, raw, message)
+
+
+def is_not_found(error: BaseException) -> bool:
+    """Databricks says "no such run" as HTTP 400 INVALID_PARAMETER_VALUE "... does not exist", or 404."""
+    if not isinstance(error, DatabricksApiError):
+        return False
+    code, text = error.http_status_code, str(error)
+    return code == 404 or (
+        code == 400 and ("does not exist" in text.lower() or "RESOURCE_DOES_NOT_EXIST" in text)
+    )
+
+
+def is_transient(error: BaseException) -> bool:
+    """429s, 5xx and connection failures, including the hook's own "failed N times, giving up"."""
+    if isinstance(error, DatabricksApiError):
+        return error.http_status_code is not None and (
+            error.http_status_code == 429 or error.http_status_code >= 500
+        )
+    if isinstance(error.__cause__, RetryError):  # the hook retried transient errors only, then gave up
+        return True
+    return isinstance(error, (ConnectionError, TimeoutError)) or type(error).__module__.startswith(
+        ("requests.", "aiohttp.", "urllib3.")
+    )
+
+
+def _provider_kwargs(cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Turn the provider's own persistence off where it has one (provider >= 7.23 on Airflow >= 3.3)."""
+    if "durable" in inspect.signature(cls).parameters:
+        kwargs["durable"] = False
+    return kwargs
+
+
+class _ResumableDatabricksRun(ResumableMixin):
+    """What both operators share: status mapping, cancel, XComs, trigger, error classification."""
+
+    job_system = "databricks"
+
+    if TYPE_CHECKING:  # attributes the provider operators define
+        databricks_conn_id: str
+        polling_period_seconds: int
+        databricks_retry_limit: int
+        databricks_retry_delay: int
+        databricks_retry_args: dict[Any, Any] | None
+        do_xcom_push: bool
+        wait_for_termination: bool
+        idempotency_token: str | None
+        run_id: int | None
+        _hook: DatabricksHook
+
+    success_with_failures: str
+
+    def _init_run(self, success_with_failures: str) -> None:
+        if success_with_failures not in ("fail", "succeed"):
+            raise ValueError(
+                f"success_with_failures={success_with_failures!r} is not one of 'fail', 'succeed'"
+            )
+        self.success_with_failures = success_with_failures
+
+    def _with_token(self, payload: dict[str, Any], token: str) -> dict[str, Any]:
+        given = payload.get("idempotency_token")
+        if given:
+            self.log.warning(
+                "resumable: sending the idempotency_token given to the operator (%r) instead of resumable's "
+                "%s: Databricks returns the same run for every submission with it, so a clear or a "
+                "resubmission after a failure gets the old run back",
+                given,
+                token,
+            )
+        else:
+            payload["idempotency_token"] = token
+        return payload
+
+    def _run_handle(self, run_id: int) -> JobHandle:
+        url = self._hook.get_run_page_url(run_id)
+        return JobHandle(self.job_system, str(run_id), url=url)
+
+    def get_job_status(self, handle: JobHandle) -> JobStatus:  # type: ignore[override]
+        try:
+            run = self._hook.get_run(int(handle.job_id))
+        except DatabricksApiError as error:
+            if is_not_found(error):
+                return JobStatus(JobState.NOT_FOUND, "does not exist", str(error))
+            raise
+        status = run_status(run, self.success_with_failures)
+        if status.state is JobState.FAILED and run.get("tasks"):
+            state = run["state"]
+            errors = extract_failed_task_errors(self._hook, run, RunState(**state))
+            if errors:
+                details = "; ".join(f"{e['task_key']}: {e['error']}" for e in errors)
+                status = JobStatus(status.state, status.raw, f"{status.message} [{details}]".strip())
+        return status
+
+    def cancel_job(self, handle: JobHandle) -> None:
+        self._hook.cancel_run(int(handle.job_id))
+
+    def is_transient_error(self, error: BaseException) -> bool:
+        return is_transient(error) or super().is_transient_error(error)
+
+    def announce_job(self, context: Mapping[str, Any], handle: JobHandle) -> None:
+        self.run_id = int(handle.job_id)
+        if self.do_xcom_push:
+            context["ti"].xcom_push(key=XCOM_RUN_ID_KEY, value=int(handle.job_id))
+            context["ti"].xcom_push(key=XCOM_RUN_PAGE_URL_KEY, value=handle.url)
+
+    def job_result(self, context: Mapping[str, Any], handle: JobHandle, status: JobStatus) -> Any:
+        self.log.info("View run status, Spark UI, and logs at %s", handle.url)
+        return None
+
+    def waits_for_job(self) -> bool:
+        return bool(self.wait_for_termination)
+
+    def job_trigger(self, context: Mapping[str, Any], handle: JobHandle) -> DatabricksExecutionTrigger:
+        return DatabricksExecutionTrigger(
+            run_id=int(handle.job_id),
+            databricks_conn_id=self.databricks_conn_id,
+            polling_period_seconds=self.polling_period_seconds,
+            retry_limit=self.databricks_retry_limit,
+            retry_delay=self.databricks_retry_delay,
+            retry_args=self.databricks_retry_args,
+            run_page_url=handle.url,
+        )
+
+
+class ResumableDatabricksSubmitRunOperator(_ResumableDatabricksRun, DatabricksSubmitRunOperator):  # type: ignore[misc]
+    """``DatabricksSubmitRunOperator`` that reattaches to its run after a crash instead of submitting again.
+
+    Takes every parameter of the provider's operator with the same meaning, plus ResumableMixin's
+    (``resumable``, ``on_prior_failure`` "resubmit" or "fail", ``cancel_on_kill``, ``state_key``) and
+    ``success_with_failures`` ("fail", the default, or "succeed") for runs whose result is
+    SUCCESS_WITH_FAILURES. ``polling_period_seconds`` is the first poll interval (it backs off
+    to twice that unless ``max_poll_interval`` says otherwise).
+    """
+
+    def __init__(self, *, success_with_failures: str = "fail", **kwargs: Any) -> None:
+        kwargs.setdefault("poll_interval", kwargs.get("polling_period_seconds", 30))
+        super().__init__(**_provider_kwargs(DatabricksSubmitRunOperator, kwargs))
+        self._init_run(success_with_failures)
+
+    def submit_job(self, context: Any, token: str) -> JobHandle:  # type: ignore[override]
+        payload = self._with_token(self._prepare_submit_json(context), token)
+        run_id = self.run_id = self._hook.submit_run(payload)
+        return self._run_handle(run_id)
+
+
+class ResumableDatabricksRunNowOperator(_ResumableDatabricksRun, DatabricksRunNowOperator):  # type: ignore[misc]
+    """``DatabricksRunNowOperator`` that reattaches to its run after a crash, and can repair it in place.
+
+    Takes every parameter of the provider's operator with the same meaning, plus ResumableMixin's and
+    ``success_with_failures``. ``on_prior_failure="repair"`` makes a retry that finds the run failed
+    repair only its failed tasks, inside the same run id, and wait for that repair. The provider's
+    ``repair_run=True`` repairs a run that fails while this attempt waits, once per run.
+    ``cancel_previous_runs`` cancels the job's other runs before a new submission, never when a
+    retry repeats the token of a run that may already exist.
+    """
+
+    def __init__(self, *, success_with_failures: str = "fail", **kwargs: Any) -> None:
+        kwargs.setdefault("poll_interval", kwargs.get("polling_period_seconds", 30))
+        super().__init__(**_provider_kwargs(DatabricksRunNowOperator, kwargs))
+        self._init_run(success_with_failures)
+
+    def submit_job(self, context: Any, token: str) -> JobHandle:  # type: ignore[override]
+        if self.resubmitting_token:
+            payload = self._build_run_now_payload(context)
+            if self.cancel_previous_runs:
+                self.log.info(
+                    "resumable: not cancelling previous runs: this submission repeats token %s, whose run "
+                    "may be one of them",
+                    token,
+                )
+        else:
+            payload = self._prepare_run_now_json(context)
+        self._merged_json = payload
+        run_id = self.run_id = self._hook.run_now(self._with_token(payload, token))
+        return self._run_handle(run_id)
+
+    def repair_job(self, context: Any, handle: JobHandle) -> JobHandle:
+        run_id = int(handle.job_id)
+        run = self._hook.get_run(run_id)
+        payload = getattr(self, "_merged_json", None) or self._build_run_now_payload(context)
+        if self.databricks_repair_reason_new_settings and run.get("job_id") is not None:
+            update_job_for_repair(self, self._hook, run["job_id"], RunState(**run["state"]))
+        repair: dict[str, Any] = {"run_id": run_id, "rerun_all_failed_tasks": True}
+        latest = self._hook.get_latest_repair_id(run_id)
+        if latest is not None:
+            repair["latest_repair_id"] = latest
+        if "job_parameters" in payload:
+            repair["job_parameters"] = payload["job_parameters"]
+        repair_id = self._hook.repair_run(repair)
+        repairs = int(handle.extras.get("repairs", 0)) + 1
+        self.log.info("resumable: repair %s of run %s started (repair id %s)", repairs, run_id, repair_id)
+        extras = {**handle.extras, "repairs": repairs, "repair_id": repair_id}
+        return JobHandle(handle.system, handle.job_id, handle.url, extras)
+
+    def repair_in_attempt(self, context: Mapping[str, Any], handle: JobHandle, status: JobStatus) -> bool:
+        if not self.repair_run or int(handle.extras.get("repairs", 0)) > 0:
+            return False
+        reasons = self.databricks_repair_reason_new_settings
+        return not reasons or any(reason in status.message for reason in reasons)
+
+
+__all__ = [
+    "ResumableDatabricksRunNowOperator",
+    "ResumableDatabricksSubmitRunOperator",
+    "is_not_found",
+    "run_status",
+]

@@ -1,0 +1,242 @@
+"""The resumable Databricks operators on a real Airflow (``dag.test()``), through the provider's real
+``DatabricksHook``, against the loopback Jobs API emulator.
+
+Each test asserts what a user checks: how many runs Databricks saw, which run the retry polled,
+what was cancelled or repaired, and how the task ended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from tenacity import stop_after_attempt, wait_fixed
+
+from resumable.job import JobHandle, JobState
+from resumable.operators.databricks import (
+    ResumableDatabricksRunNowOperator,
+    ResumableDatabricksSubmitRunOperator,
+)
+from resumable.testing.airflow import clear_and_rerun, run_dag, task_states
+from resumable.testing.databricks import DatabricksEmulator, RunScript, TaskScript
+from tests.helpers import new_dag
+
+NOTEBOOK = {"notebook_path": "/Shared/etl"}
+CLUSTER = {"spark_version": "15.4.x-scala2.12", "node_type_id": "i3.xlarge", "num_workers": 2}
+FAST_HOOK = {"stop": stop_after_attempt(4), "wait": wait_fixed(0)}
+
+
+@pytest.fixture
+def dbx(airflow_db: str) -> Iterator[DatabricksEmulator]:
+    emulator = DatabricksEmulator(speed=40.0, default_script=RunScript(duration=4.0, pending=1.0))
+    with emulator as emu, emu.use_as("databricks_default"):
+        yield emu
+
+
+def common(**kwargs: Any) -> dict[str, Any]:
+    kwargs.setdefault("retries", 2)
+    kwargs.setdefault("retry_delay", timedelta(0))
+    kwargs.setdefault("poll_interval", 0.02)
+    kwargs.setdefault("databricks_retry_args", FAST_HOOK)
+    return kwargs
+
+
+def submit_dag(**kwargs: Any):
+    with new_dag("dbx_submit") as dag:
+        ResumableDatabricksSubmitRunOperator(
+            task_id="run", notebook_task=NOTEBOOK, new_cluster=CLUSTER, **common(**kwargs)
+        )
+    return dag
+
+
+def run_now_dag(job_id: int, **kwargs: Any):
+    with new_dag("dbx_run_now") as dag:
+        ResumableDatabricksRunNowOperator(
+            task_id="run", job_id=job_id, job_parameters={"day": "2025-06-01"}, **common(**kwargs)
+        )
+    return dag
+
+
+def xcom(dag_run, key: str) -> Any:
+    (ti,) = dag_run.get_task_instances()
+    return ti.xcom_pull(task_ids="run", key=key)
+
+
+def test_fresh_submit_creates_one_run_with_our_token_and_pushes_its_xcoms(dbx) -> None:
+    dr = run_dag(submit_dag())
+    assert task_states(dr) == {"run": "success"}
+    assert dbx.runs_created == 1
+    (token,) = [t for t in dbx.submissions if t]
+    assert token.startswith("rsm-") and len(token) <= 64
+    run_id = dbx.runs[0]
+    assert xcom(dr, "run_id") == run_id
+    assert xcom(dr, "run_page_url") == dbx.run(run_id)["run_page_url"]
+
+
+def test_crash_between_submit_and_persist_gets_the_same_run_back(dbx, fault) -> None:
+    fault("after_submit")
+    dr = run_dag(submit_dag())
+    assert task_states(dr) == {"run": "success"}
+    assert dbx.runs_created == 1, "Databricks must see exactly one run"
+    (token,) = [t for t in dbx.submissions if t]
+    assert dbx.submissions[token] == 2  # the retry repeated the token and got the same run back
+
+
+def test_crash_while_polling_reattaches_to_the_same_run(dbx, fault) -> None:
+    fault("while_polling")
+    dr = run_dag(submit_dag())
+    assert task_states(dr) == {"run": "success"}
+    assert dbx.runs_created == 1
+    assert dbx.calls["POST runs/submit"] == 1, "the retry must not submit at all"
+    assert xcom(dr, "run_id") == dbx.runs[0]
+
+
+def test_crash_after_the_run_succeeded_finishes_without_submitting(dbx, fault) -> None:
+    dbx.script_next(RunScript(duration=0.0, pending=0.0))
+    fault("while_polling")  # the first poll already sees TERMINATED/SUCCESS, then the worker dies
+    dr = run_dag(submit_dag())
+    assert task_states(dr) == {"run": "success"}
+    assert dbx.runs_created == 1 and dbx.calls["POST runs/submit"] == 1
+    assert xcom(dr, "run_page_url") == dbx.run(dbx.runs[0])["run_page_url"]
+
+
+def test_clear_after_success_runs_the_job_again(dbx) -> None:
+    dag = submit_dag()
+    dr = run_dag(dag)
+    assert task_states(dr) == {"run": "success"} and dbx.runs_created == 1
+    dr = clear_and_rerun(dag, dr)
+    assert task_states(dr) == {"run": "success"}
+    assert dbx.runs_created == 2, "a clear means: run it again"
+    assert len([t for t in dbx.submissions if t]) == 2, "the rerun needs a new token"
+
+
+def test_failed_run_is_resubmitted_by_the_retry_with_a_new_token(dbx) -> None:
+    dbx.script_next(RunScript(result="FAILED", duration=1.0))
+    dr = run_dag(submit_dag(on_prior_failure="resubmit"))
+    assert task_states(dr) == {"run": "success"}
+    assert dbx.runs_created == 2 and len([t for t in dbx.submissions if t]) == 2
+
+
+def test_failed_run_with_on_prior_failure_fail_is_not_resubmitted(dbx) -> None:
+    dbx.script_next(RunScript(result="FAILED", duration=1.0))
+    dr = run_dag(submit_dag(on_prior_failure="fail"))
+    assert task_states(dr) == {"run": "failed"}
+    assert dbx.runs_created == 1
+
+
+def test_success_with_failures_is_a_failure_unless_the_option_says_otherwise(dbx) -> None:
+    tasks = {"a": TaskScript(duration=1.0), "b": TaskScript(result="FAILED", duration=1.0)}
+    dbx.script_next(RunScript(result="SUCCESS_WITH_FAILURES", tasks=tasks))
+    dr = run_dag(submit_dag(retries=0))
+    assert task_states(dr) == {"run": "failed"}
+    dbx.script_next(RunScript(result="SUCCESS_WITH_FAILURES", tasks=tasks))
+    dr = run_dag(submit_dag(retries=0, success_with_failures="succeed"))
+    assert task_states(dr) == {"run": "success"}
+
+
+def two_task_job(dbx: DatabricksEmulator, failing: str = "b") -> int:
+    tasks = {"a": TaskScript(duration=1.0), failing: TaskScript(result="FAILED", duration=1.0)}
+    return dbx.create_job(
+        "nightly",
+        tasks=[{"task_key": "a"}, {"task_key": failing, "depends_on": [{"task_key": "a"}]}],
+        script=RunScript(tasks=tasks),
+    )
+
+
+def test_run_now_failure_is_repaired_in_place_by_the_retry(dbx) -> None:
+    job_id = two_task_job(dbx)
+    dr = run_dag(run_now_dag(job_id, on_prior_failure="repair"))
+    assert task_states(dr) == {"run": "success"}
+    assert dbx.runs_created == 1, "a repair reruns inside the same run"
+    assert dbx.repairs == [dbx.runs[0]]
+    history = dbx.run(dbx.runs[0])["repair_history"]
+    assert [h["type"] for h in history] == ["ORIGINAL", "REPAIR"]
+
+
+def test_run_now_repair_run_repairs_within_the_attempt(dbx) -> None:
+    job_id = two_task_job(dbx)
+    dr = run_dag(run_now_dag(job_id, retries=0, repair_run=True))
+    assert task_states(dr) == {"run": "success"}
+    assert dbx.runs_created == 1 and dbx.repairs == [dbx.runs[0]]
+
+
+def test_run_now_by_job_name_crash_after_submit_gets_the_same_run(dbx, fault) -> None:
+    dbx.create_job("by-name")
+    fault("after_submit")
+    with new_dag("dbx_run_now_name") as dag:
+        ResumableDatabricksRunNowOperator(task_id="run", job_name="by-name", **common())
+    dr = run_dag(dag)
+    assert task_states(dr) == {"run": "success"}
+    assert dbx.runs_created == 1
+
+
+def test_a_given_idempotency_token_is_sent_as_given(dbx) -> None:
+    dr = run_dag(submit_dag(idempotency_token="team-token-1"))
+    assert task_states(dr) == {"run": "success"}
+    assert dbx.submissions["team-token-1"] == 1 and dbx.runs_created == 1
+
+
+def test_deferrable_run_survives_a_crash_after_submit(dbx, fault) -> None:
+    fault("after_submit")
+    with new_dag("dbx_deferred") as dag:
+        ResumableDatabricksSubmitRunOperator(
+            task_id="run",
+            notebook_task=NOTEBOOK,
+            new_cluster=CLUSTER,
+            deferrable=True,
+            polling_period_seconds=0,
+            retries=2,
+            retry_delay=timedelta(0),
+            poll_interval=0.02,
+        )
+    dr = run_dag(dag)
+    assert task_states(dr) == {"run": "success"}
+    assert dbx.runs_created == 1
+    assert xcom(dr, "run_id") == dbx.runs[0]
+
+
+def test_throttling_storm_during_reattach_is_retried(dbx, fault) -> None:
+    fault("while_polling")
+    with new_dag("dbx_storm") as dag:
+        op = ResumableDatabricksSubmitRunOperator(
+            task_id="run", notebook_task=NOTEBOOK, new_cluster=CLUSTER, **common(status_retry_attempts=6)
+        )
+    original = op.get_job_status
+    calls = {"n": 0}
+
+    def storm_on_the_retry(handle: JobHandle):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the retry's first look at the run: 429 after 429
+            dbx.fail_next(10, status=429, path="runs/get")
+        return original(handle)
+
+    op.get_job_status = storm_on_the_retry  # type: ignore[method-assign]
+    dr = run_dag(dag)
+    assert task_states(dr) == {"run": "success"}
+    assert dbx.runs_created == 1
+    assert dbx.calls["GET runs/get"] > 10
+
+
+@pytest.mark.parametrize("status", [400, 404])
+def test_a_run_that_does_not_exist_is_not_found(dbx, status) -> None:
+    dbx.not_found_status = status
+    op = ResumableDatabricksSubmitRunOperator(
+        task_id="probe", notebook_task=NOTEBOOK, databricks_retry_args=FAST_HOOK
+    )
+    assert op.get_job_status(JobHandle("databricks", "987654321")).state is JobState.NOT_FOUND
+
+
+def test_server_errors_are_transient_and_bad_requests_are_not(dbx) -> None:
+    op = ResumableDatabricksSubmitRunOperator(
+        task_id="probe", notebook_task=NOTEBOOK, databricks_retry_args=FAST_HOOK
+    )
+    dbx.fail_next(10, status=503, path="runs/get")
+    with pytest.raises(Exception) as server_error:
+        op.get_job_status(JobHandle("databricks", "1"))
+    assert op.is_transient_error(server_error.value)
+    dbx.fail_next(0)
+    with pytest.raises(Exception) as bad_request:
+        op._hook.submit_run({"run_name": "x", "idempotency_token": "x" * 65})
+    assert not op.is_transient_error(bad_request.value)

@@ -1,0 +1,214 @@
+"""The resumable EMR operators on a real Airflow (``dag.test()``), through the amazon provider's real
+hooks, against moto running as an HTTP server with the kit's EMR driver.
+
+Every scenario runs for each operator: steps, EMR Serverless, EMR on EKS and cluster creation.
+The assertions are what a user checks: how many steps, job runs or clusters AWS created, and how
+the task ended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from resumable.job import JobHandle
+from resumable.operators.emr import (
+    ResumableEmrAddStepsOperator,
+    ResumableEmrContainerOperator,
+    ResumableEmrCreateJobFlowOperator,
+    ResumableEmrServerlessStartJobOperator,
+)
+from resumable.testing.airflow import clear_and_rerun, run_dag, task_states
+from resumable.testing.aws import AwsEmulator, JobScript
+from tests.helpers import new_dag
+
+ROLE = "arn:aws:iam::123456789012:role/emr-job"
+SPARK_STEP = {
+    "Name": "etl",
+    "ActionOnFailure": "CONTINUE",
+    "HadoopJarStep": {"Jar": "command-runner.jar", "Args": ["spark-submit", "s3://bucket/etl.py"]},
+}
+SPARK_DRIVER = {"sparkSubmit": {"entryPoint": "s3://bucket/etl.py"}}
+EKS_DRIVER = {"sparkSubmitJobDriver": {"entryPoint": "s3://bucket/etl.py"}}
+CLUSTER = {
+    "Name": "nightly",
+    "ReleaseLabel": "emr-7.0.0",
+    "Instances": {
+        "InstanceGroups": [
+            {"Name": "primary", "InstanceRole": "MASTER", "InstanceType": "m5.xlarge", "InstanceCount": 1}
+        ],
+        "KeepJobFlowAliveWhenNoSteps": True,
+    },
+    "JobFlowRole": "EMR_EC2_DefaultRole",
+    "ServiceRole": "EMR_DefaultRole",
+}
+NO_BOTO_RETRIES = {"retries": {"max_attempts": 1, "mode": "standard"}}
+
+
+@dataclass
+class Kind:
+    """One operator under test: how to build it and how to count what it created."""
+
+    name: str
+    script_kind: str
+    build: Callable[[AwsEmulator, dict[str, Any]], Any]
+    created: Callable[[AwsEmulator], int]
+    per_submission: int = 1
+
+
+def steps(aws: AwsEmulator, kwargs: dict[str, Any]) -> Any:
+    second = {**SPARK_STEP, "Name": "report"}
+    return ResumableEmrAddStepsOperator(
+        task_id="job",
+        job_flow_id=aws.create_cluster(),
+        steps=[SPARK_STEP, second],
+        wait_for_completion=True,
+        **kwargs,
+    )
+
+
+def serverless(aws: AwsEmulator, kwargs: dict[str, Any]) -> Any:
+    return ResumableEmrServerlessStartJobOperator(
+        task_id="job",
+        application_id=aws.create_serverless_application(),
+        execution_role_arn=ROLE,
+        job_driver=SPARK_DRIVER,
+        **kwargs,
+    )
+
+
+def eks(aws: AwsEmulator, kwargs: dict[str, Any]) -> Any:
+    return ResumableEmrContainerOperator(
+        task_id="job",
+        name="etl",
+        virtual_cluster_id=aws.create_virtual_cluster(),
+        execution_role_arn=ROLE,
+        release_label="emr-7.0.0-latest",
+        job_driver=EKS_DRIVER,
+        **kwargs,
+    )
+
+
+def cluster(aws: AwsEmulator, kwargs: dict[str, Any]) -> Any:
+    return ResumableEmrCreateJobFlowOperator(
+        task_id="job", emr_conn_id=None, job_flow_overrides=CLUSTER, wait_for_completion=True, **kwargs
+    )
+
+
+KINDS = [
+    Kind("steps", "step", steps, lambda aws: sum(aws.steps_created.values()), per_submission=2),
+    Kind("serverless", "serverless", serverless, lambda aws: sum(aws.job_runs_created.values())),
+    Kind("eks", "eks", eks, lambda aws: sum(aws.job_runs_created.values())),
+    Kind("cluster", "cluster", cluster, lambda aws: sum(aws.clusters_created.values())),
+]
+
+
+@pytest.fixture
+def aws(airflow_db: str) -> Iterator[AwsEmulator]:
+    emulator = AwsEmulator(speed=40.0, default_script=JobScript(duration=4.0, pending=1.0))
+    with emulator as emu, emu.use_as("aws_default"):
+        yield emu
+
+
+@pytest.fixture(params=KINDS, ids=lambda k: k.name)
+def kind(request) -> Kind:
+    return request.param
+
+
+def make(kind: Kind, aws: AwsEmulator, **kwargs: Any):
+    kwargs.setdefault("retries", 2)
+    kwargs.setdefault("retry_delay", timedelta(0))
+    kwargs.setdefault("poll_interval", 0.02)
+    with new_dag(f"emr_{kind.name}") as dag:
+        op = kind.build(aws, kwargs)
+    return dag, op
+
+
+def test_fresh_run_creates_once(kind, aws) -> None:
+    dag, _ = make(kind, aws)
+    dr = run_dag(dag)
+    assert task_states(dr) == {"job": "success"}
+    assert kind.created(aws) == kind.per_submission
+
+
+def test_crash_between_submit_and_persist_creates_nothing_more(kind, aws, fault) -> None:
+    fault("after_submit")
+    dag, _ = make(kind, aws)
+    dr = run_dag(dag)
+    assert task_states(dr) == {"job": "success"}
+    assert kind.created(aws) == kind.per_submission, "the retry must find the job, not create another"
+
+
+def test_crash_while_polling_reattaches(kind, aws, fault) -> None:
+    fault("while_polling")
+    dag, _ = make(kind, aws)
+    dr = run_dag(dag)
+    assert task_states(dr) == {"job": "success"}
+    assert kind.created(aws) == kind.per_submission
+
+
+def test_prior_success_creates_nothing(kind, aws, fault) -> None:
+    aws.script_next(kind.script_kind, *[JobScript(duration=0.0, pending=0.0)] * kind.per_submission)
+    fault("while_polling")  # the first poll sees the job done, then the worker dies
+    dag, _ = make(kind, aws)
+    dr = run_dag(dag)
+    assert task_states(dr) == {"job": "success"}
+    assert kind.created(aws) == kind.per_submission
+
+
+def test_clear_after_success_creates_again(kind, aws) -> None:
+    dag, _ = make(kind, aws)
+    dr = run_dag(dag)
+    assert task_states(dr) == {"job": "success"}
+    dr = clear_and_rerun(dag, dr)
+    assert task_states(dr) == {"job": "success"}
+    assert kind.created(aws) == 2 * kind.per_submission
+
+
+def test_prior_failure_resubmit_creates_a_new_job(kind, aws) -> None:
+    aws.script_next(kind.script_kind, *[JobScript(outcome="fail", duration=1.0)] * kind.per_submission)
+    dag, _ = make(kind, aws, on_prior_failure="resubmit")
+    dr = run_dag(dag)
+    assert task_states(dr) == {"job": "success"}
+    assert kind.created(aws) == 2 * kind.per_submission
+
+
+def test_prior_failure_fail_creates_nothing_more(kind, aws) -> None:
+    aws.script_next(kind.script_kind, *[JobScript(outcome="fail", duration=1.0)] * kind.per_submission)
+    dag, _ = make(kind, aws, on_prior_failure="fail")
+    dr = run_dag(dag)
+    assert task_states(dr) == {"job": "failed"}
+    assert kind.created(aws) == kind.per_submission
+
+
+def test_throttling_storm_during_reattach_is_retried(kind, aws, fault) -> None:
+    fault("while_polling")
+    dag, op = make(kind, aws, botocore_config=NO_BOTO_RETRIES, status_retry_attempts=8)
+    original = op.get_job_status
+    calls = {"n": 0}
+
+    def storm_on_the_retry(handle: JobHandle):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the retry's first look at the job: throttled five times in a row
+            aws.throttle_next(5)
+        return original(handle)
+
+    op.get_job_status = storm_on_the_retry
+    dr = run_dag(dag)
+    assert task_states(dr) == {"job": "success"}
+    assert kind.created(aws) == kind.per_submission
+
+
+def test_steps_on_a_terminated_cluster_are_a_clear_error(aws) -> None:
+    cluster_id = aws.create_cluster(state="TERMINATED")
+    with new_dag("emr_dead_cluster") as dag:
+        ResumableEmrAddStepsOperator(
+            task_id="job", job_flow_id=cluster_id, steps=[SPARK_STEP], wait_for_completion=True, retries=0
+        )
+    dr = run_dag(dag)
+    assert task_states(dr) == {"job": "failed"}
+    assert sum(aws.steps_created.values()) == 0
