@@ -1,0 +1,682 @@
+"""moto as a real HTTP server on loopback, plus a driver that makes it behave like EMR where moto does not.
+
+The driver moves steps, EMR Serverless and EMR on EKS job runs and clusters through their real
+states on a clock the test controls, deduplicates ``clientToken`` as AWS does, implements
+``CancelSteps``, throttles on demand and counts what was created, cancelled and consumed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+#: The tag a resumable cluster carries; clusters are counted per its value.
+TOKEN_TAG = "resumable-token"
+KINDS = ("step", "serverless", "eks", "cluster")
+#: Emulated seconds a cancel or a termination takes to finish.
+STOP_SECONDS = 1.0
+ACCOUNT = "123456789012"
+
+
+@dataclass(frozen=True)
+class JobScript:
+    """How one step, job run or cluster behaves: seconds waiting, seconds running, then its outcome."""
+
+    outcome: str = "succeed"
+    duration: float = 10.0
+    pending: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.outcome not in ("succeed", "fail", "hang"):
+            raise ValueError(f"outcome must be 'succeed', 'fail' or 'hang', not {self.outcome!r}")
+
+
+@dataclass
+class _Job:
+    """The kit's view of one moto object: when it was created, its script and when it was stopped."""
+
+    kind: str
+    key: str
+    obj: Any
+    script: JobScript
+    created: float
+    stop_at: float | None = None
+    parent: str = ""
+
+    def end(self) -> float | None:
+        return (
+            None
+            if self.script.outcome == "hang"
+            else self.created + self.script.pending + self.script.duration
+        )
+
+
+class AwsEmulator:
+    """moto's server for EMR, EMR Serverless and EMR on EKS on 127.0.0.1, driven like the real services.
+
+    Use it as a context manager (or :meth:`start` / :meth:`stop`); :meth:`use_as` makes it an
+    Airflow AWS connection. The clock runs at ``speed`` emulated seconds per real second, or only
+    when :meth:`advance` is called with ``manual_clock=True``.
+    """
+
+    def __init__(
+        self,
+        *,
+        speed: float = 1.0,
+        manual_clock: bool = False,
+        region: str = "us-east-1",
+        default_script: JobScript | None = None,
+    ) -> None:
+        self.speed, self.manual_clock, self.region = speed, manual_clock, region
+        self.account_id = ACCOUNT
+        self.default_script = default_script or JobScript()
+        self._lock = threading.RLock()
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self._t0 = time.monotonic()
+        self._advanced = 0.0
+        self._clear()
+
+    def _clear(self) -> None:
+        self._jobs: dict[str, _Job] = {}
+        self._queues: dict[str, list[JobScript]] = {kind: [] for kind in KINDS}
+        self._tokens: dict[tuple[str, str], dict[str, Any]] = {}
+        self._throttle: list[str | None] = []
+        self._fixed: set[str] = set()
+        #: Steps created, per step ``Name``.
+        self.steps_created: Counter[str] = Counter()
+        #: Serverless and EKS job runs actually created, per ``clientToken``.
+        self.job_runs_created: Counter[str] = Counter()
+        #: Every Serverless and EKS ``StartJobRun`` request per ``clientToken``, repeats included.
+        self.start_requests: Counter[str] = Counter()
+        #: Clusters created by ``RunJobFlow``, per value of the ``resumable-token`` tag ("" without it).
+        self.clusters_created: Counter[str] = Counter()
+        #: Step, job run and cluster ids cancelled or terminated, in order.
+        self.cancels: list[str] = []
+        #: API calls per operation name, e.g. ``"AddJobFlowSteps"``, ``"GetJobRun"``.
+        self.calls: Counter[str] = Counter()
+
+    # ---- life ---------------------------------------------------------------------------------
+
+    def start(self) -> AwsEmulator:
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+        from werkzeug.serving import make_server
+
+        _patch_moto_status()
+        app = DomainDispatcherApplication(create_backend_app)
+        self._server = make_server(
+            "127.0.0.1", 0, self._middleware(app), True, request_handler=MotoRequestHandler
+        )
+        self._thread = threading.Thread(target=self._server.serve_forever, name="aws-emulator", daemon=True)
+        self._thread.start()
+        self._t0 = time.monotonic()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        self._reset_moto()
+
+    def __enter__(self) -> AwsEmulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def reset(self) -> None:
+        """Forget every cluster, application, job run, script, fault and counter."""
+        with self._lock:
+            self._reset_moto()
+            self._clear()
+
+    def _reset_moto(self) -> None:
+        from moto.emr.models import emr_backends
+        from moto.emrcontainers.models import emrcontainers_backends
+        from moto.emrserverless.models import emrserverless_backends
+
+        for backends in (emr_backends, emrserverless_backends, emrcontainers_backends):
+            with contextlib.suppress(KeyError):
+                backends[self.account_id][self.region].reset()
+
+    @property
+    def endpoint_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the emulator is not running: use it as a context manager or call start()")
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def connection(self) -> dict[str, Any]:
+        """The Airflow AWS connection (as a dict) that points the amazon provider's hooks here."""
+        return {
+            "conn_type": "aws",
+            "login": "testing",
+            "password": "testing",
+            "extra": {"endpoint_url": self.endpoint_url, "region_name": self.region},
+        }
+
+    def airflow_env(self, conn_id: str = "aws_default") -> dict[str, str]:
+        """The environment variable that defines the connection ``conn_id`` for Airflow."""
+        return {f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(self.connection())}
+
+    @contextlib.contextmanager
+    def use_as(self, conn_id: str = "aws_default") -> Iterator[AwsEmulator]:
+        """Define the Airflow connection ``conn_id`` as this emulator while the block runs."""
+        env = self.airflow_env(conn_id)
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            yield self
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+    def client(self, service: str) -> Any:
+        """A boto3 client for ``service`` pointed at the emulator, for a test's own set-up."""
+        import boto3
+
+        return boto3.client(
+            service,
+            region_name=self.region,
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    # ---- clock, fixtures, scripts, faults ------------------------------------------------------
+
+    def now(self) -> float:
+        """Emulated seconds since the emulator started."""
+        real = 0.0 if self.manual_clock else (time.monotonic() - self._t0) * self.speed
+        return real + self._advanced
+
+    def advance(self, seconds: float) -> None:
+        """Move the emulated clock forward."""
+        with self._lock:
+            self._advanced += seconds
+
+    def script_next(self, kind: str, *scripts: JobScript) -> None:
+        """The next jobs of ``kind`` ("step", "serverless", "eks", "cluster") behave like these, in order."""
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+        with self._lock:
+            self._queues[kind].extend(scripts)
+
+    def throttle_next(self, n: int, service: str | None = None) -> None:
+        """Throttle the next ``n`` calls (to "emr", "emr-serverless" or "emr-containers"; None: any)."""
+        with self._lock:
+            self._throttle = [service] * n
+
+    def create_cluster(
+        self, name: str = "test-cluster", *, state: str = "WAITING", step_concurrency: int = 1
+    ) -> str:
+        """A cluster that is ``state`` from the start (steps can be added while it is WAITING or RUNNING)."""
+        response = self.client("emr").run_job_flow(
+            Name=name,
+            ReleaseLabel="emr-7.0.0",
+            Instances={
+                "InstanceGroups": [
+                    {
+                        "Name": "primary",
+                        "InstanceRole": "MASTER",
+                        "InstanceType": "m5.xlarge",
+                        "InstanceCount": 1,
+                    }
+                ],
+                "KeepJobFlowAliveWhenNoSteps": True,
+            },
+            StepConcurrencyLevel=step_concurrency,
+            JobFlowRole="EMR_EC2_DefaultRole",
+            ServiceRole="EMR_DefaultRole",
+        )
+        cluster_id = str(response["JobFlowId"])
+        with self._lock:
+            self._fixed.add(cluster_id)
+            if self._jobs.pop(cluster_id, None) is not None:  # a fixture is not what a test counts
+                self.clusters_created[""] -= 1
+                if self.clusters_created[""] <= 0:
+                    del self.clusters_created[""]
+            self._cluster(cluster_id).state = state
+        return cluster_id
+
+    def create_serverless_application(self, name: str = "app", release_label: str = "emr-7.0.0") -> str:
+        """A started EMR Serverless application; returns its id."""
+        client = self.client("emr-serverless")
+        app_id = str(
+            client.create_application(name=name, releaseLabel=release_label, type="SPARK")["applicationId"]
+        )
+        client.start_application(applicationId=app_id)
+        return app_id
+
+    def create_virtual_cluster(self, name: str = "vc") -> str:
+        """An EMR on EKS virtual cluster; returns its id."""
+        response = self.client("emr-containers").create_virtual_cluster(
+            name=name,
+            containerProvider={"id": "eks-cluster", "type": "EKS", "info": {"eksInfo": {"namespace": name}}},
+        )
+        return str(response["id"])
+
+    # ---- what tests assert ---------------------------------------------------------------------
+
+    def state_of(self, job_id: str) -> str:
+        """The current state of a step, job run or cluster, as the API would say it."""
+        with self._lock:
+            self._sync()
+            return str(self._jobs[job_id].obj.state)
+
+    def compute_seconds(self) -> float:
+        """Emulated seconds all steps, job runs and clusters spent running."""
+        with self._lock:
+            now = self.now()
+            total = 0.0
+            for job in self._jobs.values():
+                begin = self._begin(job)
+                if begin is None:
+                    continue
+                end = job.end() if job.kind != "step" else self._step_end(job)
+                stop = min(x for x in (now, end, job.stop_at) if x is not None)
+                total += max(0.0, stop - begin - job.script.pending)
+            return total
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "steps_created": dict(self.steps_created),
+                "job_runs_created": dict(self.job_runs_created),
+                "start_requests": dict(self.start_requests),
+                "clusters_created": dict(self.clusters_created),
+                "cancels": list(self.cancels),
+                "calls": dict(self.calls),
+                "compute_seconds": round(self.compute_seconds(), 3),
+            }
+
+    # ---- the driver ----------------------------------------------------------------------------
+
+    def _emr(self) -> Any:
+        from moto.emr.models import emr_backends
+
+        return emr_backends[self.account_id][self.region]
+
+    def _serverless(self) -> Any:
+        from moto.emrserverless.models import emrserverless_backends
+
+        return emrserverless_backends[self.account_id][self.region]
+
+    def _eks(self) -> Any:
+        from moto.emrcontainers.models import emrcontainers_backends
+
+        return emrcontainers_backends[self.account_id][self.region]
+
+    def _cluster(self, cluster_id: str) -> Any:
+        return self._emr().clusters[cluster_id]
+
+    def _register(self, kind: str, key: str, obj: Any, parent: str = "") -> None:
+        if key in self._jobs:
+            return
+        queue = self._queues[kind]
+        script = queue.pop(0) if queue else self.default_script
+        self._jobs[key] = _Job(kind, key, obj, script, self.now(), parent=parent)
+
+    def _discover(self) -> None:
+        for cluster_id, cluster in self._emr().clusters.items():
+            if cluster_id not in self._fixed and cluster_id not in self._jobs:
+                self._register("cluster", cluster_id, cluster)
+                self.clusters_created[dict(cluster._tags).get(TOKEN_TAG, "")] += 1
+            for step in cluster.steps:
+                if step.id not in self._jobs:
+                    self._register("step", step.id, step, parent=cluster_id)
+                    self.steps_created[step.name] += 1
+        for runs in self._serverless().job_runs.values():
+            for run in runs:
+                if run.id not in self._jobs:
+                    self._register("serverless", run.id, run)
+                    self.job_runs_created[run.client_token] += 1
+        for run in self._eks().job_runs.values():
+            if run.id not in self._jobs:
+                self._register("eks", run.id, run)
+                self.job_runs_created[run.client_token] += 1
+
+    def _begin(self, job: _Job) -> float | None:
+        if job.kind != "step":
+            return job.created
+        return self._step_begin(job)
+
+    def _steps_of(self, cluster_id: str) -> list[_Job]:
+        return sorted(
+            (j for j in self._jobs.values() if j.kind == "step" and j.parent == cluster_id),
+            key=lambda j: j.created,
+        )
+
+    def _step_begin(self, job: _Job) -> float | None:
+        """Steps run one at a time, in order: a step starts when the one before it ended."""
+        free = 0.0
+        for step in self._steps_of(job.parent):
+            begin = max(step.created, free)
+            if step.key == job.key:
+                return begin
+            end = self._step_end(step, begin)
+            if end is None:
+                return None
+            free = end
+        return None
+
+    def _step_end(self, job: _Job, begin: float | None = None) -> float | None:
+        if begin is None:
+            begin = self._step_begin(job)
+        if begin is None:
+            return None
+        if job.stop_at is not None and job.stop_at < begin + job.script.pending:
+            return max(job.stop_at, begin)  # cancelled while pending: never ran
+        natural = None if job.script.outcome == "hang" else begin + job.script.pending + job.script.duration
+        if job.stop_at is not None and (natural is None or job.stop_at < natural):
+            return job.stop_at + STOP_SECONDS
+        return natural
+
+    def _sync(self) -> None:
+        """Set every moto object's state from the clock."""
+        self._discover()
+        now = self.now()
+        for job in self._jobs.values():
+            state = getattr(self, f"_{job.kind}_state")(job, now)
+            if isinstance(state, tuple):
+                state, reason = state
+                job.obj.resumable_reason = reason
+            job.obj.state = state
+        for cluster_id, cluster in self._emr().clusters.items():
+            if cluster_id in self._fixed and cluster.state in ("WAITING", "RUNNING"):
+                active = any(
+                    j.obj.state in ("PENDING", "RUNNING", "CANCEL_PENDING")
+                    for j in self._steps_of(cluster_id)
+                )
+                cluster.state = "RUNNING" if active else "WAITING"
+
+    def _phase(self, job: _Job, now: float, begin: float) -> str:
+        if now < begin + job.script.pending:
+            return "pending"
+        end = None if job.script.outcome == "hang" else begin + job.script.pending + job.script.duration
+        if end is None or now < end:
+            return "running"
+        return job.script.outcome
+
+    def _step_state(self, job: _Job, now: float) -> Any:
+        cluster = self._cluster(job.parent)
+        begin = self._step_begin(job)
+        killed_at = getattr(cluster, "resumable_terminated_at", None)
+        if job.stop_at is not None and now >= job.stop_at:
+            ran = begin is not None and job.stop_at >= begin + job.script.pending
+            if not ran:
+                return "CANCELLED"
+            return "CANCEL_PENDING" if now < job.stop_at + STOP_SECONDS else "CANCELLED"
+        if begin is None or now < begin:
+            state = "PENDING"
+        else:
+            phase = self._phase(job, now, begin)
+            state = {"pending": "PENDING", "running": "RUNNING", "succeed": "COMPLETED", "fail": "FAILED"}[
+                phase
+            ]
+        if killed_at is not None and now >= killed_at and state in ("PENDING", "RUNNING"):
+            return "INTERRUPTED" if state == "RUNNING" else "CANCELLED"
+        if state == "FAILED":
+            return "FAILED", "The step failed: the script said so"
+        return state
+
+    def _cluster_state(self, job: _Job, now: float) -> Any:
+        if job.stop_at is not None and now >= job.stop_at:
+            return ("TERMINATING", "") if now < job.stop_at + STOP_SECONDS else ("TERMINATED", "USER_REQUEST")
+        if now < job.created + job.script.pending:
+            return "STARTING"
+        phase = self._phase(job, now, job.created)
+        if phase in ("pending", "running"):
+            return "BOOTSTRAPPING"
+        if phase == "fail":
+            return "TERMINATED_WITH_ERRORS", "BOOTSTRAP_FAILURE"
+        steps = self._steps_of(job.key)
+        active = any(self._step_state(s, now) in ("PENDING", "RUNNING", "CANCEL_PENDING") for s in steps)
+        if active:
+            return "RUNNING"
+        if not job.obj.keep_job_flow_alive_when_no_steps:
+            return "TERMINATED", "ALL_STEPS_COMPLETED"
+        return "WAITING"
+
+    def _serverless_state(self, job: _Job, now: float) -> Any:
+        if job.stop_at is not None and now >= job.stop_at:
+            return "CANCELLING" if now < job.stop_at + STOP_SECONDS else "CANCELLED"
+        if now < job.created + job.script.pending:
+            return "SUBMITTED" if now < job.created + job.script.pending / 2 else "SCHEDULED"
+        phase = self._phase(job, now, job.created)
+        return {"running": "RUNNING", "succeed": "SUCCESS", "fail": "FAILED"}[phase]
+
+    def _eks_state(self, job: _Job, now: float) -> Any:
+        if job.stop_at is not None and now >= job.stop_at:
+            return "CANCEL_PENDING" if now < job.stop_at + STOP_SECONDS else "CANCELLED"
+        if now < job.created + job.script.pending:
+            return "PENDING" if now < job.created + job.script.pending / 2 else "SUBMITTED"
+        phase = self._phase(job, now, job.created)
+        return {"running": "RUNNING", "succeed": "COMPLETED", "fail": "FAILED"}[phase]
+
+    def _stop(self, key: str) -> None:
+        job = self._jobs.get(key)
+        self.cancels.append(key)
+        if job is not None and job.stop_at is None:
+            job.stop_at = self.now()
+
+    # ---- the HTTP side -------------------------------------------------------------------------
+
+    def _middleware(self, app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
+        def serve(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = environ["wsgi.input"].read(length) if length else b""
+            environ["wsgi.input"] = _Replay(body)
+            service = _service(environ)
+            operation = _operation(service, environ)
+            with self._lock:
+                self.calls[operation] += 1
+                self._sync()
+                answer = self._intercept(service, operation, environ, body)
+                if answer is not None:
+                    status, headers, payload = answer
+                    start_response(status, headers)
+                    return [payload]
+                captured: dict[str, Any] = {}
+
+                def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+                    captured["status"], captured["headers"] = status, headers
+                    return lambda data: None
+
+                chunks = b"".join(app(environ, capture))
+                if operation == "StartJobRun" and captured["status"].startswith("200"):
+                    self._remember_token(service, body, chunks)
+                self._sync()
+            start_response(captured["status"], captured["headers"])
+            return [chunks]
+
+        return serve
+
+    def _intercept(
+        self, service: str, operation: str, environ: dict[str, Any], body: bytes
+    ) -> tuple[str, list[tuple[str, str]], bytes] | None:
+        if self._throttle and (self._throttle[0] is None or self._throttle[0] == service):
+            self._throttle.pop(0)
+            return _throttled(service)
+        params = _json(body)
+        if service == "emr":
+            cluster_id = params.get("ClusterId")
+            if cluster_id and cluster_id not in self._emr().clusters:
+                return _emr_error("InvalidRequestException", f"Cluster id '{cluster_id}' is not valid.")
+            if operation == "CancelSteps":
+                return self._cancel_steps(params)
+            if operation == "TerminateJobFlows":
+                return self._terminate(params.get("JobFlowIds", []))
+        if operation == "StartJobRun":
+            token = str(params.get("clientToken", ""))
+            self.start_requests[token] += 1
+            known = self._tokens.get((service, token))
+            if known is not None:
+                return "200 OK", [("Content-Type", "application/json")], json.dumps(known).encode()
+        if operation == "CancelJobRun":
+            job_id = environ.get("PATH_INFO", "").rstrip("/").split("/")[-1]
+            job = self._jobs.get(job_id)
+            if job is not None and job.obj.state in ("SUCCESS", "FAILED", "CANCELLED", "COMPLETED"):
+                return _rest_error(
+                    400, "ValidationException", f"Job run {job_id} is not in a cancellable state"
+                )
+            if job is not None:
+                self._stop(job_id)
+                answer = {"applicationId": getattr(job.obj, "application_id", ""), "jobRunId": job_id}
+                if service == "emr-containers":
+                    answer = {"id": job_id, "virtualClusterId": job.obj.virtual_cluster_id}
+                return "200 OK", [("Content-Type", "application/json")], json.dumps(answer).encode()
+        return None
+
+    def _terminate(self, cluster_ids: list[str]) -> tuple[str, list[tuple[str, str]], bytes]:
+        now = self.now()
+        for cluster_id in cluster_ids:
+            if cluster_id not in self._emr().clusters:
+                return _emr_error("InvalidRequestException", f"Cluster id '{cluster_id}' is not valid.")
+            self._stop(cluster_id)
+            cluster = self._cluster(cluster_id)
+            cluster.resumable_terminated_at = now
+            if cluster_id in self._fixed:
+                cluster.state, cluster.resumable_reason = "TERMINATED", "USER_REQUEST"
+        return "200 OK", [("Content-Type", "application/x-amz-json-1.1")], b"{}"
+
+    def _cancel_steps(self, params: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
+        info = []
+        for step_id in params.get("StepIds", []):
+            job = self._jobs.get(step_id)
+            if job is None or job.obj.state not in ("PENDING", "RUNNING"):
+                info.append(
+                    {"StepId": step_id, "Status": "FAILED", "Reason": "The step is not PENDING or RUNNING."}
+                )
+                continue
+            self._stop(step_id)
+            info.append({"StepId": step_id, "Status": "SUBMITTED", "Reason": ""})
+        payload = json.dumps({"CancelStepsInfoList": info}).encode()
+        return "200 OK", [("Content-Type", "application/x-amz-json-1.1")], payload
+
+    def _remember_token(self, service: str, body: bytes, answer: bytes) -> None:
+        token = str(_json(body).get("clientToken", ""))
+        if token:
+            self._tokens[(service, token)] = _json(answer)
+
+
+class _Replay:
+    """A WSGI input stream that gives moto the body the middleware already read."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data, self._pos = data, 0
+
+    def read(self, size: int = -1) -> bytes:
+        end = len(self._data) if size is None or size < 0 else self._pos + size
+        chunk, self._pos = self._data[self._pos : end], min(end, len(self._data))
+        return chunk
+
+    def readline(self, size: int = -1) -> bytes:
+        return self.read(size)
+
+
+def _json(data: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(data or b"{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _service(environ: dict[str, Any]) -> str:
+    match = re.search(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/", environ.get("HTTP_AUTHORIZATION", ""))
+    name = match.group(1) if match else ""
+    return "emr" if name == "elasticmapreduce" else name
+
+
+_REST = [
+    ("POST", r"/applications/[^/]+/jobruns/?$", "StartJobRun"),
+    ("GET", r"/applications/[^/]+/jobruns/[^/]+/?$", "GetJobRun"),
+    ("DELETE", r"/applications/[^/]+/jobruns/[^/]+/?$", "CancelJobRun"),
+    ("GET", r"/applications/[^/]+/jobruns/?$", "ListJobRuns"),
+    ("POST", r"/applications/[^/]+/start/?$", "StartApplication"),
+    ("GET", r"/applications/[^/]+/?$", "GetApplication"),
+    ("POST", r"/applications/?$", "CreateApplication"),
+    ("POST", r"/virtualclusters/[^/]+/jobruns/?$", "StartJobRun"),
+    ("GET", r"/virtualclusters/[^/]+/jobruns/[^/]+/?$", "DescribeJobRun"),
+    ("DELETE", r"/virtualclusters/[^/]+/jobruns/[^/]+/?$", "CancelJobRun"),
+    ("GET", r"/virtualclusters/[^/]+/jobruns/?$", "ListJobRuns"),
+    ("POST", r"/virtualclusters/?$", "CreateVirtualCluster"),
+]
+
+
+def _operation(service: str, environ: dict[str, Any]) -> str:
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if target:
+        return str(target.split(".")[-1])
+    method, path = environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", "")
+    for verb, pattern, name in _REST:
+        if verb == method and re.search(pattern, path):
+            return name
+    return f"{method} {path}"
+
+
+def _throttled(service: str) -> tuple[str, list[tuple[str, str]], bytes]:
+    if service == "emr":
+        return _emr_error("ThrottlingException", "Rate exceeded")
+    return _rest_error(429, "ThrottlingException", "Rate exceeded")
+
+
+def _emr_error(code: str, message: str) -> tuple[str, list[tuple[str, str]], bytes]:
+    payload = json.dumps({"__type": code, "message": message}).encode()
+    return "400 Bad Request", [("Content-Type", "application/x-amz-json-1.1")], payload
+
+
+def _rest_error(status: int, code: str, message: str) -> tuple[str, list[tuple[str, str]], bytes]:
+    reason = {400: "Bad Request", 404: "Not Found", 429: "Too Many Requests"}.get(status, "Error")
+    headers = [("Content-Type", "application/json"), ("x-amzn-ErrorType", code)]
+    return f"{status} {reason}", headers, json.dumps({"message": message}).encode()
+
+
+_PATCHED = False
+
+
+def _patch_moto_status() -> None:
+    """Let moto's step and cluster answers carry the details the real API gives (FailureDetails, Code)."""
+    global _PATCHED
+    if _PATCHED:
+        return
+    from moto.emr.models import Cluster, Step
+
+    step_status, cluster_status = Step.status, Cluster.status
+
+    def step_with_details(self: Any) -> dict[str, Any]:
+        status = dict(step_status.fget(self))  # type: ignore[attr-defined]
+        reason = getattr(self, "resumable_reason", None)
+        if status["State"] == "FAILED" and reason:
+            status["FailureDetails"] = {"Reason": "Unknown Error", "Message": reason}
+        return status
+
+    def cluster_with_code(self: Any) -> dict[str, Any]:
+        status = dict(cluster_status.fget(self))  # type: ignore[attr-defined]
+        code = getattr(self, "resumable_reason", None)
+        if code and status["State"] in ("TERMINATED", "TERMINATED_WITH_ERRORS"):
+            status["StateChangeReason"] = {"Code": code, "Message": f"Terminated: {code}"}
+        return status
+
+    Step.status = property(step_with_details)  # type: ignore[method-assign,assignment]
+    Cluster.status = property(cluster_with_code)  # type: ignore[method-assign,assignment]
+    _PATCHED = True
+
+
+__all__ = ["AwsEmulator", "JobScript"]
