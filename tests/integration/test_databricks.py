@@ -64,8 +64,20 @@ def xcom(dag_run, key: str) -> Any:
     return ti.xcom_pull(task_ids="run", key=key)
 
 
-def test_fresh_submit_creates_one_run_with_our_token_and_pushes_its_xcoms(dbx) -> None:
-    dr = run_dag(submit_dag())
+@pytest.fixture(params=["submit", "run_now"])
+def make(request, dbx):
+    """Build a one-task DAG with either operator; the row tests run for both."""
+
+    def build(**kwargs: Any):
+        if request.param == "submit":
+            return submit_dag(**kwargs)
+        return run_now_dag(dbx.create_job(f"job-{len(dbx.runs)}"), **kwargs)
+
+    return build
+
+
+def test_fresh_submit_creates_one_run_with_our_token_and_pushes_its_xcoms(dbx, make) -> None:
+    dr = run_dag(make())
     assert task_states(dr) == {"run": "success"}
     assert dbx.runs_created == 1
     (token,) = [t for t in dbx.submissions if t]
@@ -75,35 +87,42 @@ def test_fresh_submit_creates_one_run_with_our_token_and_pushes_its_xcoms(dbx) -
     assert xcom(dr, "run_page_url") == dbx.run(run_id)["run_page_url"]
 
 
-def test_crash_between_submit_and_persist_gets_the_same_run_back(dbx, fault) -> None:
+def test_crash_between_submit_and_persist_gets_the_same_run_back(dbx, make, fault) -> None:
     fault("after_submit")
-    dr = run_dag(submit_dag())
+    dr = run_dag(make())
     assert task_states(dr) == {"run": "success"}
     assert dbx.runs_created == 1, "Databricks must see exactly one run"
     (token,) = [t for t in dbx.submissions if t]
     assert dbx.submissions[token] == 2  # the retry repeated the token and got the same run back
 
 
-def test_crash_while_polling_reattaches_to_the_same_run(dbx, fault) -> None:
-    fault("while_polling")
-    dr = run_dag(submit_dag())
+def test_crash_before_submit_submits_once(dbx, make, fault) -> None:
+    fault("after_intent")
+    dr = run_dag(make())
     assert task_states(dr) == {"run": "success"}
     assert dbx.runs_created == 1
-    assert dbx.calls["POST runs/submit"] == 1, "the retry must not submit at all"
+
+
+def test_crash_while_polling_reattaches_to_the_same_run(dbx, make, fault) -> None:
+    fault("while_polling")
+    dr = run_dag(make())
+    assert task_states(dr) == {"run": "success"}
+    assert dbx.runs_created == 1
+    assert sum(n for t, n in dbx.submissions.items() if t) == 1, "the retry must not submit at all"
     assert xcom(dr, "run_id") == dbx.runs[0]
 
 
-def test_crash_after_the_run_succeeded_finishes_without_submitting(dbx, fault) -> None:
-    dbx.script_next(RunScript(duration=0.0, pending=0.0))
+def test_crash_after_the_run_succeeded_finishes_without_submitting(dbx, make, fault) -> None:
+    dbx.default_script = RunScript(duration=0.0, pending=0.0)
     fault("while_polling")  # the first poll already sees TERMINATED/SUCCESS, then the worker dies
-    dr = run_dag(submit_dag())
+    dr = run_dag(make())
     assert task_states(dr) == {"run": "success"}
-    assert dbx.runs_created == 1 and dbx.calls["POST runs/submit"] == 1
+    assert dbx.runs_created == 1 and sum(n for t, n in dbx.submissions.items() if t) == 1
     assert xcom(dr, "run_page_url") == dbx.run(dbx.runs[0])["run_page_url"]
 
 
-def test_clear_after_success_runs_the_job_again(dbx) -> None:
-    dag = submit_dag()
+def test_clear_after_success_runs_the_job_again(dbx, make) -> None:
+    dag = make()
     dr = run_dag(dag)
     assert task_states(dr) == {"run": "success"} and dbx.runs_created == 1
     dr = clear_and_rerun(dag, dr)
@@ -112,16 +131,16 @@ def test_clear_after_success_runs_the_job_again(dbx) -> None:
     assert len([t for t in dbx.submissions if t]) == 2, "the rerun needs a new token"
 
 
-def test_failed_run_is_resubmitted_by_the_retry_with_a_new_token(dbx) -> None:
+def test_failed_run_is_resubmitted_by_the_retry_with_a_new_token(dbx, make) -> None:
     dbx.script_next(RunScript(result="FAILED", duration=1.0))
-    dr = run_dag(submit_dag(on_prior_failure="resubmit"))
+    dr = run_dag(make(on_prior_failure="resubmit"))
     assert task_states(dr) == {"run": "success"}
     assert dbx.runs_created == 2 and len([t for t in dbx.submissions if t]) == 2
 
 
-def test_failed_run_with_on_prior_failure_fail_is_not_resubmitted(dbx) -> None:
+def test_failed_run_with_on_prior_failure_fail_is_not_resubmitted(dbx, make) -> None:
     dbx.script_next(RunScript(result="FAILED", duration=1.0))
-    dr = run_dag(submit_dag(on_prior_failure="fail"))
+    dr = run_dag(make(on_prior_failure="fail"))
     assert task_states(dr) == {"run": "failed"}
     assert dbx.runs_created == 1
 
