@@ -46,3 +46,13 @@ def fault(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
         monkeypatch.setenv("RESUMABLE_FAULT_MODE", mode)
 
     return arm
+
+
+@pytest.fixture
+def aws(airflow_db: str) -> Iterator[Any]:
+    """moto with the EMR driver, as the Airflow connection ``aws_default``; jobs take 4 emulated seconds."""
+    from resumable.testing.aws import AwsEmulator, JobScript
+
+    emulator = AwsEmulator(speed=40.0, default_script=JobScript(duration=4.0, pending=1.0))
+    with emulator as emu, emu.use_as("aws_default"):
+        yield emu

@@ -8,14 +8,15 @@ the task ended.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from resumable.job import JobHandle
+from resumable.job import JobHandle, JobState
 from resumable.operators.emr import (
     ResumableEmrAddStepsOperator,
     ResumableEmrContainerOperator,
@@ -46,7 +47,7 @@ CLUSTER = {
     "JobFlowRole": "EMR_EC2_DefaultRole",
     "ServiceRole": "EMR_DefaultRole",
 }
-NO_BOTO_RETRIES = {"retries": {"max_attempts": 1, "mode": "standard"}}
+NO_BOTO_RETRIES = {"retries": {"total_max_attempts": 1, "mode": "standard"}}
 
 
 @dataclass
@@ -105,13 +106,6 @@ KINDS = [
     Kind("eks", "eks", eks, lambda aws: sum(aws.job_runs_created.values())),
     Kind("cluster", "cluster", cluster, lambda aws: sum(aws.clusters_created.values())),
 ]
-
-
-@pytest.fixture
-def aws(airflow_db: str) -> Iterator[AwsEmulator]:
-    emulator = AwsEmulator(speed=40.0, default_script=JobScript(duration=4.0, pending=1.0))
-    with emulator as emu, emu.use_as("aws_default"):
-        yield emu
 
 
 @pytest.fixture(params=KINDS, ids=lambda k: k.name)
@@ -212,3 +206,40 @@ def test_steps_on_a_terminated_cluster_are_a_clear_error(aws) -> None:
     dr = run_dag(dag)
     assert task_states(dr) == {"job": "failed"}
     assert sum(aws.steps_created.values()) == 0
+
+
+def submitted(kind: Kind, aws: AwsEmulator, op: Any) -> JobHandle:
+    """Submit through the operator's own code path, outside a DAG run (for status and cancel checks)."""
+
+    class Ti:
+        try_number = 1
+        task_id = "job"
+
+    return op.submit_job({"ti": Ti(), "dag_run": None}, f"rsm-{kind.name}-check")
+
+
+def test_an_unknown_job_is_not_found(kind, aws) -> None:
+    _, op = make(kind, aws)
+    handle = submitted(kind, aws, op)
+    bogus = {
+        "steps": JobHandle(
+            op.job_system, "s-X", extras={"cluster_id": "j-NOSUCHCLUSTER", "step_ids": ["s-X"]}
+        ),
+        "serverless": JobHandle(op.job_system, "00nosuchrun0000", extras=handle.extras),
+        "eks": JobHandle(op.job_system, "0000000000nosuchrun", extras=handle.extras),
+        "cluster": JobHandle(op.job_system, "j-NOSUCHCLUSTER"),
+    }[kind.name]
+    assert op.get_job_status(bogus).state is JobState.NOT_FOUND
+
+
+def test_cancel_stops_the_job_the_way_the_service_does(kind, aws) -> None:
+    aws.script_next(kind.script_kind, *[JobScript(outcome="hang", pending=0.0)] * kind.per_submission)
+    _, op = make(kind, aws)
+    handle = submitted(kind, aws, op)
+    assert op.get_job_status(handle).state.is_active
+    op.cancel_job(handle)
+    assert aws.cancels, "the service saw the cancel"
+    deadline = time.monotonic() + 10
+    while op.get_job_status(handle).state.is_active and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert op.get_job_status(handle).state is JobState.CANCELLED
