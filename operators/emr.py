@@ -135,6 +135,8 @@ class _ResumableEmr(ResumableMixin):
         botocore_config: dict[str, Any] | None
         do_xcom_push: bool
         wait_for_completion: bool
+        waiter_delay: int
+        waiter_max_attempts: int
         task_id: str
 
     def is_transient_error(self, error: BaseException) -> bool:
@@ -157,6 +159,16 @@ class _ResumableEmr(ResumableMixin):
     def announce_job(self, context: Mapping[str, Any], handle: JobHandle) -> None:
         if self.do_xcom_push and handle.url:
             context["ti"].xcom_push(key=JOB_URL_XCOM_KEY, value=handle.url)
+
+    def job_result(self, context: Mapping[str, Any], handle: JobHandle, status: JobStatus) -> Any:
+        return handle.job_id
+
+    def waits_for_job(self) -> bool:
+        return bool(self.wait_for_completion)
+
+    def wait_limit(self) -> float | None:
+        """The provider's wait budget: ``waiter_delay * waiter_max_attempts`` seconds."""
+        return float(self.waiter_delay * self.waiter_max_attempts)
 
     def _aws_trigger_args(self) -> dict[str, Any]:
         return {
@@ -323,9 +335,6 @@ class ResumableEmrAddStepsOperator(_ResumableEmr, EmrAddStepsOperator):  # type:
     def waits_for_job(self) -> bool:
         return bool(self.wait_for_completion or self.deferrable)
 
-    def wait_limit(self) -> float | None:
-        return float(self.waiter_delay * self.waiter_max_attempts)
-
     def job_trigger(self, context: Mapping[str, Any], handle: JobHandle) -> EmrAddStepsTrigger:
         return EmrAddStepsTrigger(
             job_flow_id=handle.extras["cluster_id"],
@@ -412,15 +421,6 @@ class ResumableEmrServerlessStartJobOperator(_ResumableEmr, EmrServerlessStartJo
     def cancel_job(self, handle: JobHandle) -> None:
         self.hook.conn.cancel_job_run(applicationId=handle.extras["application_id"], jobRunId=handle.job_id)
 
-    def job_result(self, context: Mapping[str, Any], handle: JobHandle, status: JobStatus) -> Any:
-        return handle.job_id
-
-    def waits_for_job(self) -> bool:
-        return bool(self.wait_for_completion)
-
-    def wait_limit(self) -> float | None:
-        return float(self.waiter_delay * self.waiter_max_attempts)
-
     def job_trigger(self, context: Mapping[str, Any], handle: JobHandle) -> EmrServerlessStartJobTrigger:
         return EmrServerlessStartJobTrigger(
             application_id=handle.extras["application_id"],
@@ -488,12 +488,6 @@ class ResumableEmrContainerOperator(_ResumableEmr, EmrContainerOperator):  # typ
 
     def cancel_job(self, handle: JobHandle) -> None:
         self.hook.conn.cancel_job_run(id=handle.job_id, virtualClusterId=handle.extras["virtual_cluster_id"])
-
-    def job_result(self, context: Mapping[str, Any], handle: JobHandle, status: JobStatus) -> Any:
-        return handle.job_id
-
-    def waits_for_job(self) -> bool:
-        return bool(self.wait_for_completion)
 
     def wait_limit(self) -> float | None:
         return float(self.max_polling_attempts * self.poll_interval) if self.max_polling_attempts else None
@@ -609,15 +603,6 @@ class ResumableEmrCreateJobFlowOperator(_ResumableEmr, EmrCreateJobFlowOperator)
             aws_partition=self.hook.conn_partition,
             job_flow_id=handle.job_id,
         )
-
-    def job_result(self, context: Mapping[str, Any], handle: JobHandle, status: JobStatus) -> Any:
-        return handle.job_id
-
-    def waits_for_job(self) -> bool:
-        return bool(self.wait_for_completion)
-
-    def wait_limit(self) -> float | None:
-        return float(self.waiter_delay * self.waiter_max_attempts)
 
     @property
     def cancel_at_wait_limit(self) -> bool:  # type: ignore[override]

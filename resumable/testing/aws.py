@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import threading
-import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+
+from resumable.testing._base import Emulator
 
 #: The tag a resumable cluster carries; clusters are counted per its value.
 TOKEN_TAG = "resumable-token"
@@ -59,13 +59,15 @@ class _Job:
         )
 
 
-class AwsEmulator:
+class AwsEmulator(Emulator):
     """moto's server for EMR, EMR Serverless and EMR on EKS on 127.0.0.1, driven like the real services.
 
     Use it as a context manager (or :meth:`start` / :meth:`stop`); :meth:`use_as` makes it an
     Airflow AWS connection. The clock runs at ``speed`` emulated seconds per real second, or only
     when :meth:`advance` is called with ``manual_clock=True``.
     """
+
+    default_conn_id = "aws_default"
 
     def __init__(
         self,
@@ -75,14 +77,11 @@ class AwsEmulator:
         region: str = "us-east-1",
         default_script: JobScript | None = None,
     ) -> None:
-        self.speed, self.manual_clock, self.region = speed, manual_clock, region
-        self.account_id = ACCOUNT
+        super().__init__(speed=speed, manual_clock=manual_clock)
+        self.region, self.account_id = region, ACCOUNT
         self.default_script = default_script or JobScript()
-        self._lock = threading.RLock()
         self._server: Any = None
         self._thread: threading.Thread | None = None
-        self._t0 = time.monotonic()
-        self._advanced = 0.0
         self._clear()
 
     def _clear(self) -> None:
@@ -121,7 +120,7 @@ class AwsEmulator:
         )
         self._thread = threading.Thread(target=self._server.serve_forever, name="aws-emulator", daemon=True)
         self._thread.start()
-        self._t0 = time.monotonic()
+        self._restart_clock()
         return self
 
     def stop(self) -> None:
@@ -130,12 +129,6 @@ class AwsEmulator:
             self._server.server_close()
             self._server = None
         self._reset_moto()
-
-    def __enter__(self) -> AwsEmulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def reset(self) -> None:
         """Forget every cluster, application, job run, script, fault and counter."""
@@ -167,27 +160,8 @@ class AwsEmulator:
             "extra": {"endpoint_url": self.endpoint_url, "region_name": self.region},
         }
 
-    def airflow_env(self, conn_id: str = "aws_default") -> dict[str, str]:
-        """The environment variable that defines the connection ``conn_id`` for Airflow."""
-        return {f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(self.connection())}
-
-    @contextlib.contextmanager
-    def use_as(self, conn_id: str = "aws_default") -> Iterator[AwsEmulator]:
-        """Define the Airflow connection ``conn_id`` as this emulator while the block runs."""
-        env = self.airflow_env(conn_id)
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        try:
-            yield self
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
-
-    def client(self, service: str) -> Any:
-        """A boto3 client for ``service`` pointed at the emulator, for a test's own set-up."""
+    def client(self, service: str, **kwargs: Any) -> Any:
+        """A boto3 client for ``service`` pointed at the emulator (``kwargs`` go to ``boto3.client``)."""
         import boto3
 
         return boto3.client(
@@ -196,19 +170,10 @@ class AwsEmulator:
             endpoint_url=self.endpoint_url,
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
+            **kwargs,
         )
 
     # ---- clock, fixtures, scripts, faults ------------------------------------------------------
-
-    def now(self) -> float:
-        """Emulated seconds since the emulator started."""
-        real = 0.0 if self.manual_clock else (time.monotonic() - self._t0) * self.speed
-        return real + self._advanced
-
-    def advance(self, seconds: float) -> None:
-        """Move the emulated clock forward."""
-        with self._lock:
-            self._advanced += seconds
 
     def script_next(self, kind: str, *scripts: JobScript) -> None:
         """The next jobs of ``kind`` ("step", "serverless", "eks", "cluster") behave like these, in order."""
@@ -453,21 +418,21 @@ class AwsEmulator:
             return "TERMINATED", "ALL_STEPS_COMPLETED"
         return "WAITING"
 
-    def _serverless_state(self, job: _Job, now: float) -> Any:
-        if job.stop_at is not None and now >= job.stop_at:
-            return "CANCELLING" if now < job.stop_at + STOP_SECONDS else "CANCELLED"
-        if now < job.created + job.script.pending:
-            return "SUBMITTED" if now < job.created + job.script.pending / 2 else "SCHEDULED"
-        phase = self._phase(job, now, job.created)
-        return {"running": "RUNNING", "succeed": "SUCCESS", "fail": "FAILED"}[phase]
+    def _serverless_state(self, job: _Job, now: float) -> str:
+        return self._job_run_state(job, now, ("SUBMITTED", "SCHEDULED", "SUCCESS", "CANCELLING"))
 
-    def _eks_state(self, job: _Job, now: float) -> Any:
+    def _eks_state(self, job: _Job, now: float) -> str:
+        return self._job_run_state(job, now, ("PENDING", "SUBMITTED", "COMPLETED", "CANCEL_PENDING"))
+
+    def _job_run_state(self, job: _Job, now: float, names: tuple[str, str, str, str]) -> str:
+        """A job run's state in its service's words: (first wait, second wait, success, stopping)."""
+        first, second, success, stopping = names
         if job.stop_at is not None and now >= job.stop_at:
-            return "CANCEL_PENDING" if now < job.stop_at + STOP_SECONDS else "CANCELLED"
+            return stopping if now < job.stop_at + STOP_SECONDS else "CANCELLED"
         if now < job.created + job.script.pending:
-            return "PENDING" if now < job.created + job.script.pending / 2 else "SUBMITTED"
+            return first if now < job.created + job.script.pending / 2 else second
         phase = self._phase(job, now, job.created)
-        return {"running": "RUNNING", "succeed": "COMPLETED", "fail": "FAILED"}[phase]
+        return {"running": "RUNNING", "succeed": success, "fail": "FAILED"}[phase]
 
     def _stop(self, key: str) -> None:
         job = self._jobs.get(key)

@@ -7,19 +7,19 @@ latency behave like the service; everything a test asserts on is counted.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
-import os
 import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
+
+from resumable.testing._base import Emulator
 
 #: Result states the real Jobs API uses (``HANG`` is ours: the task never ends).
 RESULT_STATES = frozenset(
@@ -126,13 +126,15 @@ class _ApiError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-class DatabricksEmulator:
+class DatabricksEmulator(Emulator):
     """The Jobs API 2.2 calls ``DatabricksHook`` makes, served on 127.0.0.1 at a free port.
 
     Use it as a context manager (or :meth:`start` / :meth:`stop`); :meth:`use_as` makes it an
     Airflow connection. The clock runs at ``speed`` emulated seconds per real second, or only
     when :meth:`advance` is called with ``manual_clock=True``.
     """
+
+    default_conn_id = "databricks_default"
 
     def __init__(
         self,
@@ -143,12 +145,12 @@ class DatabricksEmulator:
         default_script: RunScript | None = None,
         not_found_status: int = 400,
     ) -> None:
-        self.speed, self.manual_clock, self.token = speed, manual_clock, token
+        super().__init__(speed=speed, manual_clock=manual_clock)
+        self.token = token
         self.default_script = default_script or RunScript()
         self.not_found_status = not_found_status
         #: Real seconds every API call waits before it is answered.
         self.latency = 0.0
-        self._lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._random = random.Random(0)
@@ -159,8 +161,7 @@ class DatabricksEmulator:
     def reset(self) -> None:
         """Forget every run, job, script, fault and counter."""
         with self._lock:
-            self._t0 = time.monotonic()
-            self._advanced = 0.0
+            self._restart_clock()
             self._runs: dict[int, _Run] = {}
             self._jobs: dict[int, dict[str, Any]] = {}
             self._by_token: dict[str, int] = {}
@@ -200,12 +201,6 @@ class DatabricksEmulator:
             self._server.server_close()
             self._server = None
 
-    def __enter__(self) -> DatabricksEmulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     @property
     def host(self) -> str:
         return "127.0.0.1"
@@ -230,36 +225,7 @@ class DatabricksEmulator:
             "password": self.token,
         }
 
-    def airflow_env(self, conn_id: str = "databricks_default") -> dict[str, str]:
-        """The environment variable that defines the connection ``conn_id`` for Airflow."""
-        return {f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(self.connection())}
-
-    @contextlib.contextmanager
-    def use_as(self, conn_id: str = "databricks_default") -> Iterator[DatabricksEmulator]:
-        """Define the Airflow connection ``conn_id`` as this emulator while the block runs."""
-        env = self.airflow_env(conn_id)
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        try:
-            yield self
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
-
     # ---- clock and scripts ---------------------------------------------------------------------
-
-    def now(self) -> float:
-        """Emulated seconds since the emulator was started (or reset)."""
-        real = 0.0 if self.manual_clock else (time.monotonic() - self._t0) * self.speed
-        return real + self._advanced
-
-    def advance(self, seconds: float) -> None:
-        """Move the emulated clock forward."""
-        with self._lock:
-            self._advanced += seconds
 
     def script_next(self, *scripts: RunScript) -> None:
         """The next runs created behave like these, in order; then :attr:`default_script`."""

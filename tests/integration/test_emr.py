@@ -163,20 +163,15 @@ def test_clear_after_success_creates_again(kind, aws) -> None:
     assert kind.created(aws) == 2 * kind.per_submission
 
 
-def test_prior_failure_resubmit_creates_a_new_job(kind, aws) -> None:
+@pytest.mark.parametrize(
+    ("on_prior_failure", "final", "submissions"), [("resubmit", "success", 2), ("fail", "failed", 1)]
+)
+def test_prior_failure_follows_on_prior_failure(kind, aws, on_prior_failure, final, submissions) -> None:
     aws.script_next(kind.script_kind, *[JobScript(outcome="fail", duration=1.0)] * kind.per_submission)
-    dag, _ = make(kind, aws, on_prior_failure="resubmit")
+    dag, _ = make(kind, aws, on_prior_failure=on_prior_failure)
     dr = run_dag(dag)
-    assert task_states(dr) == {"job": "success"}
-    assert kind.created(aws) == 2 * kind.per_submission
-
-
-def test_prior_failure_fail_creates_nothing_more(kind, aws) -> None:
-    aws.script_next(kind.script_kind, *[JobScript(outcome="fail", duration=1.0)] * kind.per_submission)
-    dag, _ = make(kind, aws, on_prior_failure="fail")
-    dr = run_dag(dag)
-    assert task_states(dr) == {"job": "failed"}
-    assert kind.created(aws) == kind.per_submission
+    assert task_states(dr) == {"job": final}
+    assert kind.created(aws) == submissions * kind.per_submission
 
 
 def test_throttling_storm_during_reattach_is_retried(kind, aws, fault) -> None:
