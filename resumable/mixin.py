@@ -355,8 +355,12 @@ class ResumableMixin:
             )
             return self.job_result(attempt.context, handle, status or JobStatus(JobState.PENDING))
         if self._deferrable():
-            self._defer(attempt, handle)
-        status = self._poll(attempt, handle)
+            deferred: JobHandle = handle
+            status = self._call(lambda: self.get_job_status(deferred), "read the job status")
+            if status.state.is_active:  # a job that already ended needs no trigger
+                self._defer(attempt, deferred)
+        else:
+            status = self._poll(attempt, handle)
         if status.state is JobState.FAILED and self.repair_in_attempt(attempt.context, handle, status):
             handle = self._repair(attempt, handle, f"it ended {status.describe()} during this attempt")
             self.announce_job(attempt.context, handle)

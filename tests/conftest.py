@@ -20,6 +20,8 @@ for var in ("RESUMABLE_FAULT_POINT", "RESUMABLE_FAULT_MODE", "RESUMABLE_FAULT_TR
 
 import pytest  # noqa: E402
 
+pytest_plugins = ["resumable.testing.pytest_plugin"]
+
 
 @pytest.fixture(scope="session")
 def airflow_db() -> str:

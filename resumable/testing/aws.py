@@ -296,6 +296,10 @@ class AwsEmulator(Emulator):
         queue = self._queues[kind]
         script = queue.pop(0) if queue else self.default_script
         self._jobs[key] = _Job(kind, key, obj, script, self.now(), parent=parent)
+        if kind in ("serverless", "eks"):  # moto truncates createdAt to midnight; AWS keeps the time
+            from moto.core.utils import utcnow
+
+            obj.created_at = obj.updated_at = utcnow()
 
     def _discover(self) -> None:
         for cluster_id, cluster in self._emr().clusters.items():

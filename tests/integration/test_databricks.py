@@ -259,3 +259,10 @@ def test_server_errors_are_transient_and_bad_requests_are_not(dbx) -> None:
     with pytest.raises(Exception) as bad_request:
         op._hook.submit_run({"run_name": "x", "idempotency_token": "x" * 65})
     assert not op.is_transient_error(bad_request.value)
+
+
+def test_the_pytest_plugin_fixture_serves_a_dag_authors_test(airflow_db, databricks_emulator, fault) -> None:
+    fault("after_submit")
+    dr = run_dag(submit_dag(poll_interval=0.05))
+    assert task_states(dr) == {"run": "success"}
+    assert databricks_emulator.runs_created == 1

@@ -97,8 +97,12 @@ def test_serverless_client_token_returns_the_same_run(aws) -> None:
         "jobDriver": {"sparkSubmit": {"entryPoint": "s3://b/x.py"}},
         "clientToken": "tok-1",
     }
+    before = datetime.now(timezone.utc) - timedelta(seconds=5)
     first = serverless.start_job_run(**args)["jobRunId"]
     assert serverless.start_job_run(**args)["jobRunId"] == first
+    assert serverless.get_job_run(applicationId=app_id, jobRunId=first)["jobRun"]["createdAt"] > before
+    listed = serverless.list_job_runs(applicationId=app_id, createdAtAfter=before)["jobRuns"]
+    assert [run["id"] for run in listed] == [first]
     assert aws.job_runs_created == {"tok-1": 1} and aws.start_requests == {"tok-1": 2}
     state = lambda: serverless.get_job_run(applicationId=app_id, jobRunId=first)["jobRun"]["state"]  # noqa: E731
     assert state() == "SUBMITTED"
