@@ -200,7 +200,7 @@ class ResumableDatabricksSubmitRunOperator(_ResumableDatabricksRun, DatabricksSu
     """
 
     def __init__(self, *, success_with_failures: str = "fail", **kwargs: Any) -> None:
-        kwargs.setdefault("poll_interval", kwargs.get("polling_period_seconds", 30))
+        kwargs.setdefault("poll_interval", kwargs.get("polling_period_seconds", 30) or 1)
         super().__init__(**_provider_kwargs(DatabricksSubmitRunOperator, kwargs))
         self._init_run(success_with_failures)
 
@@ -222,7 +222,7 @@ class ResumableDatabricksRunNowOperator(_ResumableDatabricksRun, DatabricksRunNo
     """
 
     def __init__(self, *, success_with_failures: str = "fail", **kwargs: Any) -> None:
-        kwargs.setdefault("poll_interval", kwargs.get("polling_period_seconds", 30))
+        kwargs.setdefault("poll_interval", kwargs.get("polling_period_seconds", 30) or 1)
         super().__init__(**_provider_kwargs(DatabricksRunNowOperator, kwargs))
         self._init_run(success_with_failures)
 

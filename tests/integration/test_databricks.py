@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+import requests
 from tenacity import stop_after_attempt, wait_fixed
 
 from resumable.job import JobHandle, JobState
@@ -255,6 +256,7 @@ def test_server_errors_are_transient_and_bad_requests_are_not(dbx) -> None:
     with pytest.raises(Exception) as server_error:
         op.get_job_status(JobHandle("databricks", "1"))
     assert op.is_transient_error(server_error.value)
+    assert op.is_transient_error(requests.exceptions.ConnectionError("connection reset by peer"))
     dbx.fail_next(0)
     with pytest.raises(Exception) as bad_request:
         op._hook.submit_run({"run_name": "x", "idempotency_token": "x" * 65})

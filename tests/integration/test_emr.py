@@ -259,3 +259,9 @@ def test_deferrable_records_the_job_before_deferring(kind, aws, fault) -> None:
     dr = run_dag(dag)
     assert task_states(dr) == {"job": "success"}
     assert kind.created(aws) == kind.per_submission
+
+
+@pytest.mark.parametrize(("given", "meaning"), [(True, "user_stop"), (False, "never"), ("always", "always")])
+def test_the_providers_boolean_cancel_on_kill_keeps_its_meaning(aws, given, meaning) -> None:
+    _, op = make(KINDS[1], aws, cancel_on_kill=given)
+    assert op.cancel_on_kill.value == meaning
