@@ -15,7 +15,14 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", os.path.join(_HOME, "dags"))
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
 os.makedirs(os.path.join(_HOME, "dags"), exist_ok=True)
-for var in ("RESUMABLE_FAULT_POINT", "RESUMABLE_FAULT_MODE", "RESUMABLE_FAULT_TRY", "RESUMABLE_FAULT_TASK"):
+for var in (
+    "RESUMABLE_FAULT_POINT",
+    "RESUMABLE_FAULT_MODE",
+    "RESUMABLE_FAULT_TRY",
+    "RESUMABLE_FAULT_TASK",
+    "RESUMABLE_FAULT_DAG",
+    "RESUMABLE_FAULT_FILE",
+):
     os.environ.pop(var, None)
 
 import pytest  # noqa: E402

@@ -1,0 +1,127 @@
+"""DAGs for crash tests on a real Airflow: one job per DAG run, for each system and contender.
+
+Loaded by the DAG processor of :class:`resumable.testing.stack.AirflowStack` (the demo, the e2e
+suite and ``bench/chaos.py`` copy this file into its DAGs folder). Connections come from the
+environment (``databricks_default`` and ``aws_default`` pointing at the emulators); the EMR
+application and cluster ids from ``RESUMABLE_CRASH_APPLICATION_ID`` and
+``RESUMABLE_CRASH_CLUSTER_ID``.
+
+DAG ids: ``crash_<system>_<contender>`` where system is ``databricks``, ``emr_serverless`` or
+``emr_steps`` and contender is ``resumable`` (ours), ``provider`` (the provider's operator as
+it is) or, for Databricks, ``provider_nodurable`` (the provider's operator with ``durable=False``);
+``crash_<system>_timeout`` (ours, ``execution_timeout`` shorter than the job, no retries) and
+``crash_databricks_deferrable`` (ours, deferrable). The task is always ``job``.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow.sdk import DAG
+
+ROLE = "arn:aws:iam::123456789012:role/emr-job"
+RETRIES = int(os.environ.get("RESUMABLE_CRASH_RETRIES", "3"))
+RETRY_DELAY = timedelta(seconds=float(os.environ.get("RESUMABLE_CRASH_RETRY_DELAY", "2")))
+TIMEOUT = timedelta(seconds=float(os.environ.get("RESUMABLE_CRASH_TIMEOUT", "12")))
+APPLICATION_ID = os.environ.get("RESUMABLE_CRASH_APPLICATION_ID", "")
+CLUSTER_ID = os.environ.get("RESUMABLE_CRASH_CLUSTER_ID", "")
+
+
+def _dag(dag_id: str) -> DAG:
+    return DAG(
+        dag_id,
+        schedule=None,
+        start_date=datetime(2025, 1, 1),
+        catchup=False,
+        max_active_runs=16,
+        tags=["resumable-crash"],
+        default_args={"retries": RETRIES, "retry_delay": RETRY_DELAY},
+    )
+
+
+def databricks(contender: str, **extra: Any) -> Any:
+    from airflow.providers.databricks.operators.databricks import DatabricksSubmitRunOperator
+
+    from resumable.operators.databricks import ResumableDatabricksSubmitRunOperator
+
+    kwargs: dict[str, Any] = {
+        "task_id": "job",
+        "run_name": "nightly-aggregation",
+        "tasks": [
+            {
+                "task_key": "main",
+                "spark_python_task": {"python_file": "dbfs:/jobs/aggregate.py"},
+                "new_cluster": {"spark_version": "15.4.x-scala2.12", "num_workers": 2},
+            }
+        ],
+        "polling_period_seconds": 1,
+        **extra,
+    }
+    if contender == "resumable":
+        return ResumableDatabricksSubmitRunOperator(**kwargs)
+    if contender == "provider_nodurable":
+        kwargs["durable"] = False
+    return DatabricksSubmitRunOperator(**kwargs)
+
+
+def emr_serverless(contender: str, **extra: Any) -> Any:
+    from airflow.providers.amazon.aws.operators.emr import EmrServerlessStartJobOperator
+
+    from resumable.operators.emr import ResumableEmrServerlessStartJobOperator
+
+    cls = ResumableEmrServerlessStartJobOperator if contender == "resumable" else EmrServerlessStartJobOperator
+    return cls(
+        task_id="job",
+        application_id=APPLICATION_ID,
+        execution_role_arn=ROLE,
+        job_driver={"sparkSubmit": {"entryPoint": "s3://bucket/etl.py"}},
+        configuration_overrides={},
+        waiter_delay=1,
+        waiter_max_attempts=100_000,
+        **extra,
+    )
+
+
+def emr_steps(contender: str, **extra: Any) -> Any:
+    from airflow.providers.amazon.aws.operators.emr import EmrAddStepsOperator
+
+    from resumable.operators.emr import ResumableEmrAddStepsOperator
+
+    cls = ResumableEmrAddStepsOperator if contender == "resumable" else EmrAddStepsOperator
+    step = {
+        "Name": "etl",
+        "ActionOnFailure": "CONTINUE",
+        "HadoopJarStep": {"Jar": "command-runner.jar", "Args": ["spark-submit", "s3://bucket/etl.py"]},
+    }
+    return cls(
+        task_id="job",
+        job_flow_id=CLUSTER_ID,
+        steps=[step],
+        wait_for_completion=True,
+        waiter_delay=1,
+        waiter_max_attempts=100_000,
+        **extra,
+    )
+
+
+BUILDERS = {"databricks": databricks, "emr_serverless": emr_serverless, "emr_steps": emr_steps}
+CONTENDERS = {
+    "databricks": ("resumable", "provider", "provider_nodurable"),
+    "emr_serverless": ("resumable", "provider"),
+    "emr_steps": ("resumable", "provider"),
+}
+
+for _system, _build in BUILDERS.items():
+    for _contender in CONTENDERS[_system]:
+        with _dag(f"crash_{_system}_{_contender}") as _d:
+            _build(_contender)
+        globals()[_d.dag_id] = _d
+    with _dag(f"crash_{_system}_timeout") as _d:
+        _build("resumable", execution_timeout=TIMEOUT, retries=0)
+    globals()[_d.dag_id] = _d
+
+with _dag("crash_databricks_deferrable") as _d:
+    databricks("resumable", deferrable=True)
+globals()[_d.dag_id] = _d

@@ -1,0 +1,355 @@
+"""A real, embedded Airflow for crash tests: API server, scheduler, DAG processor, triggerer, workers.
+
+:class:`AirflowStack` starts Airflow's own commands (``airflow db migrate``, ``airflow api-server``,
+``airflow scheduler``, ``airflow dag-processor``, ``airflow triggerer`` and, for the Celery
+executor, ``airflow celery worker``) in a temporary AIRFLOW_HOME, with a short heartbeat timeout
+so that a killed worker is noticed in seconds, and drives them the way people and machines do:
+it triggers DAG runs and marks or clears task instances through the REST API, and sends signals to
+the processes that run a task instance (``SIGKILL``, ``SIGTERM``, ``SIGSTOP``/``SIGCONT``).
+
+Nothing here is mocked: the task instances run in real worker processes, read their connections
+from the environment (point them at :mod:`resumable.testing.databricks` or
+:mod:`resumable.testing.aws`) and keep their records in Airflow's task state store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+import requests
+
+TERMINAL_TI_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
+TERMINAL_RUN_STATES = frozenset({"success", "failed"})
+
+
+class StackError(RuntimeError):
+    """The embedded Airflow did not start, or did not reach an expected state in time."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class TaskProcesses:
+    """The processes running one try of a task instance: the supervisor and the task it forked."""
+
+    ti_id: str
+    supervisor: psutil.Process
+    task: psutil.Process
+
+    def signal(self, sig: int, which: str = "both") -> None:
+        """Send ``sig`` to ``"task"``, ``"supervisor"`` or ``"both"`` (the task first)."""
+        targets = {"task": [self.task], "supervisor": [self.supervisor], "both": [self.task, self.supervisor]}
+        for process in targets[which]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.send_signal(sig)
+
+
+@dataclass
+class AirflowStack:
+    """An Airflow started from its own commands in a temporary home; a context manager.
+
+    ``dags`` are files copied into the DAGs folder. ``env`` is added to every process's
+    environment (connections as ``AIRFLOW_CONN_*``, ``RESUMABLE_*`` settings). With
+    ``executor="CeleryExecutor"`` give ``sql_alchemy_conn`` (PostgreSQL), ``broker_url`` and the
+    number of ``celery_workers``.
+    """
+
+    dags: Iterable[str | Path] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    executor: str = "LocalExecutor"
+    sql_alchemy_conn: str | None = None
+    broker_url: str | None = None
+    celery_workers: int = 0
+    heartbeat_timeout: int = 10
+    parallelism: int = 8
+    home: Path | None = None
+    keep_home: bool = False
+    boot_timeout: float = 180.0
+
+    port: int = 0
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _made_home: bool = False
+    _session: requests.Session = field(default_factory=requests.Session)
+
+    # ---- life cycle --------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def airflow_env(self) -> dict[str, str]:
+        """The environment every Airflow process of this stack runs with."""
+        assert self.home is not None
+        conn = self.sql_alchemy_conn or f"sqlite:///{self.home / 'airflow.db'}"
+        env = {
+            **os.environ,
+            "AIRFLOW_HOME": str(self.home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(self.home / "dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": self.executor,
+            "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": conn,
+            "AIRFLOW__API__PORT": str(self.port),
+            "AIRFLOW__API__BASE_URL": self.url,
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__API_AUTH__JWT_SECRET": "resumable-embedded-airflow-secret",
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(self.heartbeat_timeout),
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+            "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "2",
+            "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
+            "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "10",
+            "AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC": "1",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            **self.env,
+        }
+        if self.executor == "CeleryExecutor":
+            env["AIRFLOW__CELERY__BROKER_URL"] = self.broker_url or "redis://127.0.0.1:6379/0"
+            env["AIRFLOW__CELERY__RESULT_BACKEND"] = "db+" + conn
+            env["AIRFLOW__CELERY__WORKER_CONCURRENCY"] = "4"
+        return env
+
+    def start(self) -> AirflowStack:
+        if self.home is None:
+            self.home, self._made_home = Path(tempfile.mkdtemp(prefix="resumable-airflow-")), True
+        (self.home / "dags").mkdir(parents=True, exist_ok=True)
+        (self.home / "logs").mkdir(exist_ok=True)
+        for dag in self.dags:
+            shutil.copy(dag, self.home / "dags")
+        self.port = self.port or free_port()
+        env = self.airflow_env()
+        migrate = subprocess.run(
+            [sys.executable, "-m", "airflow", "db", "migrate"], env=env, capture_output=True, text=True, check=False
+        )
+        if migrate.returncode:
+            raise StackError(f"`airflow db migrate` failed:\n{migrate.stdout[-3000:]}\n{migrate.stderr[-3000:]}")
+        try:
+            self._spawn("api-server", ["api-server", "--port", str(self.port)])
+            self._spawn("scheduler", ["scheduler"])
+            self._spawn("dag-processor", ["dag-processor"])
+            self._spawn("triggerer", ["triggerer"])
+            for number in range(1, self.celery_workers + 1):
+                self._spawn(
+                    f"celery-worker-{number}",
+                    ["celery", "worker", "--celery-hostname", f"worker{number}@%h", "--concurrency", "4"],
+                )
+            self._wait(self._healthy, "the API server to answer", self.boot_timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _spawn(self, name: str, args: list[str]) -> None:
+        log = open(self.home / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", "airflow", *args],
+            env=self.airflow_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+
+    def restart(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Kill one of the stack's processes (``"triggerer"``, ``"scheduler"``, ...) and start it again."""
+        self.kill(name, sig)
+        args = {"api-server": ["api-server", "--port", str(self.port)]}.get(name, [name])
+        if name.startswith("celery-worker-"):
+            number = name.rsplit("-", 1)[1]
+            args = ["celery", "worker", "--celery-hostname", f"worker{number}@%h", "--concurrency", "4"]
+        self._spawn(name, args)
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to one of the stack's processes and all its children, and reap it."""
+        process = self.processes.pop(name)
+        _signal_tree(process.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=30)
+
+    def stop(self) -> None:
+        for name in list(self.processes):
+            process = self.processes[name]
+            _signal_tree(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for name, process in list(self.processes.items()):
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal_tree(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+            del self.processes[name]
+        if self._made_home and not self.keep_home and self.home is not None:
+            shutil.rmtree(self.home, ignore_errors=True)
+
+    def __enter__(self) -> AirflowStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def log_tail(self, name: str, lines: int = 60) -> str:
+        """The last lines one of the stack's processes wrote (for error messages)."""
+        assert self.home is not None
+        path = self.home / "logs" / f"{name}.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def _healthy(self) -> bool:
+        for name, process in self.processes.items():
+            if process.poll() is not None:
+                raise StackError(f"`airflow {name}` exited with {process.returncode}:\n{self.log_tail(name)}")
+        try:
+            return self._session.get(f"{self.url}/api/v2/monitor/health", timeout=5).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def _wait(self, check: Callable[[], Any], what: str, timeout: float, interval: float = 0.5) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            result = check()
+            if result:
+                return result
+            if time.monotonic() > deadline:
+                raise StackError(f"timed out after {timeout:.0f} s waiting for {what}")
+            time.sleep(interval)
+
+    # ---- the REST API ------------------------------------------------------------------------
+
+    def api(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Call ``/api/v2/<path>``; raises :class:`StackError` with the body on an error status."""
+        response = self._session.request(method, f"{self.url}/api/v2/{path.lstrip('/')}", timeout=30, **kwargs)
+        if response.status_code >= 400:
+            raise StackError(f"{method} {path} answered {response.status_code}: {response.text[:2000]}")
+        return response.json() if response.content else None
+
+    def wait_for_dags(self, dag_ids: Iterable[str], timeout: float = 120) -> None:
+        """Wait until the DAG processor has parsed these DAGs; raise with the import errors if not."""
+        wanted = set(dag_ids)
+
+        def parsed() -> bool:
+            found = {d["dag_id"] for d in self.api("GET", "dags", params={"limit": 1000})["dags"]}
+            return wanted <= found
+
+        try:
+            self._wait(parsed, f"the DAGs {sorted(wanted)} to be parsed", timeout, interval=1)
+        except StackError as error:
+            errors = self.api("GET", "importErrors")
+            raise StackError(f"{error}; import errors: {errors}") from None
+
+    def trigger(self, dag_id: str, conf: Mapping[str, Any] | None = None, run_id: str | None = None) -> str:
+        """Start a DAG run through the REST API; returns its run id."""
+        body: dict[str, Any] = {"logical_date": None, "conf": dict(conf or {})}
+        if run_id:
+            body["dag_run_id"] = run_id
+        return str(self.api("POST", f"dags/{dag_id}/dagRuns", json=body)["dag_run_id"])
+
+    def task_instance(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> dict[str, Any]:
+        path = f"dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
+        if map_index >= 0:
+            path += f"/{map_index}"
+        return dict(self.api("GET", path))
+
+    def dag_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
+        return dict(self.api("GET", f"dags/{dag_id}/dagRuns/{run_id}"))
+
+    def wait_for_task(
+        self,
+        dag_id: str,
+        run_id: str,
+        task_id: str,
+        states: Iterable[str] = ("running",),
+        try_number: int | None = None,
+        timeout: float = 120,
+    ) -> dict[str, Any]:
+        """Wait until the task instance is in one of ``states`` (and at ``try_number``, if given)."""
+        wanted = set(states)
+
+        def reached() -> dict[str, Any] | None:
+            ti = self.task_instance(dag_id, run_id, task_id)
+            if ti["state"] in wanted and (try_number is None or ti["try_number"] == try_number):
+                return ti
+            return None
+
+        return self._wait(reached, f"{dag_id}.{task_id} in {run_id} to be {sorted(wanted)}", timeout)  # type: ignore[no-any-return]
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 300) -> str:
+        """Wait for the DAG run to finish; returns ``"success"`` or ``"failed"``."""
+
+        def finished() -> str | None:
+            state = self.dag_run(dag_id, run_id)["state"]
+            return state if state in TERMINAL_RUN_STATES else None
+
+        return str(self._wait(finished, f"DAG run {dag_id}/{run_id} to finish", timeout, interval=1))
+
+    def mark(self, dag_id: str, run_id: str, task_id: str, state: str) -> None:
+        """What a person does with "Mark as failed/success" in the UI."""
+        self.api("PATCH", f"dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}", json={"new_state": state})
+
+    def clear(self, dag_id: str, run_id: str, task_ids: list[str]) -> None:
+        """What a person does with "Clear" in the UI: the task instances run again in the same DAG run."""
+        self.api(
+            "POST",
+            f"dags/{dag_id}/clearTaskInstances",
+            json={"dry_run": False, "task_ids": task_ids, "dag_run_id": run_id, "only_failed": False},
+        )
+
+    # ---- processes ---------------------------------------------------------------------------
+
+    def task_processes(self, ti_id: str, timeout: float = 60) -> TaskProcesses:
+        """The supervisor and task processes of the try whose task-instance id is ``ti_id``."""
+
+        def find() -> TaskProcesses | None:
+            title = f"airflow worker -- {ti_id}"
+            for process in psutil.process_iter(["cmdline"]):
+                cmdline = " ".join(process.info["cmdline"] or [])
+                if cmdline.strip() == title:
+                    parent = process.parent()
+                    if parent is not None:
+                        return TaskProcesses(ti_id, parent, process)
+            return None
+
+        return self._wait(find, f"the worker process of task instance {ti_id}", timeout, interval=0.2)  # type: ignore[no-any-return]
+
+    def running_task(self, dag_id: str, run_id: str, task_id: str, timeout: float = 120) -> TaskProcesses:
+        """Wait until the task instance runs, and return its processes."""
+        ti = self.wait_for_task(dag_id, run_id, task_id, ("running",), timeout=timeout)
+        return self.task_processes(ti["id"])
+
+
+def _signal_tree(pid: int, sig: int) -> None:
+    with contextlib.suppress(psutil.NoSuchProcess):
+        root = psutil.Process(pid)
+        for process in [*root.children(recursive=True), root]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.send_signal(sig)
+
+
+@contextlib.contextmanager
+def airflow_stack(**kwargs: Any) -> Iterator[AirflowStack]:
+    """``with airflow_stack(dags=[...], env={...}) as stack:``: start, yield, stop."""
+    stack = AirflowStack(**kwargs)
+    with stack:
+        yield stack
