@@ -58,6 +58,8 @@ def run_status(run: Mapping[str, Any], success_with_failures: str = "fail") -> J
     if not result:
         if life in ("SKIPPED", "INTERNAL_ERROR"):
             return JobStatus(JobState.FAILED, raw, message)
+        if life == "TERMINATING":
+            return JobStatus(JobState.STOPPING, raw, message)
         return JobStatus(JobState.PENDING if life in WAITING_STATES else JobState.RUNNING, raw, message)
     if result == "SUCCESS" or (result == SUCCESS_WITH_FAILURES and success_with_failures == "succeed"):
         return JobStatus(JobState.SUCCEEDED, raw, message)

@@ -56,7 +56,7 @@ NOT_FOUND_CODES = frozenset({"ResourceNotFoundException", "ValidationException",
 #: Step states, ours rather than the hook's (a CANCEL_PENDING step is still active).
 STEP_STATES = {
     "PENDING": JobState.PENDING,
-    "CANCEL_PENDING": JobState.RUNNING,
+    "CANCEL_PENDING": JobState.STOPPING,
     "RUNNING": JobState.RUNNING,
     "COMPLETED": JobState.SUCCEEDED,
     "CANCELLED": JobState.CANCELLED,
@@ -70,7 +70,7 @@ SERVERLESS_STATES = {
     "SCHEDULED": JobState.PENDING,
     "QUEUED": JobState.PENDING,
     "RUNNING": JobState.RUNNING,
-    "CANCELLING": JobState.RUNNING,
+    "CANCELLING": JobState.STOPPING,
     "SUCCESS": JobState.SUCCEEDED,
     "FAILED": JobState.FAILED,
     "CANCELLED": JobState.CANCELLED,
@@ -80,7 +80,7 @@ EKS_STATES = {
     "PENDING": JobState.PENDING,
     "SUBMITTED": JobState.PENDING,
     "RUNNING": JobState.RUNNING,
-    "CANCEL_PENDING": JobState.RUNNING,
+    "CANCEL_PENDING": JobState.STOPPING,
     "COMPLETED": JobState.SUCCEEDED,
     "FAILED": JobState.FAILED,
     "CANCELLED": JobState.CANCELLED,
@@ -298,7 +298,7 @@ class ResumableEmrAddStepsOperator(_ResumableEmr, EmrAddStepsOperator):  # type:
         states = [STEP_STATES.get(s["Status"]["State"], JobState.RUNNING) for s in steps]
         raw = ",".join(s["Status"]["State"] for s in steps)
         if any(state.is_active for state in states):
-            state = JobState.RUNNING if JobState.RUNNING in states else JobState.PENDING
+            state = next(s for s in (JobState.RUNNING, JobState.STOPPING, JobState.PENDING) if s in states)
             return JobStatus(state, raw)
         failures = [
             f"{s['Id']} ({s.get('Name', '')}): {s['Status'].get('FailureDetails', {}).get('Message', '')}"
@@ -586,6 +586,8 @@ class ResumableEmrCreateJobFlowOperator(_ResumableEmr, EmrCreateJobFlowOperator)
             return JobStatus(JobState.CANCELLED, state, message)
         if state in self._success_states():
             return JobStatus(JobState.SUCCEEDED, state, message)
+        if state == "TERMINATING":
+            return JobStatus(JobState.STOPPING, state, message)
         return JobStatus(
             JobState.PENDING if state in ("STARTING", "BOOTSTRAPPING") else JobState.RUNNING, state
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,8 +26,17 @@ def _scope_args(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="resumable", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="crash an attempt right after it submits, and watch the retry")
-    demo.add_argument("--keep", action="store_true", help="keep the demo AIRFLOW_HOME")
+    demo = commands.add_parser(
+        "demo", help="kill the workers of a real, embedded Airflow: the provider's operator and ours side by side"
+    )
+    demo.add_argument(
+        "--scenario",
+        choices=["databricks", "emr", "clear", "mark-failed"],
+        default="databricks",
+        help="databricks (default): SIGTERM to one pair of workers, SIGKILL to another; emr: the same on EMR "
+        "Serverless; clear, mark-failed: a person clears or fails the running tasks through the REST API",
+    )
+    demo.add_argument("--keep", action="store_true", help="leave Airflow running afterwards, to look at in its UI")
     state = commands.add_parser("state", help="read or clear a record of the sql state backend")
     verbs = state.add_subparsers(dest="verb", required=True)
     _scope_args(verbs.add_parser("show", help="print the record as JSON"))
@@ -39,26 +49,26 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "demo":
-        return _demo(args.keep)
+        return _demo(args.scenario, args.keep)
     return _state(args)
 
 
-def _demo(keep: bool) -> int:
-    # Airflow reads its configuration on import, so the demo runs in a child process whose
-    # environment points at a private AIRFLOW_HOME with a SQLite database.
-    home = tempfile.mkdtemp(prefix="resumable-demo-")
-    env = {
-        **os.environ,
-        "AIRFLOW_HOME": home,
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_FOLDER": os.path.join(home, "dags"),
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": "CRITICAL",
-    }
-    os.makedirs(env["AIRFLOW__CORE__DAGS_FOLDER"], exist_ok=True)
-    code = subprocess.call([sys.executable, "-m", "resumable.demo"], env=env)
-    if keep:
-        print(f"The demo's Airflow home (SQLite database, logs) is kept at {home}")
-    return code
+def _demo(scenario: str, keep: bool) -> int:
+    # Importing Airflow reads (and may write) the configuration of AIRFLOW_HOME: the demo's own
+    # process gets an empty private one, so that nothing touches the user's Airflow. The
+    # embedded Airflow it starts has a temporary home of its own.
+    home = tempfile.mkdtemp(prefix="resumable-demo-client-")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
+    env.update({"AIRFLOW_HOME": home, "AIRFLOW__CORE__LOAD_EXAMPLES": "False"})
+    try:
+        return subprocess.call(
+            [sys.executable, "-c", f"import sys, resumable.demo as d; sys.exit(d.main({scenario!r}, {keep!r}))"],
+            env=env,
+        )
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def _state(args: argparse.Namespace) -> int:

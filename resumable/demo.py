@@ -1,71 +1,279 @@
-"""The quick-start demo: the worker dies right after submitting; who submits the job twice?
+"""``resumable demo``: a real Airflow loses workers; the provider's operator and ours side by side.
 
-Runs two DAG runs on a real, embedded Airflow (``dag.test()`` on SQLite) against the in-process
-fake job service: one task with ``resumable=False`` (what an ordinary operator does) and one with
-the resume protocol. In both, the first attempt dies at the ``after_submit`` fault point, between
-"the job was submitted" and "its id was saved". Run it with ``resumable demo``.
+Starts an embedded Airflow (temporary AIRFLOW_HOME, SQLite, LocalExecutor, Airflow's own
+``api-server``, ``scheduler``, ``dag-processor`` and ``triggerer`` commands) and the Databricks
+Jobs API emulator (or moto for EMR) in this process, triggers a DAG whose tasks run the same
+emulated one-minute job, disturbs them part way through, and prints what each operator did.
+
+Scenarios (``--scenario``):
+
+- ``databricks`` (default): SIGTERM to the workers of one pair of tasks (a pod eviction, a worker
+  restart), later SIGKILL to another pair (a lost node).
+- ``emr``: the same with EMR Serverless job runs.
+- ``clear``: a person clears both running tasks through the REST API (the job should be rerun).
+- ``mark-failed``: a person marks both running tasks failed (the job should be stopped).
+
+Exits 1 if our operator submitted more jobs than the scenario calls for, lost its job, or did
+not end as the scenario expects.
 """
 
 from __future__ import annotations
 
 import logging
-import os
+import signal
 import sys
-from datetime import datetime, timedelta
+import time
+from dataclasses import dataclass, field
+from typing import Any
 
-from airflow.sdk import DAG
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
 
-from resumable.testing.airflow import init_db, run_dag, task_states
-from resumable.testing.fake import FakeJobOperator, FakeJobService
+from resumable.testing.crash import DEMO_DAG_FILE, CrashLab
+from resumable.testing.databricks import RunScript
+from resumable.testing.aws import JobScript
+
+#: Emulated seconds per real second: the one-minute job takes 30 s.
+SPEED = 2.0
+JOB_SECONDS = 60.0
 
 
-def scenario(name: str, resumable: bool) -> dict[str, object]:
-    service = FakeJobService(name=name, idempotent=False, polls=3)
-    with DAG(f"demo_{name}", schedule=None, start_date=datetime(2025, 1, 1), catchup=False) as dag:
-        FakeJobOperator(
-            task_id="spark_job",
-            service=name,
-            job_name="nightly-aggregation",
-            resumable=resumable,
-            retries=1,
-            retry_delay=timedelta(0),
-            poll_interval=0.05,
+@dataclass
+class Pair:
+    """Tasks disturbed together, and what the scenario expects of ours."""
+
+    tasks: tuple[str, ...]
+    disruption: str
+    action: str  # "sigterm", "sigkill", "clear", "mark-failed"
+    after: float  # real seconds of the job's run before the disruption
+    expect_runs: int
+    expect_state: str
+
+
+@dataclass
+class Scenario:
+    dag_id: str
+    system: str
+    pairs: list[Pair]
+    expect_run: str
+    done: set[str] = field(default_factory=set)
+
+
+SCENARIOS = {
+    "databricks": lambda: Scenario(
+        "resumable_demo_databricks",
+        "databricks",
+        [
+            Pair(("provider_sigterm", "resumable_sigterm"), "SIGTERM (eviction)", "sigterm", 8, 1, "success"),
+            Pair(("provider_sigkill", "resumable_sigkill"), "SIGKILL (lost node)", "sigkill", 14, 1, "success"),
+        ],
+        "success",
+    ),
+    "emr": lambda: Scenario(
+        "resumable_demo_emr",
+        "emr",
+        [
+            Pair(("provider_sigterm", "resumable_sigterm"), "SIGTERM (eviction)", "sigterm", 8, 1, "success"),
+            Pair(("provider_sigkill", "resumable_sigkill"), "SIGKILL (lost node)", "sigkill", 14, 1, "success"),
+        ],
+        "success",
+    ),
+    "clear": lambda: Scenario(
+        "resumable_demo_people",
+        "databricks",
+        [Pair(("provider", "resumable"), "a person clears it", "clear", 8, 2, "success")],
+        "success",
+    ),
+    "mark-failed": lambda: Scenario(
+        "resumable_demo_people",
+        "databricks",
+        [Pair(("provider", "resumable"), "a person marks it failed", "mark-failed", 8, 1, "failed")],
+        "failed",
+    ),
+}
+
+
+class Demo:
+    def __init__(self, lab: CrashLab, scenario: Scenario) -> None:
+        self.lab, self.scenario = lab, scenario
+        self.run_id = ""
+        self.first_seen: dict[str, float] = {}
+        self.ended: dict[str, float] = {}
+        self.states: dict[str, dict[str, Any]] = {}
+        self.events: list[str] = []
+        self.t0 = time.monotonic()
+
+    # ---- the emulated jobs of one task ------------------------------------------------------
+
+    def jobs(self, task_id: str) -> list[dict[str, Any]]:
+        name = f"demo-{task_id}"
+        if self.scenario.system == "databricks":
+            cancels = set(self.lab.databricks.cancels)
+            return [
+                {
+                    "id": str(run["run_id"]),
+                    "state": run["state"].get("result_state") or run["state"]["life_cycle_state"],
+                    "cancelled": run["run_id"] in cancels,
+                }
+                for run in self.lab.databricks.runs_named(name)
+            ]
+        return self.lab.aws.jobs_named(name)
+
+    def compute(self, task_id: str) -> float:
+        name = f"demo-{task_id}"
+        if self.scenario.system == "databricks":
+            return self.lab.databricks.compute_seconds(name)
+        return self.lab.aws.compute_seconds(name)
+
+    # ---- the live view ------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        for pair in self.scenario.pairs:
+            for task in pair.tasks:
+                ti = self.lab.stack.task_instance(self.scenario.dag_id, self.run_id, task)
+                self.states[task] = ti
+                if ti["state"] == "running":
+                    self.first_seen.setdefault(task, time.monotonic())
+                if ti["state"] in ("success", "failed") and task not in self.ended:
+                    self.ended[task] = time.monotonic()
+
+    def view(self) -> Table:
+        table = Table(title=f"{self.scenario.dag_id}  ({time.monotonic() - self.t0:.0f} s)", expand=False)
+        for column in ("task", "disruption", "state", "try", "emulated jobs"):
+            table.add_column(column)
+        for pair in self.scenario.pairs:
+            for task in pair.tasks:
+                ti = self.states.get(task, {})
+                jobs = ", ".join(
+                    f"{j['id']} {j['state']}" + (" (cancelled)" if j["cancelled"] else "") for j in self.jobs(task)
+                )
+                table.add_row(task, pair.disruption, str(ti.get("state")), str(ti.get("try_number", "")), jobs)
+        for event in self.events[-4:]:
+            table.add_row("", "", "", "", f"[dim]{event}[/dim]")
+        return table
+
+    # ---- disturbing the tasks -----------------------------------------------------------------
+
+    def running_since(self, task: str) -> float | None:
+        jobs = self.jobs(task)
+        if not jobs or self.states.get(task, {}).get("state") != "running":
+            return None
+        return self.first_seen.get(task)
+
+    def disturb(self, pair: Pair) -> None:
+        dag_id, run_id = self.scenario.dag_id, self.run_id
+        for task in pair.tasks:
+            if pair.action in ("sigterm", "sigkill"):
+                processes = self.lab.stack.running_task(dag_id, run_id, task)
+                if pair.action == "sigterm":
+                    processes.signal(signal.SIGTERM, which="supervisor")
+                else:
+                    processes.signal(signal.SIGKILL)
+            elif pair.action == "clear":
+                self.lab.stack.clear(dag_id, run_id, [task])
+            else:
+                self.lab.stack.mark(dag_id, run_id, task, "failed")
+            self.events.append(f"{time.monotonic() - self.t0:.0f} s: {pair.action} -> {task}")
+
+    def run(self, console: Console) -> bool:
+        self.run_id = self.lab.stack.trigger(self.scenario.dag_id)
+        pending = list(self.scenario.pairs)
+        with Live(self.view(), console=console, refresh_per_second=2) as live:
+            while True:
+                self.refresh()
+                for pair in list(pending):
+                    since = [self.running_since(t) for t in pair.tasks]
+                    if all(s is not None for s in since) and time.monotonic() - max(since) >= pair.after:  # type: ignore[type-var]
+                        self.disturb(pair)
+                        pending.remove(pair)
+                live.update(self.view())
+                state = self.lab.stack.dag_run(self.scenario.dag_id, self.run_id)["state"]
+                if state in ("success", "failed") and not pending:
+                    break
+                if time.monotonic() - self.t0 > 600:
+                    self.events.append("the DAG run did not finish within 10 minutes")
+                    break
+                time.sleep(0.5)
+            self.refresh()
+            live.update(self.view())
+        return self.report(console)
+
+    def report(self, console: Console) -> bool:
+        table = Table(title="What each operator did")
+        for column in (
+            "task",
+            "disruption",
+            "jobs submitted",
+            "jobs cancelled",
+            f"compute-s used (job is {JOB_SECONDS:.0f})",
+            "wall time",
+            "final state",
+        ):
+            table.add_column(column)
+        ok = True
+        for pair in self.scenario.pairs:
+            for task in pair.tasks:
+                jobs = self.jobs(task)
+                state = self.states.get(task, {}).get("state")
+                wall = self.ended.get(task, time.monotonic()) - self.first_seen.get(task, self.t0)
+                ours = task.startswith("resumable")
+                good = len(jobs) == pair.expect_runs and state == pair.expect_state
+                if ours and not good:
+                    ok = False
+                table.add_row(
+                    ("[bold]" if ours else "") + task,
+                    pair.disruption,
+                    str(len(jobs)),
+                    str(sum(1 for j in jobs if j["cancelled"])),
+                    f"{self.compute(task):.0f}",
+                    f"{wall:.0f} s",
+                    str(state),
+                )
+        console.print(table)
+        return ok
+
+
+def main(scenario_name: str = "databricks", keep: bool = False) -> int:
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    console = Console()
+    scenario = SCENARIOS[scenario_name]()
+    t0 = time.monotonic()
+    with console.status("Starting an embedded Airflow (SQLite, LocalExecutor) and the emulators ..."):
+        lab = CrashLab(speed=SPEED, dag_files=[DEMO_DAG_FILE], keep_home=keep).start()
+    try:
+        lab.databricks.default_script = RunScript(duration=JOB_SECONDS, pending=2.0)
+        lab.aws.default_script = JobScript(duration=JOB_SECONDS, pending=2.0)
+        lab.stack.wait_for_dags([scenario.dag_id])
+        console.print(
+            f"Airflow is up at {lab.stack.url} after {time.monotonic() - t0:.0f} s; each task runs the same "
+            f"emulated {JOB_SECONDS:.0f}-second job ({SPEED:g}x real time).\n"
+            "Tasks named provider_* run the provider's operator, resumable_* ours."
         )
-    dag_run = run_dag(dag)
-    return {
-        "operator": "resumable" if resumable else "ordinary (resumable=False)",
-        "jobs submitted": service.total_submissions,
-        "jobs cancelled": len(service.cancelled),
-        "task": task_states(dag_run)["spark_job"],
-        "dag run": str(getattr(dag_run.state, "value", dag_run.state)),
-    }
-
-
-def main() -> int:
-    logging.disable(logging.INFO)
-    os.environ["RESUMABLE_FAULT_POINT"] = "after_submit"
-    os.environ["RESUMABLE_FAULT_TRY"] = "1"
-    print("Setting up an embedded Airflow (SQLite) ...", flush=True)
-    init_db()
-    print("Each task's first attempt dies right after it submits its job; Airflow retries it.\n", flush=True)
-    rows = [scenario("ordinary", resumable=False), scenario("resumable", resumable=True)]
-    columns = list(rows[0])
-    widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in columns]
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
-    print("  ".join("-" * w for w in widths))
-    for row in rows:
-        print("  ".join(str(row[c]).ljust(w) for c, w in zip(columns, widths, strict=True)))
-    ours = rows[1]
-    ok = ours["jobs submitted"] == 1 and ours["task"] == "success"
-    print(
-        "\nThe ordinary operator lost track of its first job and submitted a second one; the resumable "
-        "operator wrote its intent and token before submitting, so the retry found the first job and "
-        "submitted nothing."
-        if ok
-        else "\nFAILED: the resumable operator submitted twice or lost its job."
-    )
-    return 0 if ok else 1
+        ok = Demo(lab, scenario).run(console)
+        if ok:
+            console.print(
+                "[green]Our operator kept one job per disruption that did not ask for a stop, and "
+                "stopped or reran it when a person asked.[/green]"
+            )
+        else:
+            console.print("[red]FAILED: our operator submitted a job too many, lost its job, or ended wrong.[/red]")
+        console.print(f"Total time: {time.monotonic() - t0:.0f} s")
+        if keep:
+            console.print(
+                f"\nAirflow stays up at {lab.stack.url} (no login: every visitor is an admin in this "
+                f"embedded Airflow). Its home, with the task logs, is {lab.stack.home}.\n"
+                "Press Ctrl+C to stop it."
+            )
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass
+        return 0 if ok else 1
+    finally:
+        lab.stop()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(*sys.argv[1:2]))

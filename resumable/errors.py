@@ -30,6 +30,11 @@ class SupersededError(ResumableError):
     """A newer try owns the job now; this attempt stopped polling and did not cancel it."""
 
 
+class RecordUnreadableHere(SupersededError):
+    """This attempt can no longer read its record: it was deleted, or (airflow backend) the task
+    instance this attempt ran as was replaced by a clear or a retry."""
+
+
 class AttemptInterrupted(ResumableError):
     """The worker was told to stop (SIGTERM) and the job was kept for the retry to reattach."""
 

@@ -13,6 +13,8 @@ class JobState(str, Enum):
 
     PENDING = "PENDING"
     RUNNING = "RUNNING"
+    #: Active, but on its way out: being cancelled or shutting down (TERMINATING, CANCELLING, ...).
+    STOPPING = "STOPPING"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
@@ -21,7 +23,7 @@ class JobState(str, Enum):
     @property
     def is_active(self) -> bool:
         """The job may still change: queued, running, or on its way to a terminal state."""
-        return self in (JobState.PENDING, JobState.RUNNING)
+        return self in (JobState.PENDING, JobState.RUNNING, JobState.STOPPING)
 
     @property
     def is_terminal(self) -> bool:

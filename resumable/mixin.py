@@ -22,6 +22,7 @@ from resumable.errors import (
     AttemptInterrupted,
     JobFailedError,
     RecordError,
+    RecordUnreadableHere,
     ResumableError,
     SupersededError,
     TransientJobError,
@@ -492,7 +493,7 @@ class ResumableMixin:
         mine = attempt.record
         current = found.value if found is not None else None
         if mine is None or not isinstance(current, dict):
-            raise SupersededError(f"the record of {attempt.where} disappeared; not cancelling anything")
+            raise RecordUnreadableHere(f"the record of {attempt.where} disappeared; not cancelling anything")
         if (current.get("owner"), current.get("lineage"), current.get("token")) != (
             mine.owner,
             mine.lineage,
@@ -539,16 +540,21 @@ class ResumableMixin:
         if handle is None:
             self.log.info("resumable: stopped before a job was submitted; nothing to cancel")
             return
-        owns = True
+        owns: bool | None = True
         if attempt is not None:
             try:
                 self._check_owner(attempt)
+            except RecordUnreadableHere:
+                # The airflow backend reads the record through this attempt's task-instance id,
+                # which a clear or a retry replaces: the record is then out of reach, not gone.
+                # Whether to cancel is for Airflow's view of the task instance to say.
+                owns = None if attempt.backend.name == "airflow" else False
             except SupersededError:
                 owns = False
             except Exception as error:  # noqa: BLE001 - unreachable state: keep, never guess
                 self.log.warning("resumable: could not read the record while stopping (%s)", error)
         ti_state = None
-        if self.cancel_on_kill is CancelOnKill.USER_STOP and owns and not self._timed_out:
+        if owns is None or (self.cancel_on_kill is CancelOnKill.USER_STOP and owns and not self._timed_out):
             ti_state = self.task_state_probe.state_of(attempt.context if attempt else {})
         verdict = decide_kill(KillFacts(self.cancel_on_kill, self._timed_out, owns, ti_state))
         stats_incr("resumable.kill." + ("cancel" if verdict.cancel else "keep"), self._tags())
@@ -562,7 +568,12 @@ class ResumableMixin:
             return
         self._stop_cancelled = True
         self._call(lambda: self.cancel_job(handle), "cancel the job")
-        if attempt is not None and attempt.record is not None:
+        if owns is None:
+            self.log.info(
+                "resumable: the record is out of this attempt's reach (its task instance was replaced); "
+                "the next attempt reads the job's state instead"
+            )
+        elif attempt is not None and attempt.record is not None:
             try:
                 self._write(
                     attempt,

@@ -90,6 +90,11 @@ def decide(record: Record | RecordError | None, job: JobStatus | None, facts: Fa
             Action.SUBMIT,
             f"{found} is {state.value}, cancelled because a person cleared the running task: rerun",
         )
+    if state is JobState.STOPPING and not same_lineage:
+        return Decision(
+            Action.SUBMIT,
+            f"{found} is {state.value} (being cancelled or shutting down); {lineage}: a clear means rerun",
+        )
     if state.is_active:
         return Decision(Action.REATTACH, f"{found} is {state.value}; {lineage}: reattach and take ownership")
     if state is JobState.NOT_FOUND:
@@ -129,7 +134,8 @@ class KillFacts:
 
     policy: CancelOnKill
     timed_out: bool
-    owns_record: bool
+    #: ``None``: cannot be told (the record is out of this attempt's reach); Airflow's state decides.
+    owns_record: bool | None
     #: The task instance's state in Airflow now (lower case, ``"none"`` for no state),
     #: or ``None`` when Airflow could not be asked.
     ti_state: str | None
@@ -147,11 +153,11 @@ def decide_kill(facts: KillFacts) -> KillDecision:
     """DESIGN.md's "who asked?" rules: cancel only when the stop means "stop the job"."""
     if facts.policy is CancelOnKill.NEVER:
         return KillDecision(False, "cancel_on_kill='never': the job is left running")
-    if not facts.owns_record:
+    if facts.owns_record is False:
         return KillDecision(False, "a newer try owns the job now (fencing): never cancel a successor's job")
     if facts.timed_out:
         return KillDecision(True, "execution_timeout fired: the author's time budget is spent", "timeout")
-    if facts.policy is CancelOnKill.ALWAYS:
+    if facts.policy is CancelOnKill.ALWAYS and facts.owns_record:
         return KillDecision(True, "cancel_on_kill='always'", "killed")
     state = facts.ti_state
     if state is None:

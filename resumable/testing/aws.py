@@ -244,12 +244,30 @@ class AwsEmulator(Emulator):
             self._sync()
             return str(self._jobs[job_id].obj.state)
 
-    def compute_seconds(self) -> float:
-        """Emulated seconds all steps, job runs and clusters spent running."""
+    def job_ids(self, kind: str) -> list[str]:
+        """Ids of the steps (``"step"``), job runs (``"serverless"``, ``"eks"``) or clusters created, oldest first."""
+        with self._lock:
+            self._sync()
+            return [key for key, job in self._jobs.items() if job.kind == kind]
+
+    def jobs_named(self, name: str) -> list[dict[str, Any]]:
+        """The steps, job runs and clusters called ``name``, oldest first: id, kind, state, cancelled."""
+        with self._lock:
+            self._sync()
+            return [
+                {"id": job.key, "kind": job.kind, "state": str(job.obj.state), "cancelled": job.key in self.cancels}
+                for job in self._jobs.values()
+                if getattr(job.obj, "name", None) == name
+            ]
+
+    def compute_seconds(self, name: str | None = None) -> float:
+        """Emulated seconds all steps, job runs and clusters (called ``name``, if given) spent running."""
         with self._lock:
             now = self.now()
             total = 0.0
             for job in self._jobs.values():
+                if name is not None and getattr(job.obj, "name", None) != name:
+                    continue
                 begin = self._begin(job)
                 if begin is None:
                     continue

@@ -272,14 +272,20 @@ class DatabricksEmulator(Emulator):
         with self._lock:
             return self._run_json(self._get_run(run_id), history=True)
 
-    def compute_seconds(self) -> float:
-        """Emulated seconds all tasks of all runs spent RUNNING or TERMINATING."""
+    def compute_seconds(self, run_name: str | None = None) -> float:
+        """Emulated seconds all tasks of all runs (named ``run_name``, if given) spent RUNNING or TERMINATING."""
         with self._lock:
             now = self.now()
             return sum(
                 run.past_seconds + sum(t.running_seconds(now, run.cancel_at) for t in run.tasks)
                 for run in self._runs.values()
+                if run_name is None or run.run_name == run_name
             )
+
+    def runs_named(self, run_name: str) -> list[dict[str, Any]]:
+        """The runs called ``run_name``, oldest first, as ``runs/get`` returns them."""
+        with self._lock:
+            return [self._run_json(r, history=False) for r in self._runs.values() if r.run_name == run_name]
 
     def stats(self) -> dict[str, Any]:
         """Every counter, JSON-ready (also served at ``GET /emulator/stats``)."""

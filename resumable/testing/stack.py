@@ -98,8 +98,9 @@ class AirflowStack:
         """The environment every Airflow process of this stack runs with."""
         assert self.home is not None
         conn = self.sql_alchemy_conn or f"sqlite:///{self.home / 'airflow.db'}"
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
         env = {
-            **os.environ,
+            **inherited,
             "AIRFLOW_HOME": str(self.home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.home / "dags"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",

@@ -68,6 +68,9 @@ TABLE = [
     # submitted, active: reattach and take ownership
     (SUBMITTED, S.PENDING, P.RESUBMIT, (A.REATTACH, False), (A.REATTACH, False)),
     (SUBMITTED, S.RUNNING, P.FAIL, (A.REATTACH, False), (A.REATTACH, False)),
+    # ... unless it is on its way out (being cancelled): a retry waits for the outcome, a clear reruns
+    (SUBMITTED, S.STOPPING, P.FAIL, (A.REATTACH, False), (A.SUBMIT, False)),
+    (SUBMITTING, S.STOPPING, P.RESUBMIT, (A.REATTACH, False), (A.SUBMIT, False)),
     # submitted/done, succeeded: finish with the job's result; a clear means rerun
     (SUBMITTED, S.SUCCEEDED, P.RESUBMIT, (A.FINISH, False), (A.SUBMIT, False)),
     (DONE, S.SUCCEEDED, P.FAIL, (A.FINISH, False), (A.SUBMIT, False)),
@@ -122,6 +125,12 @@ KILL_TABLE = [
     (U, True, False, "running", False, None),  # fenced even on timeout
     (U, False, True, "running", False, None),  # still running: infrastructure stop
     (U, False, True, None, False, None),  # Airflow unreachable: keep
+    # the record is out of reach (airflow backend, replaced task-instance id): Airflow's state decides
+    (U, False, None, "restarting", True, STOP_CLEARED),  # the try that was cleared
+    (U, False, None, "running", False, None),  # a zombie whose successor runs
+    (U, False, None, "up_for_retry", False, None),
+    (U, False, None, None, False, None),
+    (CancelOnKill.ALWAYS, False, None, "running", False, None),
     (CancelOnKill.ALWAYS, False, True, "running", True, "killed"),
     (CancelOnKill.ALWAYS, False, False, "running", False, None),
     (CancelOnKill.NEVER, True, True, "failed", False, None),

@@ -1,0 +1,190 @@
+"""A crash lab: the embedded Airflow, the emulators and the crash DAGs, wired together.
+
+Used by ``resumable demo``, the e2e suite and ``bench/chaos.py``::
+
+    with CrashLab() as lab:
+        run = lab.start("databricks", "resumable", duration=30)
+        lab.wait_until_submitted(run)
+        lab.processes(run).signal(signal.SIGKILL)
+        assert lab.finish(run) == "success"
+        assert lab.submitted(run) == 1
+
+Every count is per DAG run: the emulators are shared, so the lab tells runs apart by the
+idempotency token, client token or step name each submission carries, or, for the provider's
+operators, which carry none of ours, by what was created while the DAG run was the only one of its
+system in flight (:meth:`start` refuses a second one).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from resumable import faults
+from resumable.testing.aws import AwsEmulator, JobScript
+from resumable.testing.databricks import DatabricksEmulator, RunScript
+from resumable.testing.stack import AirflowStack, StackError, TaskProcesses
+
+DAG_FILE = Path(__file__).with_name("dags") / "resumable_crash_dags.py"
+DEMO_DAG_FILE = Path(__file__).with_name("dags") / "resumable_demo_dags.py"
+SYSTEMS = ("databricks", "emr_serverless", "emr_steps")
+_AWS_KIND = {"emr_serverless": "serverless", "emr_steps": "step"}
+
+
+@dataclass
+class Run:
+    """One DAG run of a crash DAG, and what the emulators had seen when it started."""
+
+    system: str
+    dag_id: str
+    run_id: str
+    started: float
+    before: dict[str, Any]
+
+
+@dataclass
+class CrashLab:
+    """Starts the emulators (real time), then Airflow with the crash DAGs pointed at them."""
+
+    executor: str = "LocalExecutor"
+    sql_alchemy_conn: str | None = None
+    celery_workers: int = 0
+    env: dict[str, str] = field(default_factory=dict)
+    keep_home: bool = False
+    #: Emulated seconds per real second on both emulators.
+    speed: float = 1.0
+    #: More DAG files for the DAGs folder (the crash DAGs are always there).
+    dag_files: list[Path] = field(default_factory=list)
+
+    databricks: DatabricksEmulator = field(init=False)
+    aws: AwsEmulator = field(init=False)
+    stack: AirflowStack = field(init=False)
+    fault_file: str = field(init=False)
+
+    def start(self) -> CrashLab:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request
+        self.databricks = DatabricksEmulator(speed=self.speed).start()
+        self.aws = AwsEmulator(speed=self.speed).start()
+        self.fault_file = os.path.join(tempfile.mkdtemp(prefix="resumable-faults-"), "fault.json")
+        env = {
+            **self.databricks.airflow_env(),
+            **self.aws.airflow_env(),
+            "RESUMABLE_CRASH_APPLICATION_ID": self.aws.create_serverless_application(),
+            "RESUMABLE_CRASH_CLUSTER_ID": self.aws.create_cluster(),
+            "RESUMABLE_FAULT_FILE": self.fault_file,
+            **self.env,
+        }
+        self.stack = AirflowStack(
+            dags=[DAG_FILE, *self.dag_files],
+            env=env,
+            executor=self.executor,
+            sql_alchemy_conn=self.sql_alchemy_conn,
+            celery_workers=self.celery_workers,
+            keep_home=self.keep_home,
+        )
+        try:
+            self.stack.start()
+            self.stack.wait_for_dags(["crash_databricks_resumable", "crash_emr_steps_timeout"])
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for part in ("stack", "aws", "databricks"):
+            if hasattr(self, part):
+                getattr(self, part).stop()
+        if hasattr(self, "fault_file"):
+            faults.disarm(self.fault_file)
+
+    def __enter__(self) -> CrashLab:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- scripting the jobs and starting DAG runs --------------------------------------------
+
+    def script(self, system: str, *durations: float, outcome: str = "succeed") -> None:
+        """The next jobs of ``system`` run for these seconds each, then succeed (or fail)."""
+        if system == "databricks":
+            result = "SUCCESS" if outcome == "succeed" else "FAILED"
+            self.databricks.script_next(*(RunScript(result=result, duration=d, pending=1.0) for d in durations))
+        else:
+            self.aws.script_next(_AWS_KIND[system], *(JobScript(outcome, duration=d, pending=1.0) for d in durations))
+
+    def start_run(self, system: str, contender: str = "resumable", *, dag_id: str | None = None) -> Run:
+        """Trigger a DAG run of ``crash_<system>_<contender>`` (or ``dag_id``)."""
+        dag_id = dag_id or f"crash_{system}_{contender}"
+        before = self.counters(system)
+        run_id = self.stack.trigger(dag_id)
+        return Run(system, dag_id, run_id, time.monotonic(), before)
+
+    def arm(self, point: str, run: Run | None = None, *, dag_id: str = "", mode: str = "exit") -> None:
+        """Make the first try of the DAG's task die at ``point`` (see :mod:`resumable.faults`)."""
+        faults.arm(self.fault_file, point, mode=mode, try_number=1, dag=run.dag_id if run else dag_id)
+
+    def disarm(self) -> None:
+        faults.disarm(self.fault_file)
+
+    # ---- what a test observes ------------------------------------------------------------------
+
+    def counters(self, system: str) -> dict[str, Any]:
+        if system == "databricks":
+            return {"submitted": self.databricks.runs_created, "cancelled": len(self.databricks.cancels)}
+        stats = self.aws.stats()
+        created = stats["steps_created"] if system == "emr_steps" else stats["job_runs_created"]
+        return {"submitted": sum(created.values()), "cancelled": len(stats["cancels"])}
+
+    def submitted(self, run: Run) -> int:
+        """Jobs created since ``run`` started."""
+        return int(self.counters(run.system)["submitted"] - run.before["submitted"])
+
+    def cancelled(self, run: Run) -> int:
+        """Jobs cancelled since ``run`` started."""
+        return int(self.counters(run.system)["cancelled"] - run.before["cancelled"])
+
+    def job_ids(self, run: Run) -> list[str]:
+        """Ids of the jobs created since ``run`` started, oldest first."""
+        if run.system == "databricks":
+            return [str(r) for r in self.databricks.runs[run.before["submitted"] :]]
+        return self.aws.job_ids(_AWS_KIND[run.system])[run.before["submitted"] :]
+
+    def task(self, run: Run) -> dict[str, Any]:
+        """The task instance ``job`` of the run, as the REST API shows it."""
+        return self.stack.task_instance(run.dag_id, run.run_id, "job")
+
+    def xcom(self, run: Run, key: str) -> Any:
+        path = f"dags/{run.dag_id}/dagRuns/{run.run_id}/taskInstances/job/xcomEntries/{key}"
+        return self.stack.api("GET", path, params={"deserialize": True})["value"]
+
+    def wait_until_submitted(self, run: Run, count: int = 1, timeout: float = 120) -> None:
+        """Wait until ``count`` jobs were created for this run."""
+        self.wait(lambda: self.submitted(run) >= count, f"{count} job(s) of {run.dag_id}", timeout)
+
+    def wait_until_cancelled(self, run: Run, count: int = 1, timeout: float = 60) -> None:
+        self.wait(lambda: self.cancelled(run) >= count, f"{count} cancel(s) for {run.dag_id}", timeout)
+
+    def wait_for_state(self, run: Run, states: tuple[str, ...], try_number: int | None = None) -> dict[str, Any]:
+        return self.stack.wait_for_task(run.dag_id, run.run_id, "job", states, try_number=try_number)
+
+    def processes(self, run: Run) -> TaskProcesses:
+        """The worker processes running the task now."""
+        return self.stack.running_task(run.dag_id, run.run_id, "job")
+
+    def finish(self, run: Run, timeout: float = 300) -> str:
+        """Wait for the DAG run to end; returns its state."""
+        return self.stack.wait_for_run(run.dag_id, run.run_id, timeout)
+
+    @staticmethod
+    def wait(check: Any, what: str, timeout: float, interval: float = 0.2) -> None:
+        deadline = time.monotonic() + timeout
+        while not check():
+            if time.monotonic() > deadline:
+                raise StackError(f"timed out after {timeout:.0f} s waiting for {what}")
+            time.sleep(interval)

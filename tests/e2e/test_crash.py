@@ -1,0 +1,164 @@
+"""Crash survival on a real Airflow: workers killed by signals, people marking and clearing tasks.
+
+Each test starts one DAG run of a crash DAG (see resumable/testing/dags/resumable_crash_dags.py),
+disturbs it the way the world does, and checks what a user would: how many jobs the emulated
+service saw, how many it was asked to cancel, which job the last try reported, and the final
+task and DAG run states in Airflow.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+from resumable.testing.crash import CrashLab, Run
+
+pytestmark = pytest.mark.e2e
+
+SYSTEMS = ["databricks", "emr_serverless", "emr_steps"]
+RUN_ID_XCOM = {"databricks": "run_id", "emr_serverless": "return_value", "emr_steps": "return_value"}
+
+
+def reported_job(lab: CrashLab, run: Run) -> str:
+    """The job id the last try pushed to XCom (a list of step ids for EMR steps)."""
+    value = lab.xcom(run, RUN_ID_XCOM[run.system])
+    return str(value[0] if isinstance(value, list) else value)
+
+
+def running_with_job(lab: CrashLab, system: str, duration: float) -> Run:
+    """A DAG run whose first try has submitted its job and is polling it."""
+    lab.script(system, duration)
+    run = lab.start_run(system)
+    lab.wait_until_submitted(run)
+    lab.wait_for_state(run, ("running",), try_number=1)
+    time.sleep(3)  # well into polling
+    return run
+
+
+@pytest.mark.parametrize("system", SYSTEMS)
+def test_sigkill_while_polling_reattaches(lab: CrashLab, system: str) -> None:
+    run = running_with_job(lab, system, duration=30)
+    lab.processes(run).signal(signal.SIGKILL)
+
+    assert lab.finish(run) == "success"
+    task = lab.task(run)
+    assert (task["state"], task["try_number"]) == ("success", 2)
+    assert lab.submitted(run) == 1
+    assert lab.cancelled(run) == 0
+    assert reported_job(lab, run) == lab.job_ids(run)[0]
+
+
+@pytest.mark.parametrize("system", SYSTEMS)
+def test_exit_between_submit_and_persist_submits_once(lab: CrashLab, system: str) -> None:
+    lab.script(system, 10)
+    lab.arm("after_submit", dag_id=f"crash_{system}_resumable", mode="exit")
+    run = lab.start_run(system)
+
+    assert lab.finish(run) == "success"
+    assert lab.task(run)["try_number"] == 2
+    assert lab.submitted(run) == 1
+    assert reported_job(lab, run) == lab.job_ids(run)[0]
+
+
+@pytest.mark.parametrize("system", SYSTEMS)
+def test_sigterm_to_the_worker_keeps_the_job(lab: CrashLab, system: str) -> None:
+    run = running_with_job(lab, system, duration=25)
+    lab.processes(run).signal(signal.SIGTERM, which="supervisor")
+
+    assert lab.finish(run) == "success"
+    assert lab.task(run)["try_number"] == 2
+    assert lab.submitted(run) == 1
+    assert lab.cancelled(run) == 0
+
+
+@pytest.mark.parametrize("system", SYSTEMS)
+def test_marked_failed_cancels_the_job(lab: CrashLab, system: str) -> None:
+    run = running_with_job(lab, system, duration=60)
+    lab.stack.mark(run.dag_id, run.run_id, "job", "failed")
+
+    lab.wait_until_cancelled(run)
+    assert lab.finish(run) == "failed"
+    assert lab.task(run)["state"] == "failed"
+    assert lab.submitted(run) == 1
+    assert lab.cancelled(run) == 1
+
+
+@pytest.mark.parametrize("system", SYSTEMS)
+def test_clear_of_a_running_task_cancels_and_reruns(lab: CrashLab, system: str) -> None:
+    run = running_with_job(lab, system, duration=60)
+    lab.script(system, 8)  # the job the cleared task submits again
+    lab.stack.clear(run.dag_id, run.run_id, ["job"])
+
+    lab.wait_until_cancelled(run)
+    assert lab.finish(run) == "success"
+    assert lab.submitted(run) == 2
+    assert lab.cancelled(run) == 1
+    first, second = lab.job_ids(run)
+    assert reported_job(lab, run) == second
+
+
+@pytest.mark.parametrize("system", SYSTEMS)
+def test_clear_of_a_succeeded_task_runs_the_job_again(lab: CrashLab, system: str) -> None:
+    lab.script(system, 5, 5)
+    run = lab.start_run(system)
+    assert lab.finish(run) == "success"
+    lab.stack.clear(run.dag_id, run.run_id, ["job"])
+    lab.wait_until_submitted(run, count=2)
+
+    assert lab.finish(run) == "success"
+    assert lab.submitted(run) == 2
+    assert lab.cancelled(run) == 0
+
+
+@pytest.mark.parametrize("system", SYSTEMS)
+def test_zombie_does_not_cancel_its_successors_job(lab: CrashLab, system: str) -> None:
+    run = running_with_job(lab, system, duration=60)
+    zombie = lab.processes(run)
+    zombie.signal(signal.SIGSTOP)
+    try:
+        # past the heartbeat timeout the scheduler fails the try and starts the next, which reattaches
+        lab.wait_for_state(run, ("running",), try_number=2)
+        time.sleep(4)
+    finally:
+        zombie.signal(signal.SIGCONT)
+    # the zombie learns it was replaced and is put down; it must not cancel the job
+    lab.wait(lambda: not zombie.task.is_running(), "the zombie to exit", timeout=60)
+
+    assert lab.finish(run) == "success"
+    assert lab.submitted(run) == 1
+    assert lab.cancelled(run) == 0
+    assert reported_job(lab, run) == lab.job_ids(run)[0]
+
+
+@pytest.mark.parametrize("system", SYSTEMS)
+def test_execution_timeout_cancels_the_job(lab: CrashLab, system: str) -> None:
+    lab.script(system, 120)
+    run = lab.start_run(system, dag_id=f"crash_{system}_timeout")
+
+    lab.wait_until_cancelled(run, timeout=90)
+    assert lab.finish(run) == "failed"
+    assert lab.submitted(run) == 1
+    assert lab.cancelled(run) == 1
+
+
+def test_triggerer_killed_while_deferred(lab: CrashLab) -> None:
+    lab.script("databricks", 25)
+    run = lab.start_run("databricks", dag_id="crash_databricks_deferrable")
+    lab.wait_for_state(run, ("deferred",))
+    lab.stack.restart("triggerer", signal.SIGKILL)
+
+    assert lab.finish(run) == "success"
+    assert lab.submitted(run) == 1
+    assert lab.cancelled(run) == 0
+
+
+def test_worker_killed_between_submit_and_defer(lab: CrashLab) -> None:
+    lab.script("databricks", 10)
+    lab.arm("after_submit", dag_id="crash_databricks_deferrable", mode="kill")
+    run = lab.start_run("databricks", dag_id="crash_databricks_deferrable")
+
+    assert lab.finish(run) == "success"
+    assert lab.task(run)["try_number"] == 2
+    assert lab.submitted(run) == 1
