@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
 
-.PHONY: demo test lint typecheck docs clean
+.PHONY: demo test lint typecheck docs clean bench
 
 $(VENV): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,14 +17,19 @@ demo: $(VENV)
 	$(BIN)/python -m resumable demo
 
 lint: $(VENV)
-	$(BIN)/ruff check resumable operators tests
-	$(BIN)/ruff format --check resumable operators tests
+	$(BIN)/ruff check resumable operators tests bench
+	$(BIN)/ruff format --check resumable operators tests bench
 
 typecheck: $(VENV)
 	$(BIN)/mypy
 
 docs: $(VENV)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
+
+# The benchmarks rewrite their sections of docs/benchmarks.md (chaos: about 15 minutes).
+bench: $(VENV)
+	$(BIN)/python bench/overhead.py --write docs/benchmarks.md
+	$(BIN)/python bench/chaos.py --write docs/benchmarks.md
 
 test: lint typecheck docs
 	$(BIN)/pytest -q

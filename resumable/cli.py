@@ -27,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="resumable", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser(
-        "demo", help="kill the workers of a real, embedded Airflow: the provider's operator and ours side by side"
+        "demo",
+        help="kill the workers of a real, embedded Airflow: the provider's operator and ours side by side",
     )
     demo.add_argument(
         "--scenario",
@@ -36,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="databricks (default): SIGTERM to one pair of workers, SIGKILL to another; emr: the same on EMR "
         "Serverless; clear, mark-failed: a person clears or fails the running tasks through the REST API",
     )
-    demo.add_argument("--keep", action="store_true", help="leave Airflow running afterwards, to look at in its UI")
+    demo.add_argument(
+        "--keep", action="store_true", help="leave Airflow running afterwards, to look at in its UI"
+    )
     state = commands.add_parser("state", help="read or clear a record of the sql state backend")
     verbs = state.add_subparsers(dest="verb", required=True)
     _scope_args(verbs.add_parser("show", help="print the record as JSON"))
@@ -62,7 +65,11 @@ def _demo(scenario: str, keep: bool) -> int:
     env.update({"AIRFLOW_HOME": home, "AIRFLOW__CORE__LOAD_EXAMPLES": "False"})
     try:
         return subprocess.call(
-            [sys.executable, "-c", f"import sys, resumable.demo as d; sys.exit(d.main({scenario!r}, {keep!r}))"],
+            [
+                sys.executable,
+                "-c",
+                f"import sys, resumable.demo as d; sys.exit(d.main({scenario!r}, {keep!r}))",
+            ],
             env=env,
         )
     except KeyboardInterrupt:

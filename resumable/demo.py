@@ -30,9 +30,9 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from resumable.testing.aws import JobScript
 from resumable.testing.crash import DEMO_DAG_FILE, CrashLab
 from resumable.testing.databricks import RunScript
-from resumable.testing.aws import JobScript
 
 #: Emulated seconds per real second: the one-minute job takes 30 s.
 SPEED = 2.0
@@ -66,7 +66,9 @@ SCENARIOS = {
         "databricks",
         [
             Pair(("provider_sigterm", "resumable_sigterm"), "SIGTERM (eviction)", "sigterm", 8, 1, "success"),
-            Pair(("provider_sigkill", "resumable_sigkill"), "SIGKILL (lost node)", "sigkill", 14, 1, "success"),
+            Pair(
+                ("provider_sigkill", "resumable_sigkill"), "SIGKILL (lost node)", "sigkill", 14, 1, "success"
+            ),
         ],
         "success",
     ),
@@ -75,7 +77,9 @@ SCENARIOS = {
         "emr",
         [
             Pair(("provider_sigterm", "resumable_sigterm"), "SIGTERM (eviction)", "sigterm", 8, 1, "success"),
-            Pair(("provider_sigkill", "resumable_sigkill"), "SIGKILL (lost node)", "sigkill", 14, 1, "success"),
+            Pair(
+                ("provider_sigkill", "resumable_sigkill"), "SIGKILL (lost node)", "sigkill", 14, 1, "success"
+            ),
         ],
         "success",
     ),
@@ -91,6 +95,17 @@ SCENARIOS = {
         [Pair(("provider", "resumable"), "a person marks it failed", "mark-failed", 8, 1, "failed")],
         "failed",
     ),
+}
+
+
+#: How the demo DAGs configure each provider task (see resumable/testing/dags/resumable_demo_dags.py).
+OPERATORS = {
+    "resumable_demo_databricks": {
+        "provider_sigterm": "provider (durable)",
+        "provider_sigkill": "provider, durable=False",
+    },
+    "resumable_demo_emr": {},
+    "resumable_demo_people": {},
 }
 
 
@@ -139,18 +154,20 @@ class Demo:
                     self.ended[task] = time.monotonic()
 
     def view(self) -> Table:
-        table = Table(title=f"{self.scenario.dag_id}  ({time.monotonic() - self.t0:.0f} s)", expand=False)
-        for column in ("task", "disruption", "state", "try", "emulated jobs"):
-            table.add_column(column)
+        table = Table(
+            title=f"{self.scenario.dag_id}, {time.monotonic() - self.t0:.0f} s",
+            caption="\n".join(self.events) or "waiting for every job to run",
+        )
+        for column in ("task", "state", "try", "emulated jobs"):
+            table.add_column(column, no_wrap=column != "emulated jobs")
         for pair in self.scenario.pairs:
             for task in pair.tasks:
                 ti = self.states.get(task, {})
                 jobs = ", ".join(
-                    f"{j['id']} {j['state']}" + (" (cancelled)" if j["cancelled"] else "") for j in self.jobs(task)
+                    f"{j['id']} {j['state']}" + (" (cancel asked)" if j["cancelled"] else "")
+                    for j in self.jobs(task)
                 )
-                table.add_row(task, pair.disruption, str(ti.get("state")), str(ti.get("try_number", "")), jobs)
-        for event in self.events[-4:]:
-            table.add_row("", "", "", "", f"[dim]{event}[/dim]")
+                table.add_row(task, str(ti.get("state")), str(ti.get("try_number", "")), jobs)
         return table
 
     # ---- disturbing the tasks -----------------------------------------------------------------
@@ -174,7 +191,7 @@ class Demo:
                 self.lab.stack.clear(dag_id, run_id, [task])
             else:
                 self.lab.stack.mark(dag_id, run_id, task, "failed")
-            self.events.append(f"{time.monotonic() - self.t0:.0f} s: {pair.action} -> {task}")
+            self.events.append(f"{time.monotonic() - self.t0:.0f} s: {pair.disruption} -> {task}")
 
     def run(self, console: Console) -> bool:
         self.run_id = self.lab.stack.trigger(self.scenario.dag_id)
@@ -183,8 +200,8 @@ class Demo:
             while True:
                 self.refresh()
                 for pair in list(pending):
-                    since = [self.running_since(t) for t in pair.tasks]
-                    if all(s is not None for s in since) and time.monotonic() - max(since) >= pair.after:  # type: ignore[type-var]
+                    since = [s for s in (self.running_since(t) for t in pair.tasks) if s is not None]
+                    if len(since) == len(pair.tasks) and time.monotonic() - max(since) >= pair.after:
                         self.disturb(pair)
                         pending.remove(pair)
                 live.update(self.view())
@@ -200,17 +217,13 @@ class Demo:
         return self.report(console)
 
     def report(self, console: Console) -> bool:
-        table = Table(title="What each operator did")
-        for column in (
-            "task",
-            "disruption",
-            "jobs submitted",
-            "jobs cancelled",
-            f"compute-s used (job is {JOB_SECONDS:.0f})",
-            "wall time",
-            "final state",
-        ):
-            table.add_column(column)
+        table = Table(
+            title="What each operator did",
+            caption=f"compute: emulated seconds the jobs ran (the job needs {JOB_SECONDS:.0f}); "
+            "wall: from the task's first run to its end",
+        )
+        for column in ("task", "operator", "disruption", "jobs", "cancelled", "compute", "wall", "final"):
+            table.add_column(column, no_wrap=column in ("task", "operator"))
         ok = True
         for pair in self.scenario.pairs:
             for task in pair.tasks:
@@ -223,10 +236,11 @@ class Demo:
                     ok = False
                 table.add_row(
                     ("[bold]" if ours else "") + task,
+                    OPERATORS[self.scenario.dag_id].get(task, "resumable" if ours else "provider"),
                     pair.disruption,
                     str(len(jobs)),
                     str(sum(1 for j in jobs if j["cancelled"])),
-                    f"{self.compute(task):.0f}",
+                    f"{self.compute(task):.0f} s",
                     f"{wall:.0f} s",
                     str(state),
                 )
@@ -257,7 +271,9 @@ def main(scenario_name: str = "databricks", keep: bool = False) -> int:
                 "stopped or reran it when a person asked.[/green]"
             )
         else:
-            console.print("[red]FAILED: our operator submitted a job too many, lost its job, or ended wrong.[/red]")
+            console.print(
+                "[red]FAILED: our operator submitted a job too many, lost its job, or ended wrong.[/red]"
+            )
         console.print(f"Total time: {time.monotonic() - t0:.0f} s")
         if keep:
             console.print(
@@ -276,4 +292,4 @@ def main(scenario_name: str = "databricks", keep: bool = False) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:2]))
+    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "databricks"))

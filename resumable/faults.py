@@ -45,9 +45,17 @@ def _settings() -> dict[str, str]:
     return {key: value for key, value in found.items() if value}
 
 
-def arm(path: str, point: str, *, mode: str = "exit", try_number: int | str = 1, task: str = "", dag: str = "") -> None:
-    """Write a fault file (see ``RESUMABLE_FAULT_FILE``) so that the next matching attempt dies at ``point``."""
-    settings = {"point": point, "mode": mode, "try": str(try_number), "task": task or None, "dag": dag or None}
+def arm(
+    path: str, point: str, *, mode: str = "exit", try_number: int | str = 1, task: str = "", dag: str = ""
+) -> None:
+    """Write a fault file (see ``RESUMABLE_FAULT_FILE``): the next matching attempt dies at ``point``."""
+    settings = {
+        "point": point,
+        "mode": mode,
+        "try": str(try_number),
+        "task": task or None,
+        "dag": dag or None,
+    }
     tmp = f"{path}.tmp"
     with open(tmp, "w", encoding="utf-8") as file:
         json.dump(settings, file)

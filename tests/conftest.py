@@ -39,12 +39,12 @@ def airflow_db() -> str:
     return _HOME
 
 
-def _absent(name: str, why: str) -> None:
+def _absent(name: str, why: str, variable: str) -> None:
     """Skip when a server is absent on a user's machine; fail instead when CI=true."""
     message = f"{name} is not reachable ({why})"
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"{message}; CI=true requires it", pytrace=False)
-    pytest.skip(f"{message}; start it (or set RESUMABLE_TEST_POSTGRES_URL) to run this test")
+    pytest.skip(f"{message}; start it (or set {variable}) to run this test")
 
 
 @pytest.fixture(scope="session")
@@ -59,5 +59,20 @@ def postgres_url() -> str:
             conn.execute(sa.text("select 1"))
         engine.dispose()
     except Exception as exc:  # noqa: BLE001 - any failure to connect means "absent"
-        _absent("PostgreSQL", f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+        _absent(
+            "PostgreSQL", f"{type(exc).__name__}: {str(exc).splitlines()[0]}", "RESUMABLE_TEST_POSTGRES_URL"
+        )
+    return url
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The Redis server of the machine (``RESUMABLE_TEST_REDIS_URL`` to use another)."""
+    import redis
+
+    url = os.environ.get("RESUMABLE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=3).ping()
+    except Exception as exc:  # noqa: BLE001 - any failure to connect means "absent"
+        _absent("Redis", f"{type(exc).__name__}: {str(exc).splitlines()[0]}", "RESUMABLE_TEST_REDIS_URL")
     return url

@@ -245,7 +245,7 @@ class AwsEmulator(Emulator):
             return str(self._jobs[job_id].obj.state)
 
     def job_ids(self, kind: str) -> list[str]:
-        """Ids of the steps (``"step"``), job runs (``"serverless"``, ``"eks"``) or clusters created, oldest first."""
+        """Ids of the steps (``"step"``), job runs (``"serverless"``, ``"eks"``) or clusters, oldest first."""
         with self._lock:
             self._sync()
             return [key for key, job in self._jobs.items() if job.kind == kind]
@@ -255,7 +255,12 @@ class AwsEmulator(Emulator):
         with self._lock:
             self._sync()
             return [
-                {"id": job.key, "kind": job.kind, "state": str(job.obj.state), "cancelled": job.key in self.cancels}
+                {
+                    "id": job.key,
+                    "kind": job.kind,
+                    "state": str(job.obj.state),
+                    "cancelled": job.key in self.cancels,
+                }
                 for job in self._jobs.values()
                 if getattr(job.obj, "name", None) == name
             ]

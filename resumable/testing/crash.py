@@ -53,6 +53,7 @@ class CrashLab:
 
     executor: str = "LocalExecutor"
     sql_alchemy_conn: str | None = None
+    broker_url: str | None = None
     celery_workers: int = 0
     env: dict[str, str] = field(default_factory=dict)
     keep_home: bool = False
@@ -84,6 +85,7 @@ class CrashLab:
             env=env,
             executor=self.executor,
             sql_alchemy_conn=self.sql_alchemy_conn,
+            broker_url=self.broker_url,
             celery_workers=self.celery_workers,
             keep_home=self.keep_home,
         )
@@ -114,9 +116,13 @@ class CrashLab:
         """The next jobs of ``system`` run for these seconds each, then succeed (or fail)."""
         if system == "databricks":
             result = "SUCCESS" if outcome == "succeed" else "FAILED"
-            self.databricks.script_next(*(RunScript(result=result, duration=d, pending=1.0) for d in durations))
+            self.databricks.script_next(
+                *(RunScript(result=result, duration=d, pending=1.0) for d in durations)
+            )
         else:
-            self.aws.script_next(_AWS_KIND[system], *(JobScript(outcome, duration=d, pending=1.0) for d in durations))
+            self.aws.script_next(
+                _AWS_KIND[system], *(JobScript(outcome, duration=d, pending=1.0) for d in durations)
+            )
 
     def start_run(self, system: str, contender: str = "resumable", *, dag_id: str | None = None) -> Run:
         """Trigger a DAG run of ``crash_<system>_<contender>`` (or ``dag_id``)."""
@@ -170,7 +176,9 @@ class CrashLab:
     def wait_until_cancelled(self, run: Run, count: int = 1, timeout: float = 60) -> None:
         self.wait(lambda: self.cancelled(run) >= count, f"{count} cancel(s) for {run.dag_id}", timeout)
 
-    def wait_for_state(self, run: Run, states: tuple[str, ...], try_number: int | None = None) -> dict[str, Any]:
+    def wait_for_state(
+        self, run: Run, states: tuple[str, ...], try_number: int | None = None
+    ) -> dict[str, Any]:
         return self.stack.wait_for_task(run.dag_id, run.run_id, "job", states, try_number=try_number)
 
     def processes(self, run: Run) -> TaskProcesses:

@@ -180,6 +180,8 @@ class DatabricksEmulator(Emulator):
             self.cancels: list[int] = []
             #: Run ids repaired, one entry per repair.
             self.repairs: list[int] = []
+            #: Wall-clock times (``time.time()``) of the ``runs/get`` calls per run id.
+            self.polls: dict[int, list[float]] = {}
 
     def start(self) -> DatabricksEmulator:
         emulator = self
@@ -272,14 +274,15 @@ class DatabricksEmulator(Emulator):
         with self._lock:
             return self._run_json(self._get_run(run_id), history=True)
 
-    def compute_seconds(self, run_name: str | None = None) -> float:
-        """Emulated seconds all tasks of all runs (named ``run_name``, if given) spent RUNNING or TERMINATING."""
+    def compute_seconds(self, run_name: str | None = None, run_id: int | None = None) -> float:
+        """Emulated seconds the tasks of all runs (or those named ``run_name``, or run ``run_id``)
+        spent RUNNING or TERMINATING."""
         with self._lock:
             now = self.now()
             return sum(
                 run.past_seconds + sum(t.running_seconds(now, run.cancel_at) for t in run.tasks)
                 for run in self._runs.values()
-                if run_name is None or run.run_name == run_name
+                if (run_name is None or run.run_name == run_name) and (run_id is None or run.run_id == run_id)
             )
 
     def runs_named(self, run_name: str) -> list[dict[str, Any]]:
@@ -476,7 +479,9 @@ class DatabricksEmulator(Emulator):
 
     def _get(self, params: dict[str, Any]) -> dict[str, Any]:
         history = str(params.get("include_history", "")).lower() == "true"
-        return self._run_json(self._get_run(params.get("run_id")), history)
+        run = self._get_run(params.get("run_id"))
+        self.polls.setdefault(run.run_id, []).append(time.time())
+        return self._run_json(run, history)
 
     def _output(self, params: dict[str, Any]) -> dict[str, Any]:
         wanted = int(params.get("run_id", -1))

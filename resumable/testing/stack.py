@@ -142,10 +142,16 @@ class AirflowStack:
         self.port = self.port or free_port()
         env = self.airflow_env()
         migrate = subprocess.run(
-            [sys.executable, "-m", "airflow", "db", "migrate"], env=env, capture_output=True, text=True, check=False
+            [sys.executable, "-m", "airflow", "db", "migrate"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if migrate.returncode:
-            raise StackError(f"`airflow db migrate` failed:\n{migrate.stdout[-3000:]}\n{migrate.stderr[-3000:]}")
+            raise StackError(
+                f"`airflow db migrate` failed:\n{migrate.stdout[-3000:]}\n{migrate.stderr[-3000:]}"
+            )
         try:
             self._spawn("api-server", ["api-server", "--port", str(self.port)])
             self._spawn("scheduler", ["scheduler"])
@@ -163,6 +169,7 @@ class AirflowStack:
         return self
 
     def _spawn(self, name: str, args: list[str]) -> None:
+        assert self.home is not None
         log = open(self.home / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
         self.processes[name] = subprocess.Popen(
             [sys.executable, "-m", "airflow", *args],
@@ -175,7 +182,8 @@ class AirflowStack:
 
     def restart(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Kill one of the stack's processes (``"triggerer"``, ``"scheduler"``, ...) and start it again."""
-        self.kill(name, sig)
+        if name in self.processes:
+            self.kill(name, sig)
         args = {"api-server": ["api-server", "--port", str(self.port)]}.get(name, [name])
         if name.startswith("celery-worker-"):
             number = name.rsplit("-", 1)[1]
@@ -241,7 +249,9 @@ class AirflowStack:
 
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
         """Call ``/api/v2/<path>``; raises :class:`StackError` with the body on an error status."""
-        response = self._session.request(method, f"{self.url}/api/v2/{path.lstrip('/')}", timeout=30, **kwargs)
+        response = self._session.request(
+            method, f"{self.url}/api/v2/{path.lstrip('/')}", timeout=30, **kwargs
+        )
         if response.status_code >= 400:
             raise StackError(f"{method} {path} answered {response.status_code}: {response.text[:2000]}")
         return response.json() if response.content else None
@@ -307,7 +317,9 @@ class AirflowStack:
 
     def mark(self, dag_id: str, run_id: str, task_id: str, state: str) -> None:
         """What a person does with "Mark as failed/success" in the UI."""
-        self.api("PATCH", f"dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}", json={"new_state": state})
+        self.api(
+            "PATCH", f"dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}", json={"new_state": state}
+        )
 
     def clear(self, dag_id: str, run_id: str, task_ids: list[str]) -> None:
         """What a person does with "Clear" in the UI: the task instances run again in the same DAG run."""

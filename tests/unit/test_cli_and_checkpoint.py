@@ -65,16 +65,3 @@ def test_checkpoint_and_done_set_survive_a_new_attempt() -> None:
     assert "a.csv" in again and "c.csv" not in again and len(again) == 2
     again.clear()
     assert len(DoneSet(context, "files", backend)) == 0
-
-
-def test_demo_shows_one_submission_for_the_resumable_operator_and_two_for_the_ordinary_one() -> None:
-    import subprocess
-    import sys
-
-    done = subprocess.run(
-        [sys.executable, "-m", "resumable", "demo"], capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    rows = {line.split("  ")[0]: line.split() for line in done.stdout.splitlines() if "  " in line}
-    assert rows["resumable"][1] == "1" and rows["resumable"][3] == "success"
-    assert rows["ordinary (resumable=False)"][2] == "2"

@@ -48,7 +48,7 @@ def databricks(contender: str, **extra: Any) -> Any:
 
     kwargs: dict[str, Any] = {
         "task_id": "job",
-        "run_name": "nightly-aggregation",
+        "run_name": f"crash-{contender}",
         "tasks": [
             {
                 "task_key": "main",
@@ -71,7 +71,9 @@ def emr_serverless(contender: str, **extra: Any) -> Any:
 
     from resumable.operators.emr import ResumableEmrServerlessStartJobOperator
 
-    cls = ResumableEmrServerlessStartJobOperator if contender == "resumable" else EmrServerlessStartJobOperator
+    cls = (
+        ResumableEmrServerlessStartJobOperator if contender == "resumable" else EmrServerlessStartJobOperator
+    )
     return cls(
         task_id="job",
         application_id=APPLICATION_ID,
