@@ -1,7 +1,19 @@
-"""The ``resumable`` command: the demo, and reading or clearing records of the sql state backend.
+"""The ``resumable`` command: the demo, the records of resumable tasks, and a check of the set-up.
 
-Exit codes: 0 success; 1 the demo saw a duplicate or lost job; 2 bad usage or an unusable backend;
-3 ``state show`` found no record.
+    resumable demo [--scenario databricks|emr|clear|mark-failed] [--keep]
+    resumable state list  --dag-id D [--run-id R] [--task-id T] [--map-index N] [--json]
+    resumable state show  --dag-id D --run-id R --task-id T [--map-index N] [--key K]
+    resumable state clear --dag-id D --run-id R --task-id T [--map-index N] [--key K]
+                          [--cancel-job | --leave-job] [--yes]
+    resumable doctor [--dags-folder PATH]
+
+Records are read where the configured backend keeps them (``[resumable] state_backend``; override
+with ``--backend``): the ``sql`` backend's database, or Airflow's task state store through the
+REST API (``--api-url``, default ``[api] base_url``; ``--token`` or ``AIRFLOW_API_TOKEN``, or
+``--username`` and ``--password``, or ``AIRFLOW_USERNAME`` / ``AIRFLOW_PASSWORD``).
+
+Exit codes: 0 success; 1 the demo saw a duplicate or lost job, or ``doctor`` found a problem;
+2 bad usage or an unusable backend; 3 no record; 4 ``clear`` refused (the job may still run).
 """
 
 from __future__ import annotations
@@ -13,18 +25,33 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from typing import Any
+
+EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, EXIT_NO_RECORD, EXIT_REFUSED = 0, 1, 2, 3, 4
 
 
-def _scope_args(parser: argparse.ArgumentParser) -> None:
+def _scope_args(parser: argparse.ArgumentParser, *, whole_scope: bool) -> None:
     parser.add_argument("--dag-id", required=True)
-    parser.add_argument("--run-id", required=True)
-    parser.add_argument("--task-id", required=True)
-    parser.add_argument("--map-index", type=int, default=-1)
-    parser.add_argument("--key", default="resumable.job", help="the state_key (default: %(default)s)")
+    parser.add_argument("--run-id", required=whole_scope)
+    parser.add_argument("--task-id", required=whole_scope)
+    parser.add_argument("--map-index", type=int, default=-1 if whole_scope else None)
+    if whole_scope:
+        parser.add_argument("--key", default="resumable.job", help="the state_key (default: %(default)s)")
+    parser.add_argument(
+        "--backend", choices=["sql", "airflow"], help="where the records are (default: config)"
+    )
+    parser.add_argument("--api-url", help="Airflow's API server (airflow backend; default: [api] base_url)")
+    parser.add_argument(
+        "--token", default=os.environ.get("AIRFLOW_API_TOKEN"), help="bearer token for the API"
+    )
+    parser.add_argument("--username", default=os.environ.get("AIRFLOW_USERNAME"))
+    parser.add_argument("--password", default=os.environ.get("AIRFLOW_PASSWORD"))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="resumable", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="resumable", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser(
         "demo",
@@ -40,12 +67,22 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--keep", action="store_true", help="leave Airflow running afterwards, to look at in its UI"
     )
-    state = commands.add_parser("state", help="read or clear a record of the sql state backend")
+    state = commands.add_parser("state", help="list, show or clear the records of resumable tasks")
     verbs = state.add_subparsers(dest="verb", required=True)
-    _scope_args(verbs.add_parser("show", help="print the record as JSON"))
-    clear = verbs.add_parser("clear", help="delete the record (the next attempt submits afresh)")
-    _scope_args(clear)
+    listing = verbs.add_parser("list", help="a table of the records of a DAG (or a run, a task)")
+    _scope_args(listing, whole_scope=False)
+    listing.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    _scope_args(verbs.add_parser("show", help="print one record as JSON"), whole_scope=True)
+    clear = verbs.add_parser("clear", help="delete a record: the next attempt submits a new job")
+    _scope_args(clear, whole_scope=True)
+    choice = clear.add_mutually_exclusive_group()
+    choice.add_argument(
+        "--cancel-job", action="store_true", help="cancel the record's job first (loads the DAG)"
+    )
+    choice.add_argument("--leave-job", action="store_true", help="leave a job that may still run as it is")
     clear.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    doctor = commands.add_parser("doctor", help="check the set-up and say what to change")
+    doctor.add_argument("--dags-folder", help="the DAGs to check (default: [core] dags_folder)")
     return parser
 
 
@@ -53,7 +90,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "demo":
         return _demo(args.scenario, args.keep)
-    return _state(args)
+    if args.command == "doctor":
+        from resumable.doctor import run_doctor
+
+        return run_doctor(args.dags_folder)
+    from resumable.errors import StateBackendError
+
+    try:
+        return _state(args)
+    except StateBackendError as error:
+        print(f"[resumable] {error}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def _demo(scenario: str, keep: bool) -> int:
@@ -78,39 +125,107 @@ def _demo(scenario: str, keep: bool) -> int:
         shutil.rmtree(home, ignore_errors=True)
 
 
-def _state(args: argparse.Namespace) -> int:
+def _source(args: argparse.Namespace) -> Any:
     from resumable import config
     from resumable.errors import StateBackendError
-    from resumable.state import SqlBackend, TaskScope
+    from resumable.records import ApiSource, SqlSource
 
-    name = config.state_backend_name()
-    if name not in ("sql", "auto"):
-        print(
-            f"[resumable] state_backend is {name!r}; this command reads the sql backend only. Records of "
-            "the airflow backend are in Airflow's task state store: read or delete them through Airflow's "
-            "REST API (/api/v2/dags/<dag>/dagRuns/<run>/taskInstances/<task>/state-store/<key>).",
-            file=sys.stderr,
+    name = args.backend or config.state_backend_name()
+    if name == "sql":
+        return SqlSource(config.sql_alchemy_conn())
+    if name in ("airflow", "auto"):
+        return ApiSource(
+            args.api_url or config.api_base_url(),
+            token=args.token,
+            username=args.username,
+            password=args.password,
         )
-        return 2
-    backend = SqlBackend(config.sql_alchemy_conn())
-    try:
-        backend.check()
-    except StateBackendError as error:
-        print(error, file=sys.stderr)
-        return 2
+    raise StateBackendError(
+        f"[resumable] state_backend is {name!r}: its records live only inside a test process. "
+        "Pass --backend sql or --backend airflow."
+    )
+
+
+def _state(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from resumable.state import TaskScope
+
+    source = _source(args)
+    out, err = Console(), Console(stderr=True)
+    if args.verb == "list":
+        entries = source.entries(args.dag_id, args.run_id, args.task_id, args.map_index)
+        if args.json:
+            for entry in entries:
+                print(json.dumps(entry.summary(), default=str))
+            return EXIT_OK
+        if not entries:
+            err.print(f"No records of resumable tasks for DAG {args.dag_id!r} in {source.describe()}.")
+            return EXIT_NO_RECORD
+        out.print(_table(entries, source.describe()))
+        return EXIT_OK
     scope = TaskScope(args.dag_id, args.run_id, args.task_id, args.map_index)
-    found = backend.get(scope, args.key)
-    if found is None:
-        print(f"No record {args.key!r} for {scope.describe()} in {backend.describe()}.", file=sys.stderr)
-        return 3
-    print(json.dumps({"version": found.version, "value": found.value}, indent=2, default=str))
+    found = [
+        e for e in source.entries(args.dag_id, args.run_id, args.task_id, args.map_index) if e.key == args.key
+    ]
+    if not found:
+        err.print(f"No record {args.key!r} for {scope.describe()} in {source.describe()}.")
+        return EXIT_NO_RECORD
+    entry = found[0]
+    print(json.dumps(entry.value, indent=2, default=str))
     if args.verb == "show":
-        return 0
+        return EXIT_OK
+    return _clear(args, source, entry, out, err)
+
+
+def _table(entries: list[Any], where: str) -> Any:
+    from rich.table import Table
+
+    table = Table(title=f"Records in {where}")
+    for column in ("run", "task", "key", "phase", "owner", "lineage", "job", "last status", "url"):
+        table.add_column(column, overflow="fold")
+    for entry in entries:
+        s = entry.summary()
+        task = s["task_id"] if s["map_index"] < 0 else f"{s['task_id']}[{s['map_index']}]"
+        phase = {"done": "[green]done[/]", "submitting": "[yellow]submitting[/]"}.get(s["phase"], s["phase"])
+        table.add_row(
+            s["run_id"],
+            task,
+            s["key"],
+            phase,
+            f"try {s['owner_try']}",
+            str(s["lineage"]),
+            str(s["job_id"] or "-"),
+            str(s["last_status"] or "-") + (f" ({s['stop_reason']})" if s["stop_reason"] else ""),
+            str(s["url"] or "-"),
+        )
+    return table
+
+
+def _clear(args: argparse.Namespace, source: Any, entry: Any, out: Any, err: Any) -> int:
+    handle = entry.handle
+    if entry.job_may_be_active and not (args.cancel_job or args.leave_job):
+        job = f"job {handle.job_id}" if handle else "a job (the submit may have happened)"
+        err.print(
+            f"[red]Refused:[/] the record says {job} may still be running (phase {entry.phase}, "
+            f"last status {entry.last_state or 'unknown'}). Deleting the record makes the next attempt "
+            "submit another one while it runs. Kept the record. Pass --cancel-job to cancel it first, "
+            "or --leave-job to leave it."
+        )
+        return EXIT_REFUSED
     if not args.yes:
-        answer = input("Delete this record? The next attempt will submit a new job. [y/N] ")
+        answer = input(
+            f"Delete {entry.key!r} of {entry.scope.describe()}? The next attempt submits a new job. [y/N] "
+        )
         if answer.strip().lower() not in ("y", "yes"):
-            print("Kept.")
-            return 0
-    backend.delete(scope, args.key)
-    print(f"Deleted {args.key!r} of {scope.describe()}.")
-    return 0
+            out.print("Kept.")
+            return EXIT_OK
+    if args.cancel_job and handle is not None:
+        from resumable.doctor import load_task
+
+        task = load_task(entry.scope.dag_id, entry.scope.task_id)
+        task.cancel_job(handle)
+        out.print(f"Asked {handle.system} to cancel job {handle.job_id}.")
+    source.delete(entry.scope, entry.key)
+    out.print(f"Deleted {entry.key!r} of {entry.scope.describe()}.")
+    return EXIT_OK

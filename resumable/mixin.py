@@ -454,7 +454,7 @@ class ResumableMixin:
                 if not status.state.is_active:
                     return status
                 if attempt is not None:
-                    self._check_owner(attempt)
+                    self._check_owner_while_polling(attempt, handle)
                     if last is None or status.state is not last.state:
                         self._write_as_owner(attempt, attempt.record.evolve(last_status=status))  # type: ignore[union-attr]
                 if last is None or status.raw != last.raw:
@@ -465,6 +465,24 @@ class ResumableMixin:
         except AirflowTaskTimeout:
             self._timed_out = True
             raise
+
+    def _check_owner_while_polling(self, attempt: _Attempt, handle: JobHandle) -> None:
+        try:
+            self._check_owner(attempt)
+        except RecordUnreadableHere:
+            if attempt.backend.name != "airflow":
+                raise
+            # A clear or a retry replaced this attempt's task instance before Airflow told the
+            # worker to stop: settle it as on_kill would (a clear cancels, a successor keeps).
+            cancelled = self._settle_stop(attempt, handle, None)
+            raise SupersededError(
+                f"this attempt's task instance was replaced in Airflow; job {handle.job_id} was "
+                + (
+                    "cancelled because the task was cleared"
+                    if cancelled
+                    else "kept for the try that owns it now"
+                )
+            ) from None
 
     def _give_up_waiting(self, attempt: _Attempt | None, handle: JobHandle, limit: float) -> None:
         reason = f"the job was still running after this attempt's wait limit of {limit:.0f} s"
@@ -540,19 +558,28 @@ class ResumableMixin:
         if handle is None:
             self.log.info("resumable: stopped before a job was submitted; nothing to cancel")
             return
+        if self._stop_cancelled:
+            self.log.info("resumable: job %s was already cancelled by this attempt", handle.job_id)
+            return
         owns: bool | None = True
         if attempt is not None:
             try:
                 self._check_owner(attempt)
             except RecordUnreadableHere:
-                # The airflow backend reads the record through this attempt's task-instance id,
-                # which a clear or a retry replaces: the record is then out of reach, not gone.
-                # Whether to cancel is for Airflow's view of the task instance to say.
                 owns = None if attempt.backend.name == "airflow" else False
             except SupersededError:
                 owns = False
             except Exception as error:  # noqa: BLE001 - unreachable state: keep, never guess
                 self.log.warning("resumable: could not read the record while stopping (%s)", error)
+        self._settle_stop(attempt, handle, owns)
+
+    def _settle_stop(self, attempt: _Attempt | None, handle: JobHandle, owns: bool | None) -> bool:
+        """Apply the "who asked?" rules to a stopping attempt; returns whether the job was cancelled.
+
+        ``owns=None``: the airflow backend reads the record through this attempt's task-instance
+        id, which a clear or a retry replaces; the record is then out of reach, not gone, and
+        Airflow's view of the task instance decides.
+        """
         ti_state = None
         if owns is None or (self.cancel_on_kill is CancelOnKill.USER_STOP and owns and not self._timed_out):
             ti_state = self.task_state_probe.state_of(attempt.context if attempt else {})
@@ -565,7 +592,7 @@ class ResumableMixin:
             "cancel the job" if verdict.cancel else "keep the job",
         )
         if not verdict.cancel:
-            return
+            return False
         self._stop_cancelled = True
         self._call(lambda: self.cancel_job(handle), "cancel the job")
         if owns is None:
@@ -585,6 +612,7 @@ class ResumableMixin:
                 )
             except (VersionConflict, ResumableError) as error:
                 self.log.warning("resumable: job cancelled but the record was not updated (%s)", error)
+        return True
 
     # ---- helpers -----------------------------------------------------------------------------
 

@@ -175,11 +175,16 @@ class AwsEmulator(Emulator):
 
     # ---- clock, fixtures, scripts, faults ------------------------------------------------------
 
-    def script_next(self, kind: str, *scripts: JobScript) -> None:
-        """The next jobs of ``kind`` ("step", "serverless", "eks", "cluster") behave like these, in order."""
+    def script_next(self, kind: str, *scripts: JobScript, replace: bool = False) -> None:
+        """The next jobs of ``kind`` ("step", "serverless", "eks", "cluster") behave like these, in order.
+
+        ``replace=True`` first drops scripts queued earlier and not used yet.
+        """
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
         with self._lock:
+            if replace:
+                self._queues[kind].clear()
             self._queues[kind].extend(scripts)
 
     def throttle_next(self, n: int, service: str | None = None) -> None:

@@ -112,17 +112,18 @@ class CrashLab:
 
     # ---- scripting the jobs and starting DAG runs --------------------------------------------
 
-    def script(self, system: str, *durations: float, outcome: str = "succeed") -> None:
-        """The next jobs of ``system`` run for these seconds each, then succeed (or fail)."""
+    def script(self, system: str, *durations: float, outcome: str = "succeed", replace: bool = True) -> None:
+        """The next jobs of ``system`` run for these seconds each, then succeed (or fail).
+
+        By default this replaces scripts an earlier scenario queued and did not use.
+        """
         if system == "databricks":
             result = "SUCCESS" if outcome == "succeed" else "FAILED"
-            self.databricks.script_next(
-                *(RunScript(result=result, duration=d, pending=1.0) for d in durations)
-            )
+            scripts = [RunScript(result=result, duration=d, pending=1.0) for d in durations]
+            self.databricks.script_next(*scripts, replace=replace)
         else:
-            self.aws.script_next(
-                _AWS_KIND[system], *(JobScript(outcome, duration=d, pending=1.0) for d in durations)
-            )
+            jobs = [JobScript(outcome, duration=d, pending=1.0) for d in durations]
+            self.aws.script_next(_AWS_KIND[system], *jobs, replace=replace)
 
     def start_run(self, system: str, contender: str = "resumable", *, dag_id: str | None = None) -> Run:
         """Trigger a DAG run of ``crash_<system>_<contender>`` (or ``dag_id``)."""

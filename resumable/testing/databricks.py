@@ -229,9 +229,14 @@ class DatabricksEmulator(Emulator):
 
     # ---- clock and scripts ---------------------------------------------------------------------
 
-    def script_next(self, *scripts: RunScript) -> None:
-        """The next runs created behave like these, in order; then :attr:`default_script`."""
+    def script_next(self, *scripts: RunScript, replace: bool = False) -> None:
+        """The next runs created behave like these, in order; then :attr:`default_script`.
+
+        ``replace=True`` first drops scripts queued earlier and not used yet.
+        """
         with self._lock:
+            if replace:
+                self._queue.clear()
             self._queue.extend(scripts)
 
     def create_job(

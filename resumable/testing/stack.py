@@ -86,6 +86,7 @@ class AirflowStack:
     port: int = 0
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _made_home: bool = False
+    _log_ports: tuple[int, int] = field(default_factory=lambda: (free_port(), free_port()))
     _session: requests.Session = field(default_factory=requests.Session)
 
     # ---- life cycle --------------------------------------------------------------------------
@@ -124,6 +125,9 @@ class AirflowStack:
             "AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC": "1",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            # Each stack serves its logs on ports of its own, so that stacks can run side by side.
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self._log_ports[0]),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self._log_ports[1]),
             **self.env,
         }
         if self.executor == "CeleryExecutor":
@@ -170,10 +174,13 @@ class AirflowStack:
 
     def _spawn(self, name: str, args: list[str]) -> None:
         assert self.home is not None
+        env = self.airflow_env()
+        if name.startswith("celery-worker-"):  # workers on one machine need log servers of their own
+            env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] = str(free_port())
         log = open(self.home / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
         self.processes[name] = subprocess.Popen(
             [sys.executable, "-m", "airflow", *args],
-            env=self.airflow_env(),
+            env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

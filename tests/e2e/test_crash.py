@@ -88,7 +88,7 @@ def test_marked_failed_cancels_the_job(lab: CrashLab, system: str) -> None:
 @pytest.mark.parametrize("system", SYSTEMS)
 def test_clear_of_a_running_task_cancels_and_reruns(lab: CrashLab, system: str) -> None:
     run = running_with_job(lab, system, duration=60)
-    lab.script(system, 8)  # the job the cleared task submits again
+    lab.script(system, 8, replace=False)  # the job the cleared task submits again
     lab.stack.clear(run.dag_id, run.run_id, ["job"])
 
     lab.wait_until_cancelled(run)

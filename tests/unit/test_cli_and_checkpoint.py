@@ -24,30 +24,93 @@ def sql_state(monkeypatch, tmp_path) -> SqlBackend:
 
 
 ARGS = ["--dag-id", "d", "--run-id", "r", "--task-id", "t"]
+HANDLE = {"system": "fake", "job_id": "42", "url": "fake://jobs/42", "extras": {}}
 
 
-def test_state_show_prints_the_record_and_clear_deletes_it(sql_state, capsys) -> None:
+def a_record(phase: str, state: str | None) -> dict:
+    last = {"state": state, "raw": state, "message": ""} if state else None
+    return {
+        "v": 1,
+        "lineage": 3,
+        "owner": 2,
+        "seq": 1,
+        "phase": phase,
+        "token": "rsm-x-3-1",
+        "operator": "tests.Op",
+        "handle": HANDLE,
+        "last_status": last,
+    }
+
+
+def test_state_show_prints_the_record_list_summarises_it_and_clear_deletes_it(sql_state, capsys) -> None:
     scope = TaskScope("d", "r", "t")
-    sql_state.put(scope, "resumable.job", {"phase": "submitted"}, None)
+    sql_state.put(scope, "resumable.job", a_record("done", "SUCCEEDED"), None)
     assert main(["state", "show", *ARGS]) == 0
-    assert json.loads(capsys.readouterr().out)["value"] == {"phase": "submitted"}
+    assert json.loads(capsys.readouterr().out)["phase"] == "done"
+    assert main(["state", "list", "--dag-id", "d", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert (row["task_id"], row["phase"], row["owner_try"], row["job_id"], row["last_status"]) == (
+        "t",
+        "done",
+        2,
+        "42",
+        "SUCCEEDED",
+    )
+    assert row["url"] == "fake://jobs/42"
     assert main(["state", "clear", *ARGS, "--yes"]) == 0
     assert sql_state.get(scope, "resumable.job") is None
     assert main(["state", "show", *ARGS]) == 3
 
 
+@pytest.mark.parametrize(("phase", "state"), [("submitted", "RUNNING"), ("submitting", None)])
+def test_state_clear_refuses_a_record_whose_job_may_run_unless_told(sql_state, capsys, phase, state) -> None:
+    scope = TaskScope("d", "r", "t")
+    sql_state.put(scope, "resumable.job", a_record(phase, state), None)
+    assert main(["state", "clear", *ARGS, "--yes"]) == 4
+    assert "--leave-job" in capsys.readouterr().err
+    assert sql_state.get(scope, "resumable.job") is not None
+    assert main(["state", "clear", *ARGS, "--yes", "--leave-job"]) == 0
+    assert sql_state.get(scope, "resumable.job") is None
+
+
 def test_state_clear_keeps_the_record_unless_confirmed(sql_state, monkeypatch) -> None:
     scope = TaskScope("d", "r", "t")
-    sql_state.put(scope, "resumable.job", {"phase": "submitted"}, None)
+    sql_state.put(scope, "resumable.job", a_record("done", "FAILED"), None)
     monkeypatch.setattr("builtins.input", lambda prompt: "n")
     assert main(["state", "clear", *ARGS]) == 0
     assert sql_state.get(scope, "resumable.job") is not None
 
 
-def test_state_command_refuses_the_airflow_backend(monkeypatch, capsys) -> None:
-    monkeypatch.setenv("AIRFLOW__RESUMABLE__STATE_BACKEND", "airflow")
+def test_state_command_refuses_the_memory_backend(monkeypatch, capsys) -> None:
+    monkeypatch.setenv("AIRFLOW__RESUMABLE__STATE_BACKEND", "memory")
     assert main(["state", "show", *ARGS]) == 2
-    assert "REST API" in capsys.readouterr().err
+    assert "--backend sql" in capsys.readouterr().err
+
+
+def test_state_command_says_when_the_api_is_unreachable(capsys) -> None:
+    assert (
+        main(["state", "list", "--dag-id", "d", "--backend", "airflow", "--api-url", "http://127.0.0.1:9"])
+        == 2
+    )
+    assert "cannot be reached" in capsys.readouterr().err
+
+
+DAG_FILE = """
+from datetime import datetime, timedelta
+from airflow.sdk import DAG
+from resumable.testing.fake import FakeJobOperator
+with DAG("doctor_dag", schedule=None, start_date=datetime(2025, 1, 1)):
+    FakeJobOperator(task_id="no_retries", retries={retries}, retry_delay=timedelta(seconds=5))
+"""
+
+
+@pytest.mark.parametrize(("retries", "code"), [(0, 1), (2, 0)])
+def test_doctor_names_a_resumable_task_without_retries(tmp_path, capsys, retries, code) -> None:
+    (tmp_path / "dag.py").write_text(DAG_FILE.format(retries=retries))
+    assert main(["doctor", "--dags-folder", str(tmp_path)]) == code
+    out = capsys.readouterr().out
+    assert "1 found" in out
+    assert ("doctor_dag.no_retries: retries=0" in out) is (retries == 0)
 
 
 def test_checkpoint_and_done_set_survive_a_new_attempt() -> None:

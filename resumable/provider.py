@@ -1,0 +1,58 @@
+"""Airflow provider registration: ``airflow providers list`` shows the package, its extra link and
+the ``[resumable]`` configuration options (entry point ``apache_airflow_provider``)."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+
+def _version() -> str:
+    try:
+        return version("airflow-resumable")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "0.0.0"
+
+
+def get_provider_info() -> dict[str, Any]:
+    return {
+        "package-name": "airflow-resumable",
+        "name": "Resumable operators",
+        "description": "Operators whose retry reattaches to the job the lost worker submitted, "
+        "instead of submitting it again (Databricks, EMR, and your own through ResumableMixin).",
+        "versions": [_version()],
+        "extra-links": ["resumable.links.ResumableJobLink"],
+        "config": {
+            "resumable": {
+                "description": "Where resumable operators keep their records, and for how long.",
+                "options": {
+                    "state_backend": {
+                        "description": "auto (Airflow's task_state_store where the task has one, Airflow "
+                        ">= 3.3; else sql), airflow, sql, or memory (unit tests only).",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "sql",
+                        "default": "auto",
+                    },
+                    "sql_alchemy_conn": {
+                        "description": "SQLAlchemy URL of the sql backend's database. Every worker must "
+                        "reach it; use PostgreSQL with many workers. Default: a SQLite file "
+                        "resumable_state.db in AIRFLOW_HOME.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "postgresql+psycopg2://airflow@db/resumable",
+                        "default": None,
+                        "sensitive": True,
+                    },
+                    "state_retention_days": {
+                        "description": "Days the airflow backend keeps a record (longer than any retry "
+                        "delay you use: an expired record means a retry submits again).",
+                        "version_added": "0.1.0",
+                        "type": "integer",
+                        "example": "30",
+                        "default": "90",
+                    },
+                },
+            }
+        },
+    }
