@@ -4,7 +4,7 @@
     resumable state list  --dag-id D [--run-id R] [--task-id T] [--map-index N] [--json]
     resumable state show  --dag-id D --run-id R --task-id T [--map-index N] [--key K]
     resumable state clear --dag-id D --run-id R --task-id T [--map-index N] [--key K]
-                          [--cancel-job | --leave-job] [--yes]
+                          [--cancel-job [--dags-folder PATH] | --leave-job] [--yes]
     resumable doctor [--dags-folder PATH]
 
 Records are read where the configured backend keeps them (``[resumable] state_backend``; override
@@ -26,6 +26,8 @@ import subprocess
 import sys
 import tempfile
 from typing import Any
+
+from rich.markup import escape
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, EXIT_NO_RECORD, EXIT_REFUSED = 0, 1, 2, 3, 4
 
@@ -81,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     choice.add_argument("--leave-job", action="store_true", help="leave a job that may still run as it is")
     clear.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    clear.add_argument("--dags-folder", help="where --cancel-job finds the DAG (default: [core] dags_folder)")
     doctor = commands.add_parser("doctor", help="check the set-up and say what to change")
     doctor.add_argument("--dags-folder", help="the DAGs to check (default: [core] dags_folder)")
     return parser
@@ -207,10 +210,13 @@ def _clear(args: argparse.Namespace, source: Any, entry: Any, out: Any, err: Any
     if entry.job_may_be_active and not (args.cancel_job or args.leave_job):
         job = f"job {handle.job_id}" if handle else "a job (the submit may have happened)"
         err.print(
-            f"[red]Refused:[/] the record says {job} may still be running (phase {entry.phase}, "
-            f"last status {entry.last_state or 'unknown'}). Deleting the record makes the next attempt "
-            "submit another one while it runs. Kept the record. Pass --cancel-job to cancel it first, "
-            "or --leave-job to leave it."
+            "[red]Refused:[/] "
+            + escape(
+                f"the record says {job} may still be running (phase {entry.phase}, "
+                f"last status {entry.last_state or 'unknown'}). Deleting the record makes the next attempt "
+                "submit another one while it runs. Kept the record. Pass --cancel-job to cancel it first, "
+                "or --leave-job to leave it."
+            )
         )
         return EXIT_REFUSED
     if not args.yes:
@@ -223,7 +229,7 @@ def _clear(args: argparse.Namespace, source: Any, entry: Any, out: Any, err: Any
     if args.cancel_job and handle is not None:
         from resumable.doctor import load_task
 
-        task = load_task(entry.scope.dag_id, entry.scope.task_id)
+        task = load_task(entry.scope.dag_id, entry.scope.task_id, args.dags_folder)
         task.cancel_job(handle)
         out.print(f"Asked {handle.system} to cancel job {handle.job_id}.")
     source.delete(entry.scope, entry.key)

@@ -187,6 +187,7 @@ def load_task(dag_id: str, task_id: str, dags_folder: str | None = None) -> Any:
 
 def run_doctor(dags_folder: str | None = None) -> int:
     from rich.console import Console
+    from rich.markup import escape
 
     console = Console()
     style = {OK: "green", WARN: "yellow", FAIL: "red"}
@@ -195,7 +196,9 @@ def run_doctor(dags_folder: str | None = None) -> int:
         findings += check()
     findings += check_dags(dags_folder)
     for f in findings:
-        console.print(f"[{style[f.level]}]{f.level:>4}[/] {f.what}: {f.detail}", highlight=False)
+        console.print(
+            f"[{style[f.level]}]{f.level:>4}[/] {escape(f.what)}: {escape(f.detail)}", highlight=False
+        )
     failed = sum(1 for f in findings if f.level == FAIL)
     console.print(f"\n{failed} problem(s) to fix." if failed else "\nNothing to fix.")
     return 1 if failed else 0
