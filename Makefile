@@ -17,8 +17,8 @@ demo: $(VENV)
 	$(BIN)/python -m resumable demo
 
 lint: $(VENV)
-	$(BIN)/ruff check resumable operators tests bench
-	$(BIN)/ruff format --check resumable operators tests bench
+	$(BIN)/ruff check resumable operators tests bench example_dags
+	$(BIN)/ruff format --check resumable operators tests bench example_dags
 
 typecheck: $(VENV)
 	$(BIN)/mypy
