@@ -7,6 +7,7 @@ of starting it again. Replace submit/status/cancel with your system's API calls.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -63,10 +64,8 @@ class DetachedCommandOperator(ResumableMixin, BaseOperator):
         return JobStatus(JobState.RUNNING, "running")
 
     def cancel_job(self, handle: JobHandle) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):  # it ended on its own meanwhile
             os.killpg(int(handle.job_id), signal.SIGTERM)
-        except ProcessLookupError:
-            pass
 
 
 with DAG(
