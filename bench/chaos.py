@@ -8,10 +8,11 @@ Each trial starts one DAG run per contender at the same moment, on the same embe
   (Airflow 3.3's ResumableJobMixin);
 - ``provider_nodurable``: the same with ``durable=False`` (what older Airflow and providers do).
 
-Then it picks one disruption at random and does it to all three at once: SIGKILL of the worker
-(task and supervisor) at a random moment of the job; SIGTERM to the supervisor (graceful shutdown,
-a pod eviction) at a random moment; or SIGKILL the instant the emulator has seen the submit
-request (the crash window between submit and persist).
+Then one disruption hits all three at once: SIGKILL of the worker (task and supervisor) at a
+random moment of the job; SIGTERM to the supervisor (graceful shutdown, a pod eviction) at a random
+moment; or SIGKILL while the submit request is in flight: the emulator has created the run and
+holds its answer for three seconds (the crash window between submit and persist). Each disruption
+comes up equally often, in a random order.
 
 Per contender it reports duplicate submissions, healthy jobs cancelled by a disruption (no
 disruption here asks for a stop), lost jobs (submitted, neither cancelled nor the job the task
@@ -72,9 +73,10 @@ class Totals:
     resume: list[float] = field(default_factory=list)
 
 
-def trial(lab: CrashLab, rng: random.Random, number: int) -> list[Outcome]:
-    disruption = rng.choice(DISRUPTIONS)
+def trial(lab: CrashLab, rng: random.Random, number: int, disruption: str) -> list[Outcome]:
     at = rng.uniform(3.0, JOB_SECONDS - 8.0)
+    # In the submit window the emulator holds its answer: the run exists, the worker has no id yet.
+    lab.databricks.submit_delay = 3.0 if disruption == "kill_after_submit" else 0.0
     names = {c: f"crash-{c}" for c in CONTENDERS}
     before = {c: {r["run_id"] for r in lab.databricks.runs_named(names[c])} for c in CONTENDERS}
     runs = {c: lab.start_run("databricks", c) for c in CONTENDERS}
@@ -177,7 +179,7 @@ def markdown(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--trials", type=int, default=12, help="trials (default %(default)s, about a minute each)"
+        "--trials", type=int, default=9, help="trials (default %(default)s, about 100 seconds each)"
     )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", type=Path, help="write every outcome to this JSON file")
@@ -188,7 +190,10 @@ def main() -> int:
     t0 = time.monotonic()
     with CrashLab(env={"RESUMABLE_CRASH_RETRY_DELAY": "1"}) as lab:
         lab.databricks.default_script = RunScript(duration=JOB_SECONDS, pending=1.0)
-        outcomes = [o for n in range(1, args.trials + 1) for o in trial(lab, rng, n)]
+        # Each disruption as often as the others, in a random order.
+        plan = [DISRUPTIONS[n % len(DISRUPTIONS)] for n in range(args.trials)]
+        rng.shuffle(plan)
+        outcomes = [o for n, kind in enumerate(plan, 1) for o in trial(lab, rng, n, kind)]
     took = time.monotonic() - t0
     totals = summarise(outcomes)
     text = markdown(totals, outcomes, args, took)

@@ -180,6 +180,9 @@ class DatabricksEmulator(Emulator):
             self.cancels: list[int] = []
             #: Run ids repaired, one entry per repair.
             self.repairs: list[int] = []
+            #: Seconds a submit or run-now holds its answer after creating the run: a test can kill
+            #: the caller in that window, when the job exists and the caller has not seen its id.
+            self.submit_delay: float = 0.0
             #: Wall-clock times (``time.time()``) of the ``runs/get`` calls per run id.
             self.polls: dict[int, list[float]] = {}
 
@@ -334,9 +337,12 @@ class DatabricksEmulator(Emulator):
                     "message": f"No API found for {method} {name}",
                 }
             try:
-                return 200, route(self, params)
+                answer = route(self, params)
             except _ApiError as error:
                 return error.status, {"error_code": error.code, "message": error.message}
+        if name in ("runs/submit", "run-now") and self.submit_delay:
+            time.sleep(self.submit_delay)  # the run exists; the caller does not know its id yet
+        return 200, answer
 
     def _injected_failure(self, name: str) -> tuple[int, Any] | None:
         status: int | None = None

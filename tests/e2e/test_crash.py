@@ -4,6 +4,9 @@ Each test starts one DAG run of a crash DAG (see resumable/testing/dags/resumabl
 disturbs it the way the world does, and checks what a user would: how many jobs the emulated
 service saw, how many it was asked to cancel, which job the last try reported, and the final
 task and DAG run states in Airflow.
+
+Deferrable mode is tested for Databricks only: the EMR operators' triggers need aiobotocore, and no
+aiobotocore release accepts the botocore pinned in constraints.txt.
 """
 
 from __future__ import annotations
