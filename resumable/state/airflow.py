@@ -1,7 +1,13 @@
 """The ``airflow`` state backend: Airflow >= 3.3's ``task_state_store`` through the Execution API.
 
-The store has no compare-and-set, so ``put`` reads, checks the version and writes: two attempts
-racing in the same instant can both win. The protocol's ownership checks narrow that window.
+The store has no compare-and-set. What fences attempts is the API server: a task instance reaches
+the store only with its own id, and a retry or a clear gives the task instance a new id, so a
+zombie or a replaced attempt can neither read nor overwrite its successor's record. Within the
+attempt that runs now, ``put`` checks the expected version against the version this backend last
+read or wrote, and reads the store again only for a key it has not seen. So an attempt costs one
+read and one write per record change, like Airflow 3.3's own mixin per value. A person who changes
+the record through the REST API while the attempt runs is noticed at its next ownership check
+(every poll), not at its next write.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ class AirflowStoreBackend(StateBackend):
     def __init__(self, accessor: Any, scope: TaskScope) -> None:
         self._store = accessor
         self._scope = scope
+        # key -> version last read or written by this backend (None: read and found absent).
+        self._seen: dict[str, int | None] = {}
 
     def _check_scope(self, scope: TaskScope) -> None:
         if scope != self._scope:
@@ -37,15 +45,17 @@ class AirflowStoreBackend(StateBackend):
     def get(self, scope: TaskScope, key: str) -> Versioned | None:
         self._check_scope(scope)
         stored = self._store.get(key, None)
-        if stored is None:
-            return None
-        if isinstance(stored, dict) and _ENVELOPE in stored:
-            return Versioned(stored.get("value"), int(stored[_ENVELOPE]))
-        return Versioned(stored, 0)
+        found = _unwrap(stored)
+        self._seen[key] = None if found is None else found.version
+        return found
 
     def put(self, scope: TaskScope, key: str, value: Any, expected_version: int | None) -> int:
-        current = self.get(scope, key)
-        current_version = None if current is None else current.version
+        self._check_scope(scope)
+        if key in self._seen:
+            current_version = self._seen[key]
+        else:
+            current = self.get(scope, key)
+            current_version = None if current is None else current.version
         if current_version != expected_version:
             raise VersionConflict(
                 f"{key!r} of {scope.describe()} is at version {current_version}, not {expected_version}"
@@ -53,11 +63,13 @@ class AirflowStoreBackend(StateBackend):
         version = (current_version or 0) + 1
         retention = timedelta(days=config.state_retention_days())
         self._store.set(key, {_ENVELOPE: version, "value": value}, retention=retention)
+        self._seen[key] = version
         return version
 
     def delete(self, scope: TaskScope, key: str) -> None:
         self._check_scope(scope)
         self._store.delete(key)
+        self._seen[key] = None
 
     def clear_hint(self, scope: TaskScope, key: str) -> str:
         path = (
@@ -68,3 +80,11 @@ class AirflowStoreBackend(StateBackend):
         return (
             f'curl -X DELETE -H "Authorization: Bearer $AIRFLOW_TOKEN" "{config.api_base_url()}{path}{query}"'
         )
+
+
+def _unwrap(stored: Any) -> Versioned | None:
+    if stored is None:
+        return None
+    if isinstance(stored, dict) and _ENVELOPE in stored:
+        return Versioned(stored.get("value"), int(stored[_ENVELOPE]))
+    return Versioned(stored, 0)

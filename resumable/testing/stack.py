@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -88,6 +89,7 @@ class AirflowStack:
     _made_home: bool = False
     _log_ports: tuple[int, int] = field(default_factory=lambda: (free_port(), free_port()))
     _session: requests.Session = field(default_factory=requests.Session)
+    _previous_sigterm: Any = None
 
     # ---- life cycle --------------------------------------------------------------------------
 
@@ -220,10 +222,19 @@ class AirflowStack:
             shutil.rmtree(self.home, ignore_errors=True)
 
     def __enter__(self) -> AirflowStack:
+        # A SIGTERM to the process that owns the stack (a CI timeout, `kill`) unwinds through
+        # __exit__ like Ctrl-C does, so the Airflow processes do not outlive it.
+        if threading.current_thread() is threading.main_thread():
+            self._previous_sigterm = signal.signal(signal.SIGTERM, _exit_on_sigterm)
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
-        self.stop()
+        try:
+            self.stop()
+        finally:
+            if self._previous_sigterm is not None:
+                signal.signal(signal.SIGTERM, self._previous_sigterm)
+                self._previous_sigterm = None
 
     def log_tail(self, name: str, lines: int = 60) -> str:
         """The last lines one of the stack's processes wrote (for error messages)."""
@@ -357,6 +368,10 @@ class AirflowStack:
         """Wait until the task instance runs, and return its processes."""
         ti = self.wait_for_task(dag_id, run_id, task_id, ("running",), timeout=timeout)
         return self.task_processes(ti["id"])
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _signal_tree(pid: int, sig: int) -> None:

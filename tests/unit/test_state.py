@@ -168,3 +168,51 @@ def test_auto_picks_sql_where_there_is_no_task_state_store(monkeypatch, tmp_path
     monkeypatch.setenv("AIRFLOW__RESUMABLE__STATE_BACKEND", "auto")
     monkeypatch.setenv("AIRFLOW__RESUMABLE__SQL_ALCHEMY_CONN", f"sqlite:///{tmp_path / 'auto.db'}")
     assert isinstance(backend_for({"ti": _Ti()}), SqlBackend)
+
+
+class _CountingStore:
+    """The shape of Airflow's task_state_store accessor (get / set / delete), counting calls."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, object] = {}
+        self.calls: list[str] = []
+
+    def get(self, key: str, default: object = None) -> object:
+        self.calls.append("get")
+        return self.values.get(key, default)
+
+    def set(self, key: str, value: object, retention: object = None) -> None:
+        self.calls.append("set")
+        self.values[key] = value
+
+    def delete(self, key: str) -> None:
+        self.calls.append("delete")
+        self.values.pop(key, None)
+
+
+def test_airflow_backend_reads_once_then_writes_without_reading_again(monkeypatch) -> None:
+    monkeypatch.setenv("AIRFLOW__RESUMABLE__STATE_BACKEND", "airflow")
+    store = _CountingStore()
+    backend = backend_for({"ti": _Ti(), "task_state_store": store})
+    scope = TaskScope.from_context({"ti": _Ti()})
+    assert backend.get(scope, "job") is None
+    assert backend.put(scope, "job", "intent", None) == 1
+    assert backend.put(scope, "job", "submitted", 1) == 2
+    assert backend.put(scope, "job", "done", 2) == 3
+    assert store.calls == ["get", "set", "set", "set"]
+    with pytest.raises(VersionConflict, match="at version 3, not 1"):
+        backend.put(scope, "job", "stale", 1)
+    assert store.calls[-1] == "set"  # the stale write was refused without touching the store
+
+
+def test_airflow_backend_reads_before_writing_a_key_it_has_not_seen(monkeypatch) -> None:
+    monkeypatch.setenv("AIRFLOW__RESUMABLE__STATE_BACKEND", "airflow")
+    store = _CountingStore()
+    earlier = backend_for({"ti": _Ti(), "task_state_store": store})
+    scope = TaskScope.from_context({"ti": _Ti()})
+    earlier.put(scope, "job", "first", None)
+    later = backend_for({"ti": _Ti(), "task_state_store": store})
+    with pytest.raises(VersionConflict, match="at version 1, not None"):
+        later.put(scope, "job", "second", None)
+    assert later.put(scope, "job", "second", 1) == 2
+    assert later.get(scope, "job").value == "second"  # type: ignore[union-attr]
