@@ -629,11 +629,15 @@ class _Handler(BaseHTTPRequestHandler):
                 params.update(body)  # GET with a JSON body: the hook's async path
         status, payload = self.owner.handle(method, parsed.path, params, self.headers.get("Authorization"))
         data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            # The client died before the answer (a killed worker): the request still took effect.
+            self.close_connection = True
 
     def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
         self._answer("GET")
