@@ -102,6 +102,8 @@ class AwsEmulator(Emulator):
         self.cancels: list[str] = []
         #: API calls per operation name, e.g. ``"AddJobFlowSteps"``, ``"GetJobRun"``.
         self.calls: Counter[str] = Counter()
+        #: The part of ``calls`` made by async clients (aiobotocore: the amazon provider's triggers).
+        self.async_calls: Counter[str] = Counter()
 
     # ---- life ---------------------------------------------------------------------------------
 
@@ -295,6 +297,7 @@ class AwsEmulator(Emulator):
                 "clusters_created": dict(self.clusters_created),
                 "cancels": list(self.cancels),
                 "calls": dict(self.calls),
+                "async_calls": dict(self.async_calls),
                 "compute_seconds": round(self.compute_seconds(), 3),
             }
 
@@ -483,6 +486,8 @@ class AwsEmulator(Emulator):
             operation = _operation(service, environ)
             with self._lock:
                 self.calls[operation] += 1
+                if "aiobotocore" in environ.get("HTTP_USER_AGENT", ""):
+                    self.async_calls[operation] += 1
                 self._sync()
                 answer = self._intercept(service, operation, environ, body)
                 if answer is not None:

@@ -4,9 +4,6 @@ Each test starts one DAG run of a crash DAG (see resumable/testing/dags/resumabl
 disturbs it the way the world does, and checks what a user would: how many jobs the emulated
 service saw, how many it was asked to cancel, which job the last try reported, and the final
 task and DAG run states in Airflow.
-
-Deferrable mode is tested for Databricks only: the EMR operators' triggers need aiobotocore, and no
-aiobotocore release accepts the botocore pinned in constraints.txt.
 """
 
 from __future__ import annotations
@@ -146,9 +143,10 @@ def test_execution_timeout_cancels_the_job(lab: CrashLab, system: str) -> None:
     assert lab.cancelled(run) == 1
 
 
-def test_triggerer_killed_while_deferred(lab: CrashLab) -> None:
-    lab.script("databricks", 25)
-    run = lab.start_run("databricks", dag_id="crash_databricks_deferrable")
+@pytest.mark.parametrize("system", ["databricks", "emr_serverless"])
+def test_triggerer_killed_while_deferred(lab: CrashLab, system: str) -> None:
+    lab.script(system, 25)
+    run = lab.start_run(system, dag_id=f"crash_{system}_deferrable")
     lab.wait_for_state(run, ("deferred",))
     lab.stack.restart("triggerer", signal.SIGKILL)
 
@@ -157,10 +155,11 @@ def test_triggerer_killed_while_deferred(lab: CrashLab) -> None:
     assert lab.cancelled(run) == 0
 
 
-def test_worker_killed_between_submit_and_defer(lab: CrashLab) -> None:
-    lab.script("databricks", 10)
-    lab.arm("after_submit", dag_id="crash_databricks_deferrable", mode="kill")
-    run = lab.start_run("databricks", dag_id="crash_databricks_deferrable")
+@pytest.mark.parametrize("system", ["databricks", "emr_serverless"])
+def test_worker_killed_between_submit_and_defer(lab: CrashLab, system: str) -> None:
+    lab.script(system, 10)
+    lab.arm("after_submit", dag_id=f"crash_{system}_deferrable", mode="kill")
+    run = lab.start_run(system, dag_id=f"crash_{system}_deferrable")
 
     assert lab.finish(run) == "success"
     assert lab.task(run)["try_number"] == 2

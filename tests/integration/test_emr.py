@@ -247,18 +247,33 @@ def test_the_pytest_plugin_fixture_serves_a_dag_authors_test(airflow_db, aws_emu
     assert sum(aws_emulator.job_runs_created.values()) == 1
 
 
-def test_deferrable_records_the_job_before_deferring(kind, aws, fault) -> None:
-    """The attempt dies between submit and defer; the retry finds the (finished) job and creates nothing.
+def _trigger_delay(kind: Kind) -> dict[str, Any]:
+    """One second between the trigger's polls (EMR on EKS names it ``poll_interval``)."""
+    return {"poll_interval": 1} if kind.name == "eks" else {"waiter_delay": 1}
 
-    The job is scripted to be done by then, so the retry finishes without deferring: the amazon
-    provider's triggers need aiobotocore, which has no release for the pinned botocore.
-    """
-    aws.script_next(kind.script_kind, *[JobScript(duration=0.0, pending=0.0)] * kind.per_submission)
-    fault("after_submit")
-    dag, _ = make(kind, aws, deferrable=True)
+
+def test_deferrable_waits_in_the_providers_trigger(kind, aws) -> None:
+    """The job runs for seconds (100 emulated at 40x): the task defers, the provider's trigger polls
+    it (aiobotocore, on moto over HTTP) until it ends, and the task resumes and succeeds with the one
+    job."""
+    aws.script_next(kind.script_kind, *[JobScript(duration=100.0, pending=0.0)] * kind.per_submission)
+    dag, _ = make(kind, aws, deferrable=True, **_trigger_delay(kind))
     dr = run_dag(dag)
     assert task_states(dr) == {"job": "success"}
     assert kind.created(aws) == kind.per_submission
+    assert sum(aws.async_calls.values()) > 0, f"the trigger never polled: {aws.stats()['calls']}"
+
+
+def test_deferrable_records_the_job_before_deferring(kind, aws, fault) -> None:
+    """The attempt dies between submit and defer; the retry defers on the job it finds and submits
+    nothing new."""
+    aws.script_next(kind.script_kind, *[JobScript(duration=100.0, pending=0.0)] * kind.per_submission)
+    fault("after_submit")
+    dag, _ = make(kind, aws, deferrable=True, **_trigger_delay(kind))
+    dr = run_dag(dag)
+    assert task_states(dr) == {"job": "success"}
+    assert kind.created(aws) == kind.per_submission
+    assert sum(aws.async_calls.values()) > 0, f"the retry did not defer: {aws.stats()['calls']}"
 
 
 @pytest.mark.parametrize(("given", "meaning"), [(True, "user_stop"), (False, "never"), ("always", "always")])

@@ -10,7 +10,8 @@ DAG ids: ``crash_<system>_<contender>`` where system is ``databricks``, ``emr_se
 ``emr_steps`` and contender is ``resumable`` (ours), ``provider`` (the provider's operator as
 it is) or, for Databricks, ``provider_nodurable`` (the provider's operator with ``durable=False``);
 ``crash_<system>_timeout`` (ours, ``execution_timeout`` shorter than the job, no retries) and
-``crash_databricks_deferrable`` (ours, deferrable). The task is always ``job``.
+``crash_databricks_deferrable`` and ``crash_emr_serverless_deferrable`` (ours, deferrable).
+The task is always ``job``.
 """
 
 from __future__ import annotations
@@ -124,6 +125,7 @@ for _system, _build in BUILDERS.items():
         _build("resumable", execution_timeout=TIMEOUT, retries=0)
     globals()[_d.dag_id] = _d
 
-with _dag("crash_databricks_deferrable") as _d:
-    databricks("resumable", deferrable=True)
-globals()[_d.dag_id] = _d
+for _system in ("databricks", "emr_serverless"):
+    with _dag(f"crash_{_system}_deferrable") as _d:
+        BUILDERS[_system]("resumable", deferrable=True)
+    globals()[_d.dag_id] = _d
