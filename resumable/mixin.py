@@ -42,6 +42,7 @@ from resumable.protocol import (
 )
 from resumable.record import Phase, Record
 from resumable.state import StateBackend, TaskScope, backend_for
+from resumable.supervisor_calls import in_supervisor_call, through_supervisor
 from resumable.tokens import make_token
 
 T = TypeVar("T")
@@ -125,6 +126,11 @@ class ResumableMixin:
         self._stop = threading.Event()
         self._timed_out = False
         self._stop_cancelled = False
+        # One stop decision per attempt, whether on_kill or the polling loop comes to it first.
+        self._settle_lock = threading.RLock()
+        self._settling = False
+        self._settled: bool | None = None
+        self._kill_thread: threading.Thread | None = None
         #: True while :meth:`submit_job` repeats a token whose job may already exist (after a crash
         #: between intent and handle); an operator skips side effects such as cancelling other runs.
         self.resubmitting_token = False
@@ -219,7 +225,7 @@ class ResumableMixin:
             self._defer(attempt, record.handle)
         if status.state is JobState.FAILED and self.repair_in_attempt(context, record.handle, status):
             handle = self._repair(attempt, record.handle, f"it ended {status.describe()} while deferred")
-            self.announce_job(context, handle)
+            self._announce(context, handle)
             self._defer(attempt, handle)
         return self._finish(attempt, record.handle, status)
 
@@ -247,6 +253,7 @@ class ResumableMixin:
         ti = context["ti"]
         self._stop.clear()
         self._timed_out = False
+        self._stop_cancelled, self._settled, self._kill_thread = False, None, None
         backend = backend_for(context)
         attempt = _Attempt(
             context=context,
@@ -328,7 +335,7 @@ class ResumableMixin:
         if decision.action is Action.FINISH:
             assert handle is not None and status is not None
             self._handle = handle
-            self.announce_job(attempt.context, handle)
+            self._announce(attempt.context, handle)
             return self.job_result(attempt.context, handle, status)
         if decision.action is Action.SUBMIT:
             prior = record if isinstance(record, Record) else None
@@ -349,7 +356,7 @@ class ResumableMixin:
             )
             stats_incr("resumable.reattach", self._tags())
         self._handle = handle
-        self.announce_job(attempt.context, handle)
+        self._announce(attempt.context, handle)
         if not self.waits_for_job():
             self.log.info(
                 "resumable: job %s recorded; not waiting for it to end (as configured)", handle.job_id
@@ -364,7 +371,7 @@ class ResumableMixin:
             status = self._poll(attempt, handle)
         if status.state is JobState.FAILED and self.repair_in_attempt(attempt.context, handle, status):
             handle = self._repair(attempt, handle, f"it ended {status.describe()} during this attempt")
-            self.announce_job(attempt.context, handle)
+            self._announce(attempt.context, handle)
             status = self._poll(attempt, handle)
         return self._finish(attempt, handle, status)
 
@@ -444,6 +451,7 @@ class ResumableMixin:
                 if limit is not None and time.monotonic() - started > limit:
                     self._give_up_waiting(attempt, handle, limit)
                 if self._stop.is_set():
+                    self._await_kill_settle()
                     raise AttemptInterrupted(
                         f"the task was told to stop; job {handle.job_id} was "
                         f"{'cancelled' if self._stop_cancelled else 'kept for the retry to reattach'}"
@@ -453,6 +461,8 @@ class ResumableMixin:
                     faults.fault_point(faults.WHILE_POLLING, attempt.context)
                 if not status.state.is_active:
                     return status
+                if self._stop.is_set():
+                    continue  # told to stop during the status call: settled at the top, no more calls
                 if attempt is not None:
                     self._check_owner_while_polling(attempt, handle)
                     if last is None or status.state is not last.state:
@@ -561,17 +571,41 @@ class ResumableMixin:
         if self._stop_cancelled:
             self.log.info("resumable: job %s was already cancelled by this attempt", handle.job_id)
             return
-        owns: bool | None = True
-        if attempt is not None:
-            try:
-                self._check_owner(attempt)
-            except RecordUnreadableHere:
-                owns = None if attempt.backend.name == "airflow" else False
-            except SupersededError:
-                owns = False
-            except Exception as error:  # noqa: BLE001 - unreachable state: keep, never guess
-                self.log.warning("resumable: could not read the record while stopping (%s)", error)
-        self._settle_stop(attempt, handle, owns)
+        if in_supervisor_call():
+            # SIGTERM runs this in the main thread, which was waiting for the supervisor's answer:
+            # a call from here would wait behind it forever. Decide in a thread that proceeds as
+            # soon as the interrupted call returns; the attempt waits for it before it ends.
+            self.log.info(
+                "resumable: the stop interrupted a call to Airflow; deciding about job %s once it returns",
+                handle.job_id,
+            )
+            self._kill_thread = threading.Thread(
+                target=self._settle_on_kill, args=(attempt, handle), name="resumable-on-kill", daemon=True
+            )
+            self._kill_thread.start()
+            return
+        self._settle_on_kill(attempt, handle)
+
+    def _settle_on_kill(self, attempt: _Attempt | None, handle: JobHandle) -> None:
+        with self._settle_lock:  # a decision in progress on another thread is waited for
+            if self._settling or self._settled is not None:
+                return
+            owns: bool | None = True
+            if attempt is not None:
+                try:
+                    self._check_owner(attempt)
+                except RecordUnreadableHere:
+                    owns = None if attempt.backend.name == "airflow" else False
+                except SupersededError:
+                    owns = False
+                except Exception as error:  # noqa: BLE001 - unreachable state: keep, never guess
+                    self.log.warning("resumable: could not read the record while stopping (%s)", error)
+            self._settle_stop(attempt, handle, owns)
+
+    def _await_kill_settle(self) -> None:
+        """Wait for the decision on_kill handed to a thread (the supervisor bounds the wait)."""
+        if self._kill_thread is not None:
+            self._kill_thread.join()
 
     def _settle_stop(self, attempt: _Attempt | None, handle: JobHandle, owns: bool | None) -> bool:
         """Apply the "who asked?" rules to a stopping attempt; returns whether the job was cancelled.
@@ -579,7 +613,23 @@ class ResumableMixin:
         ``owns=None``: the airflow backend reads the record through this attempt's task-instance
         id, which a clear or a retry replaces; the record is then out of reach, not gone, and
         Airflow's view of the task instance decides.
+
+        The first caller decides for the attempt; later callers get its answer. on_kill coming in
+        on the thread that is deciding (SIGTERM in the middle of it) returns at once and leaves the
+        decision to it.
         """
+        with self._settle_lock:
+            if self._settling:
+                return False
+            if self._settled is None:
+                self._settling = True
+                try:
+                    self._settled = self._decide_stop(attempt, handle, owns)
+                finally:
+                    self._settling = False
+            return self._settled
+
+    def _decide_stop(self, attempt: _Attempt | None, handle: JobHandle, owns: bool | None) -> bool:
         ti_state = None
         if owns is None or (self.cancel_on_kill is CancelOnKill.USER_STOP and owns and not self._timed_out):
             ti_state = self.task_state_probe.state_of(attempt.context if attempt else {})
@@ -615,6 +665,10 @@ class ResumableMixin:
         return True
 
     # ---- helpers -----------------------------------------------------------------------------
+
+    def _announce(self, context: Mapping[str, Any], handle: JobHandle) -> None:
+        with through_supervisor():  # announce_job pushes XComs
+            self.announce_job(context, handle)
 
     def _call(self, fn: Callable[[], T], what: str) -> T:
         """Call the external system, retrying transient errors only (with backoff and jitter)."""

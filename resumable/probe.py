@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from resumable.supervisor_calls import through_supervisor
+
 
 class TaskStateProbe(Protocol):
     def state_of(self, context: Mapping[str, Any]) -> str | None:
@@ -19,12 +21,13 @@ class AirflowTaskStateProbe:
         if ti is None:
             return None
         try:
-            states = ti.get_task_states(
-                dag_id=ti.dag_id,
-                map_index=ti.map_index if ti.map_index is not None and ti.map_index >= 0 else None,
-                task_ids=[ti.task_id],
-                run_ids=[ti.run_id],
-            )
+            with through_supervisor():
+                states = ti.get_task_states(
+                    dag_id=ti.dag_id,
+                    map_index=ti.map_index if ti.map_index is not None and ti.map_index >= 0 else None,
+                    task_ids=[ti.task_id],
+                    run_ids=[ti.run_id],
+                )
         except Exception:  # noqa: BLE001 - any failure means "cannot be asked": keep the job
             return None
         by_task = states.get(ti.run_id) or {}

@@ -19,6 +19,7 @@ from urllib.parse import quote
 from resumable import config
 from resumable.errors import StateBackendError, VersionConflict
 from resumable.state.base import StateBackend, TaskScope, Versioned
+from resumable.supervisor_calls import through_supervisor
 
 _ENVELOPE = "__resumable_version__"
 
@@ -44,7 +45,8 @@ class AirflowStoreBackend(StateBackend):
 
     def get(self, scope: TaskScope, key: str) -> Versioned | None:
         self._check_scope(scope)
-        stored = self._store.get(key, None)
+        with through_supervisor():
+            stored = self._store.get(key, None)
         found = _unwrap(stored)
         self._seen[key] = None if found is None else found.version
         return found
@@ -62,13 +64,15 @@ class AirflowStoreBackend(StateBackend):
             )
         version = (current_version or 0) + 1
         retention = timedelta(days=config.state_retention_days())
-        self._store.set(key, {_ENVELOPE: version, "value": value}, retention=retention)
+        with through_supervisor():
+            self._store.set(key, {_ENVELOPE: version, "value": value}, retention=retention)
         self._seen[key] = version
         return version
 
     def delete(self, scope: TaskScope, key: str) -> None:
         self._check_scope(scope)
-        self._store.delete(key)
+        with through_supervisor():
+            self._store.delete(key)
         self._seen[key] = None
 
     def clear_hint(self, scope: TaskScope, key: str) -> str:

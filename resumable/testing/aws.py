@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import threading
 from collections import Counter
@@ -24,6 +25,22 @@ KINDS = ("step", "serverless", "eks", "cluster")
 #: Emulated seconds a cancel or a termination takes to finish.
 STOP_SECONDS = 1.0
 ACCOUNT = "123456789012"
+# moto keeps its state per process. Emulators running at the same time act in accounts of their
+# own, so that one emulator's reset does not wipe another's clusters; the first is ACCOUNT.
+_LIVE_ACCOUNTS: set[str] = set()
+_ACCOUNTS_LOCK = threading.Lock()
+
+
+def _take_account() -> str:
+    if os.environ.get("MOTO_ACCOUNT_ID"):  # moto itself then ignores the account we ask for
+        return os.environ["MOTO_ACCOUNT_ID"]
+    with _ACCOUNTS_LOCK:
+        n = 0
+        while f"{int(ACCOUNT) + n:012d}" in _LIVE_ACCOUNTS:
+            n += 1
+        account = f"{int(ACCOUNT) + n:012d}"
+        _LIVE_ACCOUNTS.add(account)
+        return account
 
 
 @dataclass(frozen=True)
@@ -78,7 +95,10 @@ class AwsEmulator(Emulator):
         default_script: JobScript | None = None,
     ) -> None:
         super().__init__(speed=speed, manual_clock=manual_clock)
-        self.region, self.account_id = region, ACCOUNT
+        #: The AWS account this emulator's requests act in: ACCOUNT, unless another emulator in this
+        #: process is running then (an execution role must name this account: :meth:`role_arn`).
+        self.account_id = ACCOUNT
+        self.region = region
         self.default_script = default_script or JobScript()
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -116,6 +136,7 @@ class AwsEmulator(Emulator):
         from werkzeug.serving import make_server
 
         _patch_moto_status()
+        self.account_id = _take_account()
         app = DomainDispatcherApplication(create_backend_app)
         self._server = make_server(
             "127.0.0.1", 0, self._middleware(app), True, request_handler=MotoRequestHandler
@@ -131,6 +152,12 @@ class AwsEmulator(Emulator):
             self._server.server_close()
             self._server = None
         self._reset_moto()
+        with _ACCOUNTS_LOCK:
+            _LIVE_ACCOUNTS.discard(self.account_id)
+
+    def role_arn(self, name: str = "emr-job") -> str:
+        """An IAM role ARN in this emulator's account (EMR Serverless refuses another account's role)."""
+        return f"arn:aws:iam::{self.account_id}:role/{name}"
 
     def reset(self) -> None:
         """Forget every cluster, application, job run, script, fault and counter."""
@@ -482,6 +509,7 @@ class AwsEmulator(Emulator):
             length = int(environ.get("CONTENT_LENGTH") or 0)
             body = environ["wsgi.input"].read(length) if length else b""
             environ["wsgi.input"] = _Replay(body)
+            environ["HTTP_X_MOTO_ACCOUNT_ID"] = self.account_id
             service = _service(environ)
             operation = _operation(service, environ)
             with self._lock:

@@ -76,6 +76,7 @@ class CrashLab:
             **self.databricks.airflow_env(),
             **self.aws.airflow_env(),
             "RESUMABLE_CRASH_APPLICATION_ID": self.aws.create_serverless_application(),
+            "RESUMABLE_CRASH_ROLE_ARN": self.aws.role_arn(),
             "RESUMABLE_CRASH_CLUSTER_ID": self.aws.create_cluster(),
             "RESUMABLE_FAULT_FILE": self.fault_file,
             **self.env,

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from datetime import timedelta
 
 import pytest
 from airflow.sdk import get_current_context
 
 from resumable.state import backend_for
+from resumable.supervisor_calls import through_supervisor
 from resumable.testing.airflow import run_dag, task_states
 from resumable.testing.fake import FakeJobService
 
@@ -134,3 +136,39 @@ def test_cleared_running_task_reruns_even_with_on_prior_failure_fail(make_dag) -
     assert svc.cancelled == [svc.created[0]]
     assert task_states(dr) == {"job": "success"}
     assert svc.total_submissions == 2
+
+
+class ChannelProbe(StubProbe):
+    """Asks over a one-at-a-time channel, like a task's calls to its supervisor, noting the thread."""
+
+    def __init__(self, state: str | None, channel: threading.Lock) -> None:
+        super().__init__(state)
+        self.channel = channel
+        self.threads: list[str] = []
+
+    def state_of(self, context) -> str | None:
+        with self.channel:
+            self.threads.append(threading.current_thread().name)
+            return super().state_of(context)
+
+
+@pytest.mark.timeout(120, method="thread")  # a regression hangs in the signal handler
+def test_sigterm_in_the_middle_of_a_call_to_airflow_is_decided_once_the_call_returns(make_dag) -> None:
+    """SIGTERM lands while the task waits for its supervisor's answer. Deciding inside the signal
+    handler would wait for that same channel forever (the supervisor then kills the process with
+    nothing decided); the decision must happen once the interrupted call returns."""
+    channel = threading.Lock()
+    probe = ChannelProbe("failed", channel)  # a person marked the task failed
+    dag, svc = make_dag(FakeJobService(polls=1000), retries=0)
+    dag.task_dict["job"].task_state_probe = probe
+
+    def sigterm_while_waiting_for_the_supervisor() -> None:
+        with through_supervisor(), channel:
+            sigterm()
+
+    svc.when_status_called(2, sigterm_while_waiting_for_the_supervisor)
+    dr = run_dag(dag)
+    assert task_states(dr) == {"job": "failed"}
+    assert svc.cancelled == [svc.created[0]]
+    assert probe.threads == ["resumable-on-kill"]
+    assert svc.total_submissions == 1

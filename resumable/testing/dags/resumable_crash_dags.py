@@ -3,8 +3,8 @@
 Loaded by the DAG processor of :class:`resumable.testing.stack.AirflowStack` (the demo, the e2e
 suite and ``bench/chaos.py`` copy this file into its DAGs folder). Connections come from the
 environment (``databricks_default`` and ``aws_default`` pointing at the emulators); the EMR
-application and cluster ids from ``RESUMABLE_CRASH_APPLICATION_ID`` and
-``RESUMABLE_CRASH_CLUSTER_ID``.
+application and cluster ids and the execution role from ``RESUMABLE_CRASH_APPLICATION_ID``,
+``RESUMABLE_CRASH_CLUSTER_ID`` and ``RESUMABLE_CRASH_ROLE_ARN``.
 
 DAG ids: ``crash_<system>_<contender>`` where system is ``databricks``, ``emr_serverless`` or
 ``emr_steps`` and contender is ``resumable`` (ours), ``provider`` (the provider's operator as
@@ -22,7 +22,7 @@ from typing import Any
 
 from airflow.sdk import DAG
 
-ROLE = "arn:aws:iam::123456789012:role/emr-job"
+ROLE = os.environ.get("RESUMABLE_CRASH_ROLE_ARN", "arn:aws:iam::123456789012:role/emr-job")
 RETRIES = int(os.environ.get("RESUMABLE_CRASH_RETRIES", "3"))
 RETRY_DELAY = timedelta(seconds=float(os.environ.get("RESUMABLE_CRASH_RETRY_DELAY", "2")))
 TIMEOUT = timedelta(seconds=float(os.environ.get("RESUMABLE_CRASH_TIMEOUT", "12")))

@@ -21,7 +21,7 @@ from typing import Any
 
 from airflow.sdk import DAG
 
-ROLE = "arn:aws:iam::123456789012:role/emr-job"
+ROLE = os.environ.get("RESUMABLE_CRASH_ROLE_ARN", "arn:aws:iam::123456789012:role/emr-job")
 APPLICATION_ID = os.environ.get("RESUMABLE_CRASH_APPLICATION_ID", "")
 DEFAULTS = {"retries": 2, "retry_delay": timedelta(seconds=1)}
 
