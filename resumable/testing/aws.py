@@ -31,11 +31,11 @@ _LIVE_ACCOUNTS: set[str] = set()
 _ACCOUNTS_LOCK = threading.Lock()
 
 
-def _take_account() -> str:
+def _take_account(own: bool) -> str:
     if os.environ.get("MOTO_ACCOUNT_ID"):  # moto itself then ignores the account we ask for
         return os.environ["MOTO_ACCOUNT_ID"]
     with _ACCOUNTS_LOCK:
-        n = 0
+        n = 1 if own else 0
         while f"{int(ACCOUNT) + n:012d}" in _LIVE_ACCOUNTS:
             n += 1
         account = f"{int(ACCOUNT) + n:012d}"
@@ -93,11 +93,14 @@ class AwsEmulator(Emulator):
         manual_clock: bool = False,
         region: str = "us-east-1",
         default_script: JobScript | None = None,
+        own_account: bool = False,
     ) -> None:
         super().__init__(speed=speed, manual_clock=manual_clock)
-        #: The AWS account this emulator's requests act in: ACCOUNT, unless another emulator in this
-        #: process is running then (an execution role must name this account: :meth:`role_arn`).
+        #: The AWS account this emulator's requests act in, chosen at start: ACCOUNT, unless another
+        #: emulator in this process holds it then or ``own_account`` is set (for a long-lived emulator
+        #: that must leave ACCOUNT to others). An execution role must name it: :meth:`role_arn`.
         self.account_id = ACCOUNT
+        self.own_account = own_account
         self.region = region
         self.default_script = default_script or JobScript()
         self._server: Any = None
@@ -136,7 +139,7 @@ class AwsEmulator(Emulator):
         from werkzeug.serving import make_server
 
         _patch_moto_status()
-        self.account_id = _take_account()
+        self.account_id = _take_account(self.own_account)
         app = DomainDispatcherApplication(create_backend_app)
         self._server = make_server(
             "127.0.0.1", 0, self._middleware(app), True, request_handler=MotoRequestHandler

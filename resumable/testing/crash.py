@@ -70,7 +70,9 @@ class CrashLab:
     def start(self) -> CrashLab:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request
         self.databricks = DatabricksEmulator(speed=self.speed).start()
-        self.aws = AwsEmulator(speed=self.speed).start()
+        # An account of its own: the lab's DAGs get the role from it, and emulators that tests start
+        # meanwhile keep the default account their fixed role ARNs name.
+        self.aws = AwsEmulator(speed=self.speed, own_account=True).start()
         self.fault_file = os.path.join(tempfile.mkdtemp(prefix="resumable-faults-"), "fault.json")
         env = {
             **self.databricks.airflow_env(),

@@ -10,7 +10,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from resumable.testing.aws import AwsEmulator, JobScript
+from resumable.testing.aws import ACCOUNT, AwsEmulator, JobScript
 
 STEP = {
     "Name": "etl",
@@ -203,3 +203,27 @@ def test_an_unknown_cluster_is_an_invalid_request(aws) -> None:
 def test_scripts_refuse_unknown_outcomes() -> None:
     with pytest.raises(ValueError, match="outcome"):
         JobScript(outcome="explode")
+
+
+def test_emulators_running_together_act_in_accounts_of_their_own(aws) -> None:
+    """moto keeps one state per process: a second emulator must neither see nor reset the first's."""
+    cluster_id = aws.create_cluster()
+    with AwsEmulator(manual_clock=True) as other:
+        assert other.account_id != aws.account_id
+        assert client(other, "emr").list_clusters()["Clusters"] == []
+        app_id = other.create_serverless_application()
+        run = client(other, "emr-serverless").start_job_run(
+            applicationId=app_id,
+            executionRoleArn=other.role_arn(),  # moto refuses a role of another account
+            jobDriver={"sparkSubmit": {"entryPoint": "s3://b/x.py"}},
+            clientToken="tok-other",
+        )
+        assert other.job_runs_created == {"tok-other": 1} and run["jobRunId"]
+    state = client(aws, "emr").describe_cluster(ClusterId=cluster_id)["Cluster"]["Status"]["State"]
+    assert state == "WAITING"  # the other emulator's stop reset only its own account
+
+
+def test_an_emulator_with_an_account_of_its_own_leaves_the_default_to_others() -> None:
+    with AwsEmulator(manual_clock=True, own_account=True) as lab:
+        assert lab.account_id != ACCOUNT
+        assert lab.role_arn() == f"arn:aws:iam::{lab.account_id}:role/emr-job"
