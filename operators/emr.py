@@ -192,6 +192,9 @@ class ResumableEmrAddStepsOperator(_ResumableEmr, EmrAddStepsOperator):  # type:
     is bounded by ``waiter_delay * waiter_max_attempts`` seconds, after which the steps are cancelled.
     """
 
+    #: add_job_flow_steps / run_job_flow take no token: the job is found again by its name or tag.
+    idempotent_submit = False
+
     job_system = "emr-steps"
     operator_extra_links = (
         # type: ignore[assignment]
@@ -519,6 +522,9 @@ class ResumableEmrCreateJobFlowOperator(_ResumableEmr, EmrCreateJobFlowOperator)
     ``waiter_delay * waiter_max_attempts`` seconds, after which the cluster is terminated when
     ``terminate_job_flow_on_failure`` (the default) says so.
     """
+
+    #: add_job_flow_steps / run_job_flow take no token: the job is found again by its name or tag.
+    idempotent_submit = False
 
     job_system = "emr-cluster"
     operator_extra_links = (

@@ -17,9 +17,13 @@ from resumable.record import Phase, Record
 class Action(str, Enum):
     SUBMIT = "submit"
     REATTACH = "reattach"
+    #: The job is on its way out (a cancel was asked for): wait until it ends, then decide again.
+    AWAIT_STOP = "await_stop"
     FINISH = "finish"
     FAIL = "fail"
     REPAIR = "repair"
+    #: A newer try owns the record: this attempt is stale and touches nothing.
+    STAND_DOWN = "stand_down"
 
 
 class PriorFailure(str, Enum):
@@ -32,15 +36,33 @@ class PriorFailure(str, Enum):
 
 #: ``stop_reason`` written when a person cleared the task while it ran: the next attempt reruns.
 STOP_CLEARED = "cleared"
+#: ``stop_reason`` written when an attempt's execution_timeout cancelled the job.
+STOP_TIMEOUT = "timeout"
+#: ``stop_reason`` written when a person (or a final failure) stopped the task.
+STOP_USER = "user_stop"
+#: ``stop_reason`` written with ``cancel_on_kill='always'``.
+STOP_KILLED = "killed"
+#: ``stop_reason`` written when an attempt reached the operator's wait limit.
+STOP_WAIT_LIMIT = "wait_limit"
+STOP_REASONS = frozenset({STOP_CLEARED, STOP_TIMEOUT, STOP_USER, STOP_KILLED, STOP_WAIT_LIMIT})
 
 
 @dataclass(frozen=True)
 class Facts:
-    """What the attempt knows about itself: its lineage (``ti.max_tries``) and try number."""
+    """What the attempt knows about itself.
+
+    ``lineage`` is ``ti.max_tries``; ``retries`` the task's retries and ``clear_number`` the DAG
+    run's clear counter, when Airflow provides them (they tell a clear from a retry where
+    ``max_tries`` alone cannot). ``run_after`` tells a DAG run from an earlier one with the same
+    run_id (deleted and triggered again).
+    """
 
     lineage: int
     try_number: int
     on_prior_failure: PriorFailure = PriorFailure.RESUBMIT
+    retries: int | None = None
+    clear_number: int | None = None
+    run_after: str | None = None
 
 
 @dataclass(frozen=True)
@@ -50,10 +72,29 @@ class Decision:
     action: Action
     reason: str
     reuse_token: bool = False
+    #: Whether the record's own job is ours to cancel before submitting (its DAG run was deleted).
+    cancel_previous: bool = False
 
     def describe(self) -> str:
         token = " with the same token" if self.action is Action.SUBMIT and self.reuse_token else ""
         return f"{self.action.value}{token}: {self.reason}"
+
+
+def same_lineage(record: Record, facts: Facts) -> bool:
+    """Whether ``record`` was written in this attempt's lineage (a retry) or an earlier one (a clear).
+
+    A clear of a finished task sets ``max_tries = try_number + retries``. Lowering ``retries``
+    before a clear can give back an old ``max_tries``; the DAG run's ``clear_number`` (which every
+    clear raises) tells that clear from a retry whose DAG file changed ``retries`` meanwhile.
+    """
+    if record.lineage != facts.lineage:
+        return False
+    retries_changed = _known_and_different(record.retries, facts.retries)
+    return not (retries_changed and _known_and_different(record.clear_number, facts.clear_number))
+
+
+def _known_and_different(recorded: object, now: object) -> bool:
+    return recorded is not None and now is not None and recorded != now
 
 
 def decide(record: Record | RecordError | None, job: JobStatus | None, facts: Facts) -> Decision:
@@ -68,38 +109,64 @@ def decide(record: Record | RecordError | None, job: JobStatus | None, facts: Fa
     if record is None:
         return Decision(Action.SUBMIT, "no record: first submission of this task instance")
 
-    same_lineage = record.lineage == facts.lineage
-    lineage = "same lineage (a retry)" if same_lineage else "new lineage (cleared by a person)"
     if job is None and record.phase is Phase.DONE:
         job = record.last_status
     state = job.state if job is not None else JobState.NOT_FOUND
 
+    if _known_and_different(record.run_after, facts.run_after):
+        return Decision(
+            Action.SUBMIT,
+            f"the record belongs to an earlier DAG run with this run_id (run_after {record.run_after}, "
+            f"now {facts.run_after}): that run was deleted; submit for this one",
+            cancel_previous=state.is_active,
+        )
+    if record.owner > facts.try_number:
+        return Decision(
+            Action.STAND_DOWN,
+            f"try {record.owner} owns the job and this is try {facts.try_number}: a stale attempt "
+            "touches nothing",
+        )
+
+    same = same_lineage(record, facts)
+    lineage = "same lineage (a retry)" if same else "new lineage (cleared by a person)"
+
     if record.phase is Phase.SUBMITTING and state is JobState.NOT_FOUND:
-        if same_lineage:
-            return Decision(
-                Action.SUBMIT,
-                "intent written but no job found: the last attempt died around submit; "
-                "resubmitting with the same token cannot create a second job",
-                reuse_token=True,
-            )
-        return Decision(Action.SUBMIT, f"intent of an earlier lineage, no job found; {lineage}: new token")
+        return Decision(
+            Action.SUBMIT,
+            "intent written but no job found: the last attempt died around submit; submitting with "
+            f"the record's own token returns the job if the service has it ({lineage})",
+            reuse_token=True,
+        )
 
     found = "job found by its token" if record.phase is Phase.SUBMITTING else "job"
-    if record.stop_reason == STOP_CLEARED:
+    if state is JobState.STOPPING or (state.is_active and record.stop_reason is not None):
+        why = f" (cancel asked for: {record.stop_reason})" if record.stop_reason else ""
         return Decision(
-            Action.SUBMIT,
-            f"{found} is {state.value}, cancelled because a person cleared the running task: rerun",
-        )
-    if state is JobState.STOPPING and not same_lineage:
-        return Decision(
-            Action.SUBMIT,
-            f"{found} is {state.value} (being cancelled or shutting down); {lineage}: a clear means rerun",
+            Action.AWAIT_STOP,
+            f"{found} is {state.value}{why}; {lineage}: wait until it has stopped, never run a second "
+            "copy beside it, then decide again",
         )
     if state.is_active:
         return Decision(Action.REATTACH, f"{found} is {state.value}; {lineage}: reattach and take ownership")
     if state is JobState.NOT_FOUND:
         return Decision(Action.SUBMIT, f"{found} no longer exists (expired or deleted): resubmit")
-    if not same_lineage:
+    if record.stop_reason == STOP_CLEARED:
+        return Decision(
+            Action.SUBMIT,
+            f"{found} is {state.value}, cancelled because a person cleared the running task: rerun",
+        )
+    if (
+        same
+        and state is JobState.CANCELLED
+        and record.stop_reason is None
+        and _known_and_different(record.clear_number, facts.clear_number)
+    ):
+        return Decision(
+            Action.SUBMIT,
+            f"{found} was cancelled by the attempt a person cleared while it ran (the DAG run was cleared "
+            "since the record was written): rerun",
+        )
+    if not same:
         return Decision(Action.SUBMIT, f"{found} is {state.value}; {lineage}: a clear means rerun")
     if state is JobState.SUCCEEDED:
         return Decision(
@@ -150,23 +217,28 @@ class KillDecision:
 
 
 def decide_kill(facts: KillFacts) -> KillDecision:
-    """DESIGN.md's "who asked?" rules: cancel only when the stop means "stop the job"."""
+    """DESIGN.md's "who asked?" rules: cancel only when the stop means "stop the job".
+
+    A replaced attempt never cancels, whatever fired: ownership is asked before the timeout. When
+    ownership cannot be told (the record is out of this attempt's reach because its task instance
+    was replaced), a timeout does not count and Airflow's view of the task instance decides.
+    """
     if facts.policy is CancelOnKill.NEVER:
         return KillDecision(False, "cancel_on_kill='never': the job is left running")
     if facts.owns_record is False:
         return KillDecision(False, "a newer try owns the job now (fencing): never cancel a successor's job")
-    if facts.timed_out:
-        return KillDecision(True, "execution_timeout fired: the author's time budget is spent", "timeout")
+    if facts.timed_out and facts.owns_record:
+        return KillDecision(True, "execution_timeout fired: the author's time budget is spent", STOP_TIMEOUT)
     if facts.policy is CancelOnKill.ALWAYS and facts.owns_record:
-        return KillDecision(True, "cancel_on_kill='always'", "killed")
+        return KillDecision(True, "cancel_on_kill='always'", STOP_KILLED)
     state = facts.ti_state
     if state is None:
         return KillDecision(False, "Airflow could not be asked why: keep the job, the retry reconciles it")
     if state == "running":
         return KillDecision(
             False,
-            "the task is still running in Airflow: an infrastructure stop (eviction, restart); "
-            "keep the job for the retry to reattach",
+            "the task is still running in Airflow: an infrastructure stop (eviction, restart) or a "
+            "replaced attempt; keep the job for the try that runs",
         )
     if state in SUPERSEDED_STATES:
         return KillDecision(False, f"the task is {state} in Airflow: a newer try takes over the job")
@@ -175,5 +247,5 @@ def decide_kill(facts: KillFacts) -> KillDecision:
             True, f"the task is {state} in Airflow: a person cleared it; cancel and rerun", STOP_CLEARED
         )
     return KillDecision(
-        True, f"the task is {state} in Airflow: a person (or a final failure) stopped it", "user_stop"
+        True, f"the task is {state} in Airflow: a person (or a final failure) stopped it", STOP_USER
     )

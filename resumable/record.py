@@ -33,7 +33,11 @@ class Record:
 
     ``lineage`` is ``ti.max_tries`` when the lineage began: a person's clear changes it, an
     automatic retry does not. ``owner`` is the try that owns the job now, ``seq`` counts the
-    submissions of this lineage (each gets its own token).
+    submissions of this lineage (each gets its own token). ``retries`` and ``clear_number`` (the
+    task's retries and the DAG run's clear counter when the record was written) tell a clear from a
+    retry where ``max_tries`` repeats; ``run_after`` tells this DAG run from a deleted one with the
+    same run_id. ``stop_reason`` set on a ``submitted`` record means a cancel was asked for and the
+    job may still be stopping; the outcome is only what the job reports afterwards.
     """
 
     lineage: int
@@ -45,6 +49,9 @@ class Record:
     handle: JobHandle | None = None
     last_status: JobStatus | None = None
     stop_reason: str | None = None
+    retries: int | None = None
+    clear_number: int | None = None
+    run_after: str | None = None
     created_at: str = field(default_factory=utcnow)
     updated_at: str = field(default_factory=utcnow)
     v: int = RECORD_VERSION
@@ -69,6 +76,9 @@ class Record:
             "handle": self.handle.to_json() if self.handle else None,
             "last_status": self.last_status.to_json() if self.last_status else None,
             "stop_reason": self.stop_reason,
+            "retries": self.retries,
+            "clear_number": self.clear_number,
+            "run_after": self.run_after,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }
@@ -97,7 +107,7 @@ class Record:
         if not isinstance(data, dict):
             raise bad(f"is a {type(data).__name__}, not a JSON object")
         version = data.get("v")
-        if version != RECORD_VERSION:
+        if type(version) is not int or version != RECORD_VERSION:
             raise bad(
                 f"has schema version v={version!r}, which this airflow-resumable (writes v={RECORD_VERSION}) "
                 "does not know; it was written by another version of the library"
@@ -115,7 +125,10 @@ class Record:
                 operator=_str(data, "operator"),
                 handle=JobHandle.from_json(data["handle"]) if data.get("handle") else None,
                 last_status=JobStatus.from_json(data["last_status"]) if data.get("last_status") else None,
-                stop_reason=data.get("stop_reason"),
+                stop_reason=_optional(data, "stop_reason", str),
+                retries=_optional(data, "retries", int),
+                clear_number=_optional(data, "clear_number", int),
+                run_after=_optional(data, "run_after", str),
                 created_at=str(data.get("created_at", "")),
                 updated_at=str(data.get("updated_at", "")),
             )
@@ -134,4 +147,11 @@ def _str(data: dict[str, Any], name: str) -> str:
     value = data[name]
     if not isinstance(value, str) or not value:
         raise TypeError(f"{name} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _optional(data: dict[str, Any], name: str, kind: type) -> Any:
+    value = data.get(name)
+    if value is not None and (type(value) is not kind):
+        raise TypeError(f"{name} must be a {kind.__name__} or null, got {value!r}")
     return value

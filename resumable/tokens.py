@@ -9,17 +9,45 @@ TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 TOKEN_PREFIX = "rsm"
 
 
+def deployment_salt() -> str:
+    """What tells this Airflow deployment's tokens from another's (``[resumable] deployment_id``).
+
+    Two deployments (staging and production) running the same DAG against one Databricks
+    workspace or AWS account would otherwise compute the same token for the same scheduled run
+    and be handed each other's job. Unset, it is the deployment's API server address
+    (``[core] execution_api_server_url``, else ``[api] base_url``), which differs between
+    deployments. Tokens are computed only for new submissions and stored in the record, so
+    workers that see the address differently never split one submission's token.
+    """
+    from resumable import config
+
+    explicit = config.get("deployment_id", "").strip()
+    if explicit:
+        return explicit
+    return config._conf_get("core", "execution_api_server_url", "").strip() or config.api_base_url()
+
+
 def make_token(
-    dag_id: str, run_id: str, task_id: str, map_index: int, lineage: int, seq: int, run_after: str = ""
+    dag_id: str,
+    run_id: str,
+    task_id: str,
+    map_index: int,
+    lineage: int,
+    seq: int,
+    run_after: str = "",
+    *,
+    salt: str = "",
 ) -> str:
     """Return the idempotency token of one submission of one task instance.
 
     It is a hash of the task instance, its lineage and the submission number, so a retry of the
     same submission reuses it and a new submission (new ``seq`` or new lineage) never does.
-    ``run_after`` (the DAG run's) tells apart a DAG run deleted and triggered again under the same run_id.
+    ``run_after`` (the DAG run's) tells apart a DAG run deleted and triggered again under the same run_id;
+    ``salt`` (:func:`deployment_salt`) one Airflow deployment from another.
     At most 64 characters of ``[A-Za-z0-9._-]``: Databricks, EMR Serverless and EMR on EKS all accept it.
     """
-    material = "\x1f".join([dag_id, run_id, task_id, str(map_index), str(lineage), str(seq), run_after])
+    parts = [dag_id, run_id, task_id, str(map_index), str(lineage), str(seq), run_after]
+    material = "\x1f".join([*parts, salt] if salt else parts)
     digest = hashlib.sha256(material.encode("utf-8")).hexdigest()[:40]
     token = f"{TOKEN_PREFIX}-{digest}-{lineage}-{seq}"[:64]
     assert TOKEN_PATTERN.match(token), token

@@ -36,6 +36,8 @@ class FakeJob:
     state: JobState = JobState.PENDING
     cancel_requested: bool = False
     repairs: int = 0
+    #: Status calls this job still answers STOPPING before CANCELLED, once a cancel was asked for.
+    stopping_polls_left: int = 0
 
 
 @dataclass
@@ -45,12 +47,15 @@ class FakeJobService:
     ``idempotent=True`` makes a repeated submit with one token return the existing job (like
     Databricks); with ``False`` the operator must discover the job by token (like EMR steps).
     Jobs take ``polls`` status calls to finish with ``outcome`` unless a test scripts otherwise.
+    A cancelled job answers STOPPING for ``cancel_polls`` status calls, then CANCELLED (``0``:
+    CANCELLED at the next status call), like Databricks TERMINATING or EMR CANCELLING.
     """
 
     name: str = "default"
     idempotent: bool = True
     polls: int = 3
     outcome: JobState = JobState.SUCCEEDED
+    cancel_polls: int = 0
     jobs: dict[str, FakeJob] = field(default_factory=dict)
     submissions: Counter[str] = field(default_factory=Counter)
     calls: Counter[str] = field(default_factory=Counter)
@@ -61,6 +66,7 @@ class FakeJobService:
     #: Outcomes for the next jobs created, in order; ``outcome`` once it is used up.
     outcomes: list[JobState] = field(default_factory=list)
     _hooks: dict[int, Callable[[], None]] = field(default_factory=dict)
+    _submit_hooks: dict[int, Callable[[], None]] = field(default_factory=dict)
     _fail_next: int = 0
     _ids: Any = field(default_factory=lambda: itertools.count(1001))
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -87,6 +93,16 @@ class FakeJobService:
         """Run ``action`` right after the ``count``-th status call (to stop a worker mid-poll)."""
         self._hooks[count] = action
 
+    def when_submit_called(self, count: int, action: Callable[[], None]) -> None:
+        """Run ``action`` once the ``count``-th submit call has created (or found) its job, before it
+        answers (a slow control plane: the job exists, the caller does not know its id yet)."""
+        self._submit_hooks[count] = action
+
+    def clear_hooks(self) -> None:
+        """Forget every action set with :meth:`when_status_called` or :meth:`when_submit_called`."""
+        self._hooks.clear()
+        self._submit_hooks.clear()
+
     def finish(self, job_id: str, outcome: JobState) -> None:
         with self._lock:
             self.jobs[job_id].state = outcome
@@ -112,6 +128,13 @@ class FakeJobService:
             raise ServiceUnavailable(f"fake service unavailable during {call}")
 
     def submit(self, token: str, name: str) -> str:
+        job_id = self._submit(token, name)
+        hook = self._submit_hooks.pop(self.calls["submit"], None)
+        if hook is not None:
+            hook()
+        return job_id
+
+    def _submit(self, token: str, name: str) -> str:
         with self._lock:
             self.calls["submit"] += 1
             self.submissions[token] += 1
@@ -139,7 +162,10 @@ class FakeJobService:
             if job is None:
                 return JobState.NOT_FOUND
             if job.state.is_active:
-                if job.cancel_requested:
+                if job.cancel_requested and job.stopping_polls_left > 0:
+                    job.stopping_polls_left -= 1
+                    job.state = JobState.STOPPING
+                elif job.cancel_requested:
                     job.state = JobState.CANCELLED
                 elif job.polls_left <= 0:
                     job.state = job.outcome
@@ -157,8 +183,10 @@ class FakeJobService:
         with self._lock:
             self._maybe_fail("cancel")
             self.cancelled.append(job_id)
-            if job_id in self.jobs and self.jobs[job_id].state.is_active:
-                self.jobs[job_id].cancel_requested = True
+            job = self.jobs.get(job_id)
+            if job is not None and job.state.is_active and not job.cancel_requested:
+                job.cancel_requested = True
+                job.stopping_polls_left = self.cancel_polls
 
     def repair(self, job_id: str) -> None:
         with self._lock:
@@ -226,6 +254,10 @@ class FakeJobOperator(ResumableMixin, BaseOperator):
 
     def cancel_job(self, handle: JobHandle) -> None:
         self.api.cancel(handle.job_id)
+
+    @property  # type: ignore[override]
+    def idempotent_submit(self) -> bool:
+        return self.api.idempotent
 
     def find_job(self, context: Mapping[str, Any], token: str) -> JobHandle | None:
         if self.api.idempotent:

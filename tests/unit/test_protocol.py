@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from resumable.errors import RecordError
@@ -62,15 +64,16 @@ TABLE = [
     (SUBMITTING, S.SUCCEEDED, P.RESUBMIT, (A.FINISH, False), (A.SUBMIT, False)),
     (SUBMITTING, S.FAILED, P.RESUBMIT, (A.SUBMIT, False), (A.SUBMIT, False)),
     (SUBMITTING, S.FAILED, P.FAIL, (A.FAIL, False), (A.SUBMIT, False)),
-    # submitting, not found: same token in the same lineage, a new one in a new lineage
-    (SUBMITTING, None, P.RESUBMIT, (A.SUBMIT, True), (A.SUBMIT, False)),
-    (SUBMITTING, S.NOT_FOUND, P.FAIL, (A.SUBMIT, True), (A.SUBMIT, False)),
+    # submitting, not found: the record's own token in any lineage (the service hands back the job
+    # it already has; what that job is then decides), never a second copy beside a running first
+    (SUBMITTING, None, P.RESUBMIT, (A.SUBMIT, True), (A.SUBMIT, True)),
+    (SUBMITTING, S.NOT_FOUND, P.FAIL, (A.SUBMIT, True), (A.SUBMIT, True)),
     # submitted, active: reattach and take ownership
     (SUBMITTED, S.PENDING, P.RESUBMIT, (A.REATTACH, False), (A.REATTACH, False)),
     (SUBMITTED, S.RUNNING, P.FAIL, (A.REATTACH, False), (A.REATTACH, False)),
-    # ... unless it is on its way out (being cancelled): a retry waits for the outcome, a clear reruns
-    (SUBMITTED, S.STOPPING, P.FAIL, (A.REATTACH, False), (A.SUBMIT, False)),
-    (SUBMITTING, S.STOPPING, P.RESUBMIT, (A.REATTACH, False), (A.SUBMIT, False)),
+    # ... unless it is on its way out (being cancelled): wait until it has stopped, then decide again
+    (SUBMITTED, S.STOPPING, P.FAIL, (A.AWAIT_STOP, False), (A.AWAIT_STOP, False)),
+    (SUBMITTING, S.STOPPING, P.RESUBMIT, (A.AWAIT_STOP, False), (A.AWAIT_STOP, False)),
     # submitted/done, succeeded: finish with the job's result; a clear means rerun
     (SUBMITTED, S.SUCCEEDED, P.RESUBMIT, (A.FINISH, False), (A.SUBMIT, False)),
     (DONE, S.SUCCEEDED, P.FAIL, (A.FINISH, False), (A.SUBMIT, False)),
@@ -103,12 +106,68 @@ def test_unreadable_record_fails_in_both_lineages_and_never_submits() -> None:
         assert "corrupt" in decision.reason
 
 
-@pytest.mark.parametrize("job", [S.RUNNING, S.CANCELLED, S.NOT_FOUND])
-def test_job_cancelled_because_a_person_cleared_the_running_task_is_rerun(job) -> None:
+@pytest.mark.parametrize(
+    ("job", "action"),
+    [
+        (
+            S.RUNNING,
+            A.AWAIT_STOP,
+        ),  # the cancel was asked for but has not shown yet: wait, never run beside it
+        (S.STOPPING, A.AWAIT_STOP),
+        (S.CANCELLED, A.SUBMIT),
+        (S.SUCCEEDED, A.SUBMIT),  # it finished before the cancel landed: a clear still means rerun
+        (S.NOT_FOUND, A.SUBMIT),
+    ],
+)
+def test_job_cancelled_because_a_person_cleared_the_running_task_is_rerun(job, action) -> None:
     # Clearing a running task keeps max_tries (same lineage) but means "run again".
-    rec = record(DONE, stop_reason=STOP_CLEARED, last=job)
-    decision = decide(rec, None, Facts(LINEAGE, 2, PriorFailure.FAIL))
-    assert (decision.action, decision.reuse_token) == (Action.SUBMIT, False)
+    rec = record(SUBMITTED, stop_reason=STOP_CLEARED)
+    decision = decide(rec, status(job), Facts(LINEAGE, 2, PriorFailure.FAIL))
+    assert (decision.action, decision.reuse_token) == (action, False), decision.reason
+
+
+@pytest.mark.parametrize("reason", ["timeout", "wait_limit", "user_stop"])
+def test_a_cancel_request_is_not_an_outcome_the_next_attempt_waits_for_the_job(reason) -> None:
+    rec = record(SUBMITTED, stop_reason=reason)
+    assert decide(rec, status(S.RUNNING), Facts(LINEAGE, 2)).action is A.AWAIT_STOP
+    after = decide(record(DONE, stop_reason=reason, last=S.CANCELLED), None, Facts(LINEAGE, 2))
+    assert (after.action, after.reuse_token) == (A.SUBMIT, False)
+
+
+def test_lowering_retries_before_a_clear_is_still_a_clear() -> None:
+    # retries 2 -> max_tries 2 at try 1; retries lowered to 1 and cleared at try 1: max_tries 1 + 1 = 2.
+    done = replace(record(DONE, last=S.SUCCEEDED), lineage=2, retries=2, clear_number=0)  # type: ignore[arg-type]
+    cleared = Facts(2, 2, retries=1, clear_number=1)
+    assert decide(done, None, cleared).action is A.SUBMIT
+    # A DAG file that changed retries while the task was being retried (no clear) is still a retry.
+    edited = Facts(2, 2, retries=1, clear_number=0)
+    assert decide(done, None, edited).action is A.FINISH
+    # Another task of the run cleared while this one was being retried: still a retry.
+    other_cleared = Facts(2, 2, retries=2, clear_number=1)
+    assert decide(done, None, other_cleared).action is A.FINISH
+
+
+def test_a_job_cancelled_by_a_cleared_attempt_whose_record_was_out_of_reach_is_rerun() -> None:
+    # airflow backend: the cleared attempt cancelled the job but could not write why.
+    rec = replace(record(SUBMITTED), clear_number=0)  # type: ignore[arg-type]
+    assert decide(rec, status(S.CANCELLED), Facts(LINEAGE, 2, P.FAIL, clear_number=1)).action is A.SUBMIT
+    assert decide(rec, status(S.CANCELLED), Facts(LINEAGE, 2, P.FAIL, clear_number=0)).action is A.FAIL
+
+
+def test_a_record_of_a_deleted_dag_run_with_the_same_run_id_is_not_this_runs() -> None:
+    rec = replace(record(DONE, last=S.SUCCEEDED), run_after="2026-01-01T00:00:00+00:00")  # type: ignore[arg-type]
+    decision = decide(rec, None, Facts(LINEAGE, 1, run_after="2026-01-02T00:00:00+00:00"))
+    assert (decision.action, decision.reuse_token, decision.cancel_previous) == (A.SUBMIT, False, False)
+    running = replace(record(SUBMITTED), run_after="2026-01-01T00:00:00+00:00")  # type: ignore[arg-type]
+    decision = decide(running, status(S.RUNNING), Facts(LINEAGE, 1, run_after="2026-01-02T00:00:00+00:00"))
+    assert (decision.action, decision.cancel_previous) == (A.SUBMIT, True)
+
+
+@pytest.mark.parametrize("phase", [SUBMITTING, SUBMITTED, DONE])
+def test_a_stale_try_never_takes_the_job_back(phase) -> None:
+    rec = replace(record(phase, last=S.SUCCEEDED), owner=3)  # type: ignore[arg-type]
+    decision = decide(rec, status(S.RUNNING) if phase is not DONE else None, Facts(LINEAGE, 2))
+    assert decision.action is A.STAND_DOWN
 
 
 U = CancelOnKill.USER_STOP
@@ -123,6 +182,10 @@ KILL_TABLE = [
     (U, False, True, "queued", False, None),
     (U, False, False, "failed", False, None),  # a newer try owns the record: fenced
     (U, True, False, "running", False, None),  # fenced even on timeout
+    # a replaced attempt's execution_timeout does not count: Airflow's state decides
+    (U, True, None, "running", False, None),  # a zombie timed out while its successor runs
+    (U, True, None, "up_for_retry", False, None),
+    (U, True, None, "restarting", True, STOP_CLEARED),
     (U, False, True, "running", False, None),  # still running: infrastructure stop
     (U, False, True, None, False, None),  # Airflow unreachable: keep
     # the record is out of reach (airflow backend, replaced task-instance id): Airflow's state decides
