@@ -229,11 +229,13 @@ class ResumableMixin:
     def trigger_gave_up(self, event: Any) -> str | None:
         """Why the trigger stopped waiting for a job that may still run (its wait budget), or ``None``.
 
-        The default reads a ``{"status": "error" | "timeout", "message": ...}`` event, the form the
-        provider's triggers use when their ``waiter_max_attempts`` run out.
+        The default reads a ``{"status": ..., "message": ...}`` event, the form the provider's
+        triggers use: any status but ``"success"`` (their ``waiter_max_attempts`` running out ends
+        in ``"failure"`` or ``"error"``) means the trigger gave up. It only counts while the job is
+        still active: a job that ended is finished with its own outcome.
         """
-        if isinstance(event, Mapping) and str(event.get("status", "")).lower() in ("error", "timeout"):
-            return str(event.get("message") or event.get("status"))
+        if isinstance(event, Mapping) and "status" in event and str(event["status"]).lower() != "success":
+            return f"the trigger stopped waiting ({event.get('message') or event['status']})"
         return None
 
     def _execute_plain(self, context: Any) -> Any:

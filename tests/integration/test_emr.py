@@ -280,3 +280,16 @@ def test_deferrable_records_the_job_before_deferring(kind, aws, fault) -> None:
 def test_the_providers_boolean_cancel_on_kill_keeps_its_meaning(aws, given, meaning) -> None:
     _, op = make(KINDS[1], aws, cancel_on_kill=given)
     assert op.cancel_on_kill.value == meaning
+
+
+@pytest.mark.parametrize("kind", [KINDS[1], KINDS[2]], ids=lambda k: k.name)
+def test_deferrable_wait_budget_ends_the_task_and_cancels_the_job(kind, aws) -> None:
+    """The provider's trigger gives up after waiter_max_attempts while the job still runs: the task
+    does not defer again forever; it cancels the job and fails, as the provider's operator does."""
+    aws.script_next(kind.script_kind, JobScript(duration=10_000.0, pending=0.0))
+    budget = {"max_polling_attempts": 2} if kind.name == "eks" else {"waiter_max_attempts": 2}
+    dag, _ = make(kind, aws, deferrable=True, retries=0, **_trigger_delay(kind), **budget)
+    dr = run_dag(dag)
+    assert task_states(dr) == {"job": "failed"}
+    assert kind.created(aws) == 1
+    assert len(aws.cancels) == 1, f"the job was not cancelled: {aws.stats()}"
