@@ -5,15 +5,22 @@
     resumable state show  --dag-id D --run-id R --task-id T [--map-index N] [--key K]
     resumable state clear --dag-id D --run-id R --task-id T [--map-index N] [--key K]
                           [--cancel-job [--dags-folder PATH] | --leave-job] [--yes]
+    resumable state purge [--older-than-days N] [--dry-run]
     resumable doctor [--dags-folder PATH]
 
-Records are read where the configured backend keeps them (``[resumable] state_backend``; override
-with ``--backend``): the ``sql`` backend's database, or Airflow's task state store through the
-REST API (``--api-url``, default ``[api] base_url``; ``--token`` or ``AIRFLOW_API_TOKEN``, or
-``--username`` and ``--password``, or ``AIRFLOW_USERNAME`` / ``AIRFLOW_PASSWORD``).
+Records are read where the tasks write them (``[resumable] state_backend``; override with
+``--backend``): the ``sql`` backend's database, or Airflow's task state store through the REST
+API (``--api-url``, default ``[api] base_url``; ``--token`` or ``AIRFLOW_API_TOKEN``, or
+``--username`` and ``--password``, or ``AIRFLOW_USERNAME`` / ``AIRFLOW_PASSWORD``). ``auto``
+means what it means in the tasks of the installed Airflow: ``airflow`` from Airflow 3.3 (tasks
+have ``task_state_store``), ``sql`` below.
+
+Every key of a task is listed (job records under any ``state_key``, checkpoints); a value that
+cannot be used is shown as ``unusable`` with why and the command that clears it.
 
 Exit codes: 0 success; 1 the demo saw a duplicate or lost job, or ``doctor`` found a problem;
-2 bad usage or an unusable backend; 3 no record; 4 ``clear`` refused (the job may still run).
+2 bad usage or an unusable backend; 3 no record (``list`` too, in either form); 4 ``clear``
+refused (the job may still run).
 """
 
 from __future__ import annotations
@@ -84,6 +91,18 @@ def build_parser() -> argparse.ArgumentParser:
     choice.add_argument("--leave-job", action="store_true", help="leave a job that may still run as it is")
     clear.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     clear.add_argument("--dags-folder", help="where --cancel-job finds the DAG (default: [core] dags_folder)")
+    purge = verbs.add_parser(
+        "purge", help="delete the sql backend's records not written for a while (the retention)"
+    )
+    purge.add_argument(
+        "--older-than-days",
+        type=int,
+        help="delete records not written for this many days (default: [resumable] state_retention_days)",
+    )
+    purge.add_argument("--dry-run", action="store_true", help="count them, delete nothing")
+    purge.add_argument(
+        "--backend", choices=["sql", "airflow"], help="where the records are (default: config)"
+    )
     doctor = commands.add_parser("doctor", help="check the set-up and say what to change")
     doctor.add_argument("--dags-folder", help="the DAGs to check (default: [core] dags_folder)")
     return parser
@@ -129,23 +148,29 @@ def _demo(scenario: str, keep: bool) -> int:
 
 
 def _source(args: argparse.Namespace) -> Any:
+    """Where the records are: the backend the tasks write to (see ``records.resolve_backend``)."""
     from resumable import config
     from resumable.errors import StateBackendError
-    from resumable.records import ApiSource, SqlSource
+    from resumable.records import ApiSource, SqlSource, resolve_backend
 
-    name = args.backend or config.state_backend_name()
+    name, why = resolve_backend(args.backend)
     if name == "sql":
         return SqlSource(config.sql_alchemy_conn())
-    if name in ("airflow", "auto"):
+    if name == "airflow":
         return ApiSource(
             args.api_url or config.api_base_url(),
             token=args.token,
             username=args.username,
             password=args.password,
         )
+    if name == "memory":
+        raise StateBackendError(
+            f"[resumable] state_backend is {name!r}: its records live only inside a test process. "
+            "Pass --backend sql or --backend airflow."
+        )
     raise StateBackendError(
-        f"[resumable] state_backend is {name!r}: its records live only inside a test process. "
-        "Pass --backend sql or --backend airflow."
+        f"The state backend is {name!r} ({why}), which is not one of auto, airflow, sql, memory. "
+        "Nothing was read. Pass --backend sql or --backend airflow, or fix AIRFLOW__RESUMABLE__STATE_BACKEND."
     )
 
 
@@ -154,53 +179,115 @@ def _state(args: argparse.Namespace) -> int:
 
     from resumable.state import TaskScope
 
+    if args.verb == "purge":
+        return _purge(args)
     source = _source(args)
     out, err = Console(), Console(stderr=True)
     if args.verb == "list":
         entries = source.entries(args.dag_id, args.run_id, args.task_id, args.map_index)
+        if not entries:
+            # One rule for both forms: nothing found is exit 3 (the JSON form prints nothing).
+            err.print(
+                escape(f"No records of resumable tasks for DAG {args.dag_id!r} in {source.describe()}.")
+            )
+            return EXIT_NO_RECORD
         if args.json:
             for entry in entries:
-                print(json.dumps(entry.summary(), default=str))
+                summary = entry.summary()
+                summary["fix"] = source.fix_command(entry.scope, entry.key) if entry.problem else None
+                print(json.dumps(summary, default=str))
             return EXIT_OK
-        if not entries:
-            err.print(f"No records of resumable tasks for DAG {args.dag_id!r} in {source.describe()}.")
-            return EXIT_NO_RECORD
         out.print(_table(entries, source.describe()))
+        _print_unusable(entries, source, err)
         return EXIT_OK
     scope = TaskScope(args.dag_id, args.run_id, args.task_id, args.map_index)
-    found = [
-        e for e in source.entries(args.dag_id, args.run_id, args.task_id, args.map_index) if e.key == args.key
-    ]
+    of_task = source.entries(args.dag_id, args.run_id, args.task_id, args.map_index)
+    found = [e for e in of_task if e.key == args.key]
     if not found:
-        err.print(f"No record {args.key!r} for {scope.describe()} in {source.describe()}.")
+        others = ", ".join(repr(e.key) for e in of_task)
+        err.print(
+            escape(
+                f"No record {args.key!r} for {scope.describe()} in {source.describe()}."
+                + (f" The task has {others}: pass --key." if others else "")
+            )
+        )
         return EXIT_NO_RECORD
     entry = found[0]
-    print(json.dumps(entry.value, indent=2, default=str))
+    print(entry.show())
+    _print_unusable([entry], source, err)
     if args.verb == "show":
         return EXIT_OK
     return _clear(args, source, entry, out, err)
 
 
+def _print_unusable(entries: list[Any], source: Any, err: Any) -> None:
+    for entry in entries:
+        if entry.problem:
+            err.print(
+                "[red]Unusable:[/] "
+                + escape(
+                    f"{entry.key!r} of {entry.scope.describe()} {entry.problem}. A task that reads it fails "
+                    f"without submitting. Look at the job it names (if any), then clear it with: "
+                    f"{source.fix_command(entry.scope, entry.key)}"
+                ),
+                soft_wrap=True,
+            )
+
+
+def _purge(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from rich.console import Console
+
+    from resumable import config
+    from resumable.errors import StateBackendError
+    from resumable.records import SqlSource, resolve_backend
+
+    out = Console()
+    name, why = resolve_backend(args.backend)
+    if name != "sql":
+        raise StateBackendError(
+            f"The state backend is {name!r} ({why}): `resumable state purge` only purges the sql backend. "
+            "Nothing was deleted. Airflow's task state store expires records by itself (each write sets "
+            "[resumable] state_retention_days); `airflow state-store clean` removes expired ones now."
+        )
+    days = args.older_than_days if args.older_than_days is not None else config.state_retention_days()
+    if days < 1:
+        raise StateBackendError(
+            f"--older-than-days is {days}: records of tasks that still run or wait for a retry would be "
+            "deleted, and their retries would submit their jobs again. Nothing was deleted. Pass 1 or more."
+        )
+    source = SqlSource(config.sql_alchemy_conn())
+    count = source.backend.purge(timedelta(days=days), dry_run=args.dry_run)
+    verb = "Would delete" if args.dry_run else "Deleted"
+    out.print(escape(f"{verb} {count} record(s) not written for {days} days from {source.describe()}."))
+    return EXIT_OK
+
+
 def _table(entries: list[Any], where: str) -> Any:
     from rich.table import Table
 
-    table = Table(title=f"Records in {where}")
+    table = Table(title=escape(f"Records in {where}"))
     for column in ("run", "task", "key", "phase", "owner", "lineage", "job", "last status", "url"):
         table.add_column(column, overflow="fold")
     for entry in entries:
         s = entry.summary()
         task = s["task_id"] if s["map_index"] < 0 else f"{s['task_id']}[{s['map_index']}]"
-        phase = {"done": "[green]done[/]", "submitting": "[yellow]submitting[/]"}.get(s["phase"], s["phase"])
+        phase = {
+            "done": "[green]done[/]",
+            "submitting": "[yellow]submitting[/]",
+            "unusable": "[red]unusable[/]",
+        }.get(s["phase"], escape(s["phase"]))
         table.add_row(
-            s["run_id"],
-            task,
-            s["key"],
+            escape(s["run_id"]),
+            escape(task),
+            escape(s["key"]),
             phase,
-            f"try {s['owner_try']}",
-            str(s["lineage"]),
-            str(s["job_id"] or "-"),
-            str(s["last_status"] or "-") + (f" ({s['stop_reason']})" if s["stop_reason"] else ""),
-            str(s["url"] or "-"),
+            "-" if s["owner_try"] is None else f"try {s['owner_try']}",
+            "-" if s["lineage"] is None else str(s["lineage"]),
+            escape(str(s["job_id"] or "-")),
+            escape(str(s["last_status"] or "-") + (f" ({s['stop_reason']})" if s["stop_reason"] else "")),
+            escape(str(s["url"] or "-")),
         )
     return table
 
@@ -219,19 +306,53 @@ def _clear(args: argparse.Namespace, source: Any, entry: Any, out: Any, err: Any
             )
         )
         return EXIT_REFUSED
-    if not args.yes:
-        answer = input(
-            f"Delete {entry.key!r} of {entry.scope.describe()}? The next attempt submits a new job. [y/N] "
+    cancel = args.cancel_job and entry.job_may_be_active
+    if cancel and handle is None:
+        token = entry.fields.get("token")
+        err.print(
+            "[red]Refused:[/] "
+            + escape(
+                f"the record names no job id (phase {entry.phase}"
+                + (f", token {token}" if token else "")
+                + "), so --cancel-job has nothing to cancel. Kept the record. Look for the job in its "
+                "system's console"
+                + (" by that token" if token else "")
+                + ", cancel it there, then run: "
+                + source.fix_command(entry.scope, entry.key)
+            ),
+            soft_wrap=True,
         )
+        return EXIT_REFUSED
+    if not args.yes:
+        after = (
+            "The next attempt starts this checkpoint from the beginning."
+            if entry.is_checkpoint
+            else "The next attempt submits a new job."
+        )
+        answer = input(f"Delete {entry.key!r} of {entry.scope.describe()}? {after} [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             out.print("Kept.")
             return EXIT_OK
-    if args.cancel_job and handle is not None:
+    if cancel:
         from resumable.doctor import load_task
 
-        task = load_task(entry.scope.dag_id, entry.scope.task_id, args.dags_folder)
-        task.cancel_job(handle)
-        out.print(f"Asked {handle.system} to cancel job {handle.job_id}.")
+        task = load_task(entry.scope.dag_id, entry.scope.task_id, args.dags_folder, entry.scope.map_index)
+        try:
+            task.cancel_job(handle)
+        except Exception as error:  # noqa: BLE001 - any failure: say so and keep the record
+            err.print(
+                "[red]Not cancelled:[/] "
+                + escape(
+                    f"{handle.system} did not take the cancel of job {handle.job_id} "
+                    f"({type(error).__name__}: {error}). Kept the record. Cancel the job in its own console, "
+                    f"then run: {source.fix_command(entry.scope, entry.key)}"
+                ),
+                soft_wrap=True,
+            )
+            return EXIT_USAGE
+        out.print(escape(f"Asked {handle.system} to cancel job {handle.job_id}."))
+    elif args.cancel_job:
+        out.print("The record says its job ended (or it names none): nothing to cancel.")
     source.delete(entry.scope, entry.key)
-    out.print(f"Deleted {entry.key!r} of {entry.scope.describe()}.")
+    out.print(escape(f"Deleted {entry.key!r} of {entry.scope.describe()}."))
     return EXIT_OK

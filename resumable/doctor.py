@@ -9,10 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from importlib.metadata import version
+from types import SimpleNamespace
 from typing import Any
-
-from packaging.version import Version
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 
@@ -31,39 +29,67 @@ def _conf() -> Any:
 
 
 def check_airflow() -> list[Finding]:
-    airflow = Version(version("apache-airflow"))
-    if airflow >= Version("3.3"):
+    from resumable.records import NATIVE_STORE_SINCE, airflow_version
+
+    airflow = airflow_version()
+    if airflow is None:
+        return [Finding(FAIL, "Airflow", "apache-airflow is not installed here: pip install apache-airflow")]
+    if airflow.release >= NATIVE_STORE_SINCE.release:
         return [Finding(OK, f"Airflow {airflow}", "tasks have task_state_store: the auto backend uses it")]
     return [
         Finding(
             WARN,
             f"Airflow {airflow}",
-            "no task_state_store before 3.3: the auto backend uses sql; set [resumable] sql_alchemy_conn "
-            "to a database every worker reaches (PostgreSQL with more than one machine)",
+            f"no task_state_store before {NATIVE_STORE_SINCE}: the auto backend uses sql; set [resumable] "
+            "sql_alchemy_conn to a database every worker reaches (PostgreSQL with more than one machine)",
         )
     ]
 
 
 def check_backend() -> list[Finding]:
+    """Which backend the tasks use (what ``auto`` chose, and why), and whether it answers from here."""
     from resumable import config
     from resumable.errors import StateBackendError
+    from resumable.records import NATIVE_STORE_SINCE, ApiSource, airflow_version, resolve_backend
     from resumable.state import BACKENDS, SqlBackend
 
-    name = config.state_backend_name()
+    name, why = resolve_backend()
     if name not in BACKENDS:
         return [Finding(FAIL, "[resumable] state_backend", f"{name!r} is not one of {', '.join(BACKENDS)}")]
     if name == "memory":
         return [Finding(FAIL, "[resumable] state_backend", "memory keeps records in one process: tests only")]
-    airflow_native = Version(version("apache-airflow")) >= Version("3.3")
-    if name == "airflow" or (name == "auto" and airflow_native):
-        return [Finding(OK, f"state backend {name}", "records live in Airflow's task_state_store")]
+    chosen = Finding(OK, f"state backend {name}", f"chosen by {why}")
+    if name == "airflow":
+        airflow = airflow_version()
+        if airflow is None or airflow.release < NATIVE_STORE_SINCE.release:
+            chosen.level = FAIL
+            chosen.detail = (
+                f"{why}, but tasks have task_state_store only from Airflow {NATIVE_STORE_SINCE}: every "
+                "resumable task would fail before submitting; set [resumable] state_backend to sql (or auto)"
+            )
+            return [chosen]
+        source = ApiSource(config.api_base_url())
+        try:
+            source.check()
+        except StateBackendError as error:
+            return [
+                chosen,
+                Finding(
+                    WARN,
+                    "state backend airflow: the API server",
+                    f"does not answer from here ({error}); tasks reach their task_state_store through "
+                    "the API server's Execution API, and `resumable state` needs its REST API: run it where "
+                    "[api] base_url is reachable, or pass --api-url",
+                ),
+            ]
+        return [chosen, Finding(OK, "state backend airflow: the API server", f"{source.describe()} answers")]
     url = config.sql_alchemy_conn()
-    backend = SqlBackend(url)
+    backend = SqlBackend(url, auto_purge=False)
     try:
         backend.check()
     except StateBackendError as error:
-        return [Finding(FAIL, f"state backend {name} (sql)", str(error))]
-    findings = [Finding(OK, f"state backend {name} (sql)", f"{backend.describe()} answers")]
+        return [chosen, Finding(FAIL, "state backend sql: the database", str(error))]
+    findings = [chosen, Finding(OK, "state backend sql: the database", f"{backend.describe()} answers")]
     executor = str(_conf().get("core", "executor", fallback="")).split(",")[0]
     if url.startswith("sqlite") and executor not in ("LocalExecutor", "SequentialExecutor", ""):
         findings.append(
@@ -133,12 +159,14 @@ def check_dags(dags_folder: str | None) -> list[Finding]:
     retention = timedelta(days=config.state_retention_days())
     count = 0
     for dag_id, dag in sorted(bag.dags.items()):
-        for candidate in dag.tasks:
-            if not isinstance(candidate, ResumableMixin) or not candidate.resumable:
+        for task in dag.tasks:
+            cls = operator_class(task)
+            if not (isinstance(cls, type) and issubclass(cls, ResumableMixin)):
                 continue
-            task: Any = candidate
+            if not _option(task, "resumable", True):
+                continue
             count += 1
-            where = f"{dag_id}.{task.task_id}"
+            where = f"{dag_id}.{task.task_id}" + (" (mapped)" if _is_mapped(task) else "")
             if not task.retries:
                 findings.append(
                     Finding(
@@ -164,25 +192,89 @@ def check_dags(dags_folder: str | None) -> list[Finding]:
     return findings
 
 
+def _is_mapped(task: Any) -> bool:
+    """A ``MappedOperator`` (``.partial().expand()``): one definition for many task instances."""
+    return bool(getattr(task, "_is_mapped", False)) and hasattr(task, "partial_kwargs")
+
+
+def operator_class(task: Any) -> Any:
+    """The class a task runs as: its own, or a mapped task's ``operator_class``."""
+    return task.operator_class if _is_mapped(task) else type(task)
+
+
+def _option(task: Any, name: str, default: Any) -> Any:
+    """An operator argument: a task's attribute, or a mapped task's ``partial()``/``expand()`` argument."""
+    if not _is_mapped(task):
+        return getattr(task, name, default)
+    if name in task.partial_kwargs:
+        return task.partial_kwargs[name]
+    expanded = getattr(_expand_input(task), "value", None)
+    return True if isinstance(expanded, dict) and name in expanded else default
+
+
+def _expand_input(task: Any) -> Any:
+    getter = getattr(task, "_get_specified_expand_input", None)
+    return getter() if callable(getter) else task.expand_input
+
+
 def _dag_bag(dags_folder: str | None) -> Any:
     from airflow.dag_processing.dagbag import DagBag
 
     return DagBag(dag_folder=dags_folder or _conf().get("core", "dags_folder"))
 
 
-def load_task(dag_id: str, task_id: str, dags_folder: str | None = None) -> Any:
-    """The task ``task_id`` of ``dag_id`` as its DAG file defines it (to call its ``cancel_job``)."""
+def load_task(dag_id: str, task_id: str, dags_folder: str | None = None, map_index: int = -1) -> Any:
+    """The task ``task_id`` of ``dag_id`` as its DAG file defines it (to call its ``cancel_job``).
+
+    A mapped task is unmapped for ``map_index``: with its ``expand()`` arguments when they are
+    given in the DAG file, with its ``partial()`` arguments alone when they come from another task
+    (what ``cancel_job`` needs, a connection id and a region, is a ``partial()`` argument as a rule).
+    """
     from resumable.errors import StateBackendError
+    from resumable.mixin import ResumableMixin
 
     bag = _dag_bag(dags_folder)
     dag = bag.dags.get(dag_id)
+    where = f"{dag_id}.{task_id}" + (f"[{map_index}]" if map_index >= 0 else "")
     if dag is None or task_id not in dag.task_dict:
         raise StateBackendError(
             f"Task {dag_id}.{task_id} is not in the DAGs of {bag.dag_folder}; its job was not cancelled and "
             "the record was kept. Run this where the DAG files are, or cancel the job in its own console "
             "and use --leave-job."
         )
-    return dag.task_dict[task_id]
+    task = dag.task_dict[task_id]
+    if _is_mapped(task):
+        task = _unmap(task, map_index, where)
+    if not isinstance(task, ResumableMixin):
+        raise StateBackendError(
+            f"Task {where} is a {type(task).__name__}, not a resumable operator, so it cannot cancel "
+            "the job; the job was not cancelled and the record was kept. Cancel the job in its own console "
+            "and use --leave-job."
+        )
+    return task
+
+
+def _unmap(task: Any, map_index: int, where: str) -> Any:
+    from resumable.errors import StateBackendError
+
+    def cannot(why: str) -> StateBackendError:
+        return StateBackendError(
+            f"Task {where} is mapped and {why}; its job was not cancelled and the record was kept. "
+            "Cancel the job in its own console and use --leave-job."
+        )
+
+    if map_index < 0:
+        raise cannot("the record names no map index (pass --map-index)")
+    try:
+        # expand() arguments given in the DAG file resolve without a run; XCom ones do not.
+        ti = SimpleNamespace(map_index=map_index, _upstream_map_indexes={})
+        expanded, _ = _expand_input(task).resolve({"ti": ti})
+    except Exception:  # noqa: BLE001 - arguments from other tasks: fall back to partial() alone
+        expanded = {}
+    try:
+        return task.unmap(expanded)
+    except Exception as error:  # noqa: BLE001 - say why, keep the record
+        raise cannot(f"cannot be built outside a run ({type(error).__name__}: {error})") from error
 
 
 def run_doctor(dags_folder: str | None = None) -> int:

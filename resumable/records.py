@@ -1,4 +1,4 @@
-"""Reading and deleting records from outside a task: what ``resumable state`` uses.
+"""Reading and deleting records from outside a task: what ``resumable state`` and ``doctor`` use.
 
 Two sources, one per place records live:
 
@@ -6,45 +6,113 @@ Two sources, one per place records live:
 - :class:`ApiSource`: Airflow's task state store, through the REST API of the API server
   (``/api/v2/dags/{dag}/dagRuns/{run}/taskInstances/{task}/state-store``), with a bearer token,
   a user name and password, or nothing (an API server whose auth manager lets everyone in).
+
+Every key of a task is listed: job records under any ``state_key``, :class:`~resumable.Checkpoint`
+values (``checkpoint:…``), and values that cannot be used (not JSON, an unknown schema version),
+which are shown with why and the command that clears them, never skipped and never a crash.
+
+:func:`resolve_backend` is the one rule for which backend ``auto`` means outside a task: the
+same one the tasks of the installed Airflow write to.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Protocol
 from urllib.parse import quote
 
 import requests
 import sqlalchemy as sa
+from packaging.version import Version
 
-from resumable.errors import StateBackendError
+from resumable.errors import RecordError, StateBackendError
 from resumable.job import JobHandle, JobState
-from resumable.record import Phase
+from resumable.record import Phase, Record
 from resumable.state import SqlBackend, TaskScope
+from resumable.state.base import cli_clear_hint
 from resumable.state.sql import state_table
 
-#: Keys resumable operators write (``state_key``, ``resumable.job`` by default) start with this.
-KEY_PREFIX = "resumable."
+#: :class:`~resumable.Checkpoint` and :class:`~resumable.DoneSet` keys start with this.
+CHECKPOINT_PREFIX = "checkpoint:"
 _ENVELOPE = "__resumable_version__"
+#: The first Airflow whose tasks have ``task_state_store`` (where ``auto`` means ``airflow``).
+NATIVE_STORE_SINCE = Version("3.3")
+
+
+def airflow_version() -> Version | None:
+    """The installed Airflow's version, or ``None`` when it is not installed."""
+    try:
+        return Version(version("apache-airflow"))
+    except PackageNotFoundError:
+        return None
+
+
+def auto_backend() -> tuple[str, str]:
+    """What ``auto`` means on this Airflow, and why: the backend the tasks of this Airflow write to."""
+    found = airflow_version()
+    if found is not None and found.release >= NATIVE_STORE_SINCE.release:
+        return "airflow", f"Airflow {found} >= {NATIVE_STORE_SINCE}: tasks have task_state_store"
+    named = "Airflow is not installed" if found is None else f"Airflow {found}"
+    return "sql", f"{named} < {NATIVE_STORE_SINCE}: tasks have no task_state_store"
+
+
+def resolve_backend(name: str | None = None) -> tuple[str, str]:
+    """The backend ``name`` (default ``[resumable] state_backend``) stands for, and why."""
+    from resumable import config
+
+    if name:
+        return name, "--backend"
+    configured = config.state_backend_name()
+    if configured != "auto":
+        return configured, "[resumable] state_backend"
+    chosen, why = auto_backend()
+    return chosen, f"[resumable] state_backend auto; {why}"
 
 
 @dataclass
 class Entry:
-    """One record as stored, with the fields people look at pulled out."""
+    """One stored value of a task (a job record, a checkpoint, or something unusable), as stored.
+
+    ``decode_error`` is set when the stored text is not JSON; ``value`` is then the raw text.
+    """
 
     scope: TaskScope
     key: str
     value: Any
     updated_at: str | None = None
+    decode_error: str | None = None
+
+    @property
+    def is_checkpoint(self) -> bool:
+        return self.key.startswith(CHECKPOINT_PREFIX)
+
+    @property
+    def kind(self) -> str:
+        """``checkpoint`` or ``record``."""
+        return "checkpoint" if self.is_checkpoint else "record"
+
+    @property
+    def problem(self) -> str | None:
+        """Why the value cannot be used (``is not valid JSON (…)``), or ``None`` when it can."""
+        if self.decode_error is not None:
+            return f"is not valid JSON ({self.decode_error})"
+        if self.is_checkpoint:
+            return None
+        return record_problem(self.value)
 
     @property
     def fields(self) -> dict[str, Any]:
-        return self.value if isinstance(self.value, dict) else {}
+        return self.value if isinstance(self.value, dict) and not self.is_checkpoint else {}
 
     @property
     def phase(self) -> str:
+        if self.is_checkpoint:
+            return "checkpoint"
         return str(self.fields.get("phase", "?"))
 
     @property
@@ -62,7 +130,13 @@ class Entry:
 
     @property
     def job_may_be_active(self) -> bool:
-        """True unless the record says the job ended: a clear now could orphan a running job."""
+        """True unless the value says the job ended (or names none): a clear could orphan a job.
+
+        A checkpoint names no job. A value that is not a record at all may have been one: it is
+        treated as naming a job that may run, so clearing it needs ``--leave-job``.
+        """
+        if self.is_checkpoint:
+            return False
         if self.phase == Phase.DONE.value:
             return False
         if self.phase == Phase.SUBMITTING.value:
@@ -71,6 +145,12 @@ class Entry:
         if state is None or state not in JobState.__members__:
             return True
         return JobState(state).is_active
+
+    def show(self) -> str:
+        """The value as stored: JSON, or the raw text when it is not JSON."""
+        if self.decode_error is not None:
+            return str(self.value)
+        return json.dumps(self.value, indent=2, default=str)
 
     def summary(self) -> dict[str, Any]:
         handle = self.handle
@@ -81,7 +161,10 @@ class Entry:
             "task_id": self.scope.task_id,
             "map_index": self.scope.map_index,
             "key": self.key,
-            "phase": self.phase,
+            "kind": self.kind,
+            "usable": self.problem is None,
+            "problem": self.problem,
+            "phase": "unusable" if self.problem else self.phase,
             "owner_try": f.get("owner"),
             "lineage": f.get("lineage"),
             "token": f.get("token"),
@@ -93,8 +176,31 @@ class Entry:
         }
 
 
+_WHERE = "\x00"
+_PROBLEM = re.compile(r"The resumable record \x00 (?P<problem>.*?)\. Nothing was submitted", re.S)
+
+
+def record_problem(value: Any) -> str | None:
+    """Why a stored job record cannot be used by a task (the words of its ``RecordError``), or ``None``."""
+    try:
+        Record.from_json(value, where=_WHERE, clear_hint="-")
+    except RecordError as error:
+        found = _PROBLEM.search(str(error))
+        return found.group("problem") if found else str(error)
+    return None
+
+
 class Source(Protocol):
+    #: ``sql`` or ``airflow``.
+    backend_name: str
+
     def describe(self) -> str: ...
+
+    def check(self) -> None:
+        """Raise :class:`~resumable.errors.StateBackendError` unless the records can be reached now."""
+
+    def fix_command(self, scope: TaskScope, key: str) -> str:
+        """The exact ``resumable state clear`` command that deletes ``key`` of ``scope`` here."""
 
     def entries(
         self, dag_id: str, run_id: str | None, task_id: str | None, map_index: int | None
@@ -110,13 +216,21 @@ def _unwrap(value: Any) -> Any:
 
 
 class SqlSource:
-    """The ``sql`` backend's records."""
+    """The ``sql`` backend's records (read without the tasks' automatic purge)."""
+
+    backend_name = "sql"
 
     def __init__(self, url: str) -> None:
-        self.backend = SqlBackend(url)
+        self.backend = SqlBackend(url, auto_purge=False)
 
     def describe(self) -> str:
         return self.backend.describe()
+
+    def check(self) -> None:
+        self.backend.check()
+
+    def fix_command(self, scope: TaskScope, key: str) -> str:
+        return cli_clear_hint(scope, key, backend=self.backend_name)
 
     def entries(
         self, dag_id: str, run_id: str | None, task_id: str | None, map_index: int | None
@@ -126,19 +240,19 @@ class SqlSource:
         for column, value in (("run_id", run_id), ("task_id", task_id), ("map_index", map_index)):
             if value is not None:
                 query = query.where(state_table.c[column] == value)
-        query = query.order_by(state_table.c.run_id, state_table.c.task_id, state_table.c.map_index)
+        c = state_table.c
+        query = query.order_by(c.run_id, c.task_id, c.map_index, c.key)
         with self.backend.engine.connect() as conn:
             rows = conn.execute(query).mappings().all()
-        return [
-            Entry(
-                TaskScope(r["dag_id"], r["run_id"], r["task_id"], r["map_index"]),
-                r["key"],
-                json.loads(r["value"]),
-                str(r["updated_at"]),
-            )
-            for r in rows
-            if str(r["key"]).startswith(KEY_PREFIX)
-        ]
+        found = []
+        for r in rows:
+            scope = TaskScope(r["dag_id"], r["run_id"], r["task_id"], r["map_index"])
+            when = str(r["updated_at"])
+            try:
+                found.append(Entry(scope, r["key"], json.loads(r["value"]), when))
+            except ValueError as error:
+                found.append(Entry(scope, r["key"], r["value"], when, decode_error=str(error)))
+        return found
 
     def delete(self, scope: TaskScope, key: str) -> None:
         self.backend.delete(scope, key)
@@ -146,6 +260,8 @@ class SqlSource:
 
 class ApiSource:
     """Airflow's task state store, through the REST API."""
+
+    backend_name = "airflow"
 
     def __init__(
         self,
@@ -164,6 +280,19 @@ class ApiSource:
 
     def describe(self) -> str:
         return f"Airflow's task state store at {self.base_url}"
+
+    def check(self) -> None:
+        """The API server's health endpoint answers (it needs no credentials)."""
+        response = self._request("GET", "/api/v2/monitor/health")
+        if response.status_code >= 400:
+            raise StateBackendError(
+                f"Airflow's API at {self.base_url} answered {response.status_code} to its health check. "
+                "Nothing was changed. Pass --api-url (default: [api] base_url) pointing at the API server."
+            )
+
+    def fix_command(self, scope: TaskScope, key: str) -> str:
+        command = cli_clear_hint(scope, key, backend=self.backend_name)
+        return f"{command} --api-url {shlex.quote(self.base_url)}"
 
     def _login(self, username: str, password: str) -> str:
         response = self._request("POST", "/auth/token", json={"username": username, "password": password})
@@ -220,7 +349,7 @@ class ApiSource:
             f"/api/v2/dags/{quote(scope.dag_id)}/dagRuns/{quote(scope.run_id, safe='')}"
             f"/taskInstances/{quote(scope.task_id)}/state-store"
         )
-        return path + (f"/{quote(key)}" if key else "")
+        return path + (f"/{quote(key, safe='')}" if key else "")
 
     def entries(
         self, dag_id: str, run_id: str | None, task_id: str | None, map_index: int | None
@@ -235,8 +364,7 @@ class ApiSource:
             params = {"map_index": scope.map_index} if scope.map_index >= 0 else {}
             page = self._get(self._path(scope), **params) or {"task_state_store": []}
             for item in page["task_state_store"]:
-                if str(item["key"]).startswith(KEY_PREFIX):
-                    found.append(Entry(scope, item["key"], _unwrap(item["value"]), item.get("updated_at")))
+                found.append(Entry(scope, str(item["key"]), _unwrap(item["value"]), item.get("updated_at")))
         return found
 
     def delete(self, scope: TaskScope, key: str) -> None:

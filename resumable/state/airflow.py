@@ -76,13 +76,15 @@ class AirflowStoreBackend(StateBackend):
         self._seen[key] = None
 
     def clear_hint(self, scope: TaskScope, key: str) -> str:
+        """A ``curl`` DELETE on Airflow's REST API, with the token variable ``resumable state`` reads too."""
         path = (
-            f"/api/v2/dags/{quote(scope.dag_id)}/dagRuns/{quote(scope.run_id, safe='')}"
-            f"/taskInstances/{quote(scope.task_id)}/state-store/{quote(key)}"
+            f"/api/v2/dags/{quote(scope.dag_id, safe='')}/dagRuns/{quote(scope.run_id, safe='')}"
+            f"/taskInstances/{quote(scope.task_id, safe='')}/state-store/{quote(key, safe='')}"
         )
         query = f"?map_index={scope.map_index}" if scope.map_index >= 0 else ""
         return (
-            f'curl -X DELETE -H "Authorization: Bearer $AIRFLOW_TOKEN" "{config.api_base_url()}{path}{query}"'
+            'curl -f -X DELETE -H "Authorization: Bearer $AIRFLOW_API_TOKEN" '
+            f'"{config.api_base_url()}{path}{query}"'
         )
 
 

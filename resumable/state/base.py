@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shlex
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -80,9 +81,23 @@ class StateBackend(ABC):
         await asyncio.to_thread(self.delete, scope, key)
 
 
-def cli_clear_hint(scope: TaskScope, key: str) -> str:
-    """The ``resumable state clear`` command line for one record (backends the CLI can reach)."""
-    args = f"--dag-id {scope.dag_id} --run-id '{scope.run_id}' --task-id {scope.task_id}"
+def cli_clear_hint(scope: TaskScope, key: str, *, backend: str | None = None) -> str:
+    """The ``resumable state clear`` command line that deletes one record, exactly as the CLI takes it.
+
+    It says ``--leave-job``: the message around it asks the person to look at the job first, and
+    the CLI refuses to delete a record whose job may still run unless told what to do with the job.
+    Every value is quoted for a POSIX shell; ``backend`` pins ``--backend`` to where the record is.
+    """
+    args = f"--dag-id {shlex.quote(scope.dag_id)} --run-id {_always_quoted(scope.run_id)} "
+    args += f"--task-id {shlex.quote(scope.task_id)}"
     if scope.map_index >= 0:
         args += f" --map-index {scope.map_index}"
-    return f"python -m resumable state clear {args} --key {key}"
+    args += f" --key {shlex.quote(key)} --leave-job"
+    if backend:
+        args += f" --backend {backend}"
+    return f"python -m resumable state clear {args}"
+
+
+def _always_quoted(value: str) -> str:
+    """``shlex.quote``, but quoted even when nothing needs it (run ids read better that way)."""
+    return "'" + value.replace("'", "'\"'\"'") + "'"
