@@ -39,7 +39,9 @@ def facts_from_context(context: Mapping[str, Any], on_prior_failure: Any) -> Fac
     ti = context["ti"]
     task = getattr(ti, "task", None)
     retries = getattr(task, "retries", None)
-    clear_number = getattr(context.get("dag_run"), "clear_number", None)
+    dag_run = context.get("dag_run")
+    clear_number = getattr(dag_run, "clear_number", None)
+    started = getattr(dag_run, "start_date", None)
     return Facts(
         lineage=int(ti.max_tries),
         try_number=int(ti.try_number),
@@ -47,6 +49,7 @@ def facts_from_context(context: Mapping[str, Any], on_prior_failure: Any) -> Fac
         retries=int(retries) if isinstance(retries, int) else None,
         clear_number=int(clear_number) if isinstance(clear_number, int) else None,
         run_after=run_after_of(context),
+        run_started_at=started.isoformat() if hasattr(started, "isoformat") else None,
     )
 
 

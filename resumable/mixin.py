@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
@@ -181,10 +182,13 @@ class ResumableMixin:
             raise
 
     def _run(self, attempt: Attempt) -> Any:
+        facts = attempt.facts
         for _ in range(MAX_DECISIONS):
             record = attempt.read()
             handle, status = self._observe(attempt, record)
-            decision = decide(record, status, attempt.facts)
+            decision = decide(record, status, facts)
+            # Only the first read can find another DAG run's record; later ones read this attempt's writes.
+            facts = replace(facts, run_started_at=None)
             self._log_decision(record, status, decision)
             try:
                 outcome = self._perform(attempt, record, handle, status, decision)

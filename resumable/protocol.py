@@ -7,6 +7,7 @@ No I/O happens here: the mixin observes, calls :func:`decide`, and performs what
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import Enum
 
 from resumable.errors import RecordError
@@ -63,6 +64,9 @@ class Facts:
     retries: int | None = None
     clear_number: int | None = None
     run_after: str | None = None
+    #: When the DAG run started (ISO 8601): a record last written before it, by a try this attempt
+    #: has not passed, belongs to a deleted DAG run with the same run_id.
+    run_started_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,23 @@ def _known_and_different(recorded: object, now: object) -> bool:
     return recorded is not None and now is not None and recorded != now
 
 
+def of_an_earlier_dag_run(record: Record, facts: Facts) -> bool:
+    """Whether ``record`` was left by a deleted DAG run with this run_id (re-triggered, backfilled).
+
+    Try numbers only grow within a DAG run, and every write of a newer try comes after the run
+    started; a record of a try this attempt has not passed, last written before the run started,
+    is another run's. (Only the ``sql`` backend can find one: Airflow's store deletes with the run.)
+    """
+    if _known_and_different(record.run_after, facts.run_after):
+        return True
+    if record.owner < facts.try_number or not facts.run_started_at or not record.updated_at:
+        return False
+    try:
+        return datetime.fromisoformat(record.updated_at) < datetime.fromisoformat(facts.run_started_at)
+    except (TypeError, ValueError):
+        return False
+
+
 def decide(record: Record | RecordError | None, job: JobStatus | None, facts: Facts) -> Decision:
     """Choose what this attempt does.
 
@@ -113,11 +134,12 @@ def decide(record: Record | RecordError | None, job: JobStatus | None, facts: Fa
         job = record.last_status
     state = job.state if job is not None else JobState.NOT_FOUND
 
-    if _known_and_different(record.run_after, facts.run_after):
+    if of_an_earlier_dag_run(record, facts):
         return Decision(
             Action.SUBMIT,
-            f"the record belongs to an earlier DAG run with this run_id (run_after {record.run_after}, "
-            f"now {facts.run_after}): that run was deleted; submit for this one",
+            f"the record belongs to an earlier DAG run with this run_id (written {record.updated_at} by "
+            f"try {record.owner}; this run started {facts.run_started_at}): that run was deleted; submit "
+            "for this one",
             cancel_previous=state.is_active,
         )
     if record.owner > facts.try_number:

@@ -62,13 +62,19 @@ def task_states(dag_run: Any) -> dict[str, str | None]:
     return result
 
 
-def clear_and_rerun(dag: Any, dag_run: Any, task_ids: list[str] | None = None) -> Any:
+def clear_and_rerun(
+    dag: Any, dag_run: Any, task_ids: list[str] | None = None, *, run_on_latest_version: bool = False
+) -> Any:
     """Clear finished task instances the way a person does in the UI, then run each once more.
 
     Unlike calling ``dag.test()`` again (which deletes the DAG run and creates a new one), this
     keeps the DAG run, its task state and its history: Airflow's own clear raises ``max_tries``,
     which is what a resumable task sees as a new lineage. Returns the refreshed DagRun.
+    ``run_on_latest_version=True`` registers ``dag`` as it is now (say, with other ``retries``)
+    and clears onto that version, as the UI's "run on latest version" does.
     """
+    import inspect
+
     from airflow.models.dagrun import DagRun
     from airflow.models.taskinstance import clear_task_instances
     from airflow.sdk.definitions.dag import _run_task
@@ -78,7 +84,12 @@ def clear_and_rerun(dag: Any, dag_run: Any, task_ids: list[str] | None = None) -
     with create_session() as session:
         run = session.merge(dag_run)
         tis = [ti for ti in run.get_task_instances(session=session) if not task_ids or ti.task_id in task_ids]
-        clear_task_instances(tis, session)
+        kwargs: dict[str, Any] = {}
+        if run_on_latest_version:
+            register_dag(dag)
+            if "run_on_latest_version" in inspect.signature(clear_task_instances).parameters:
+                kwargs["run_on_latest_version"] = True
+        clear_task_instances(tis, session, **kwargs)
     with create_session() as session:
         run = session.merge(dag_run)
         tis = [ti for ti in run.get_task_instances(session=session) if not task_ids or ti.task_id in task_ids]
