@@ -15,7 +15,7 @@ from typing import Any
 
 from airflow.sdk import DAG, BaseOperator, ResumableJobMixin
 
-import resumable.mixin
+import resumable.attempt
 from resumable.testing.fake import FakeJobOperator, FakeJobService
 
 SERVICE = FakeJobService(name="bench", polls=0)
@@ -66,15 +66,15 @@ class OursTimed(FakeJobOperator):
             os.environ["AIRFLOW__RESUMABLE__SQL_ALCHEMY_CONN"] = os.environ[
                 f"BENCH_SQL_{self.task_id.upper()}"
             ]
-        original = resumable.mixin.backend_for
+        original = resumable.attempt.backend_for
         if self.backend == "airflow":
             context["task_state_store"] = meter.wrap(context["task_state_store"], ACCESSOR_METHODS)
         else:
-            resumable.mixin.backend_for = lambda ctx: meter.wrap(original(ctx), BACKEND_METHODS)  # type: ignore[assignment]
+            resumable.attempt.backend_for = lambda ctx: meter.wrap(original(ctx), BACKEND_METHODS)  # type: ignore[assignment]
         try:
             super().execute(context)
         finally:
-            resumable.mixin.backend_for = original  # type: ignore[assignment]
+            resumable.attempt.backend_for = original  # type: ignore[assignment]
         return meter.result()
 
 

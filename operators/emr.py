@@ -22,9 +22,7 @@ from airflow.providers.amazon.aws.operators.emr import (
     EmrServerlessStartJobOperator,
 )
 from airflow.providers.amazon.aws.triggers.emr import (
-    EmrAddStepsTrigger,
     EmrContainerTrigger,
-    EmrCreateJobFlowTrigger,
     EmrServerlessStartJobTrigger,
 )
 from airflow.providers.amazon.aws.utils.waiter import WAITER_POLICY_NAME_MAPPING, WaitPolicy
@@ -34,6 +32,8 @@ from resumable.errors import ResumableError
 from resumable.job import JobHandle, JobState, JobStatus
 from resumable.links import JOB_URL_XCOM_KEY, ResumableJobLink
 from resumable.mixin import ResumableMixin
+from resumable.operators.emr_triggers import ResumableEmrAddStepsTrigger, ResumableEmrCreateJobFlowTrigger
+from resumable.protocol import CancelOnKill
 
 #: The tag a resumable cluster carries, whose value is the submission's token.
 TOKEN_TAG = "resumable-token"
@@ -170,6 +170,11 @@ class _ResumableEmr(ResumableMixin):
         """The provider's wait budget: ``waiter_delay * waiter_max_attempts`` seconds."""
         return float(self.waiter_delay * self.waiter_max_attempts)
 
+    def _trigger_cancels(self) -> bool:
+        """Whether the trigger stops the job when a person stops the deferred task (only a person's
+        action reaches a trigger's on_kill; a triggerer restart keeps the job)."""
+        return self.cancel_on_kill is not CancelOnKill.NEVER
+
     def _aws_trigger_args(self) -> dict[str, Any]:
         return {
             "aws_conn_id": self.aws_conn_id,
@@ -192,8 +197,8 @@ class ResumableEmrAddStepsOperator(_ResumableEmr, EmrAddStepsOperator):  # type:
     is bounded by ``waiter_delay * waiter_max_attempts`` seconds, after which the steps are cancelled.
     """
 
-    #: add_job_flow_steps / run_job_flow take no token: the job is found again by its name or tag.
-    idempotent_submit = False
+    def submit_is_idempotent(self) -> bool:
+        return False  # no token in the API: the job is found again by the token in its name or tag
 
     job_system = "emr-steps"
     operator_extra_links = (
@@ -338,8 +343,9 @@ class ResumableEmrAddStepsOperator(_ResumableEmr, EmrAddStepsOperator):  # type:
     def waits_for_job(self) -> bool:
         return bool(self.wait_for_completion or self.deferrable)
 
-    def job_trigger(self, context: Mapping[str, Any], handle: JobHandle) -> EmrAddStepsTrigger:
-        return EmrAddStepsTrigger(
+    def job_trigger(self, context: Mapping[str, Any], handle: JobHandle) -> ResumableEmrAddStepsTrigger:
+        return ResumableEmrAddStepsTrigger(
+            cancel_on_kill=self._trigger_cancels(),
             job_flow_id=handle.extras["cluster_id"],
             step_ids=list(handle.extras["step_ids"]),
             waiter_delay=self.waiter_delay,
@@ -430,7 +436,7 @@ class ResumableEmrServerlessStartJobOperator(_ResumableEmr, EmrServerlessStartJo
             job_id=handle.job_id,
             waiter_delay=self.waiter_delay,
             waiter_max_attempts=self.waiter_max_attempts,
-            cancel_on_kill=False,  # who stops the job is decided by the task, never by the trigger
+            cancel_on_kill=self._trigger_cancels(),
             **self._aws_trigger_args(),
         )
 
@@ -503,7 +509,7 @@ class ResumableEmrContainerOperator(_ResumableEmr, EmrContainerOperator):  # typ
             virtual_cluster_id=handle.extras["virtual_cluster_id"],
             job_id=handle.job_id,
             waiter_delay=int(self.poll_interval),
-            cancel_on_kill=False,  # who stops the job is decided by the task, never by the trigger
+            cancel_on_kill=self._trigger_cancels(),
             **extra,
             **self._aws_trigger_args(),
         )
@@ -523,8 +529,8 @@ class ResumableEmrCreateJobFlowOperator(_ResumableEmr, EmrCreateJobFlowOperator)
     ``terminate_job_flow_on_failure`` (the default) says so.
     """
 
-    #: add_job_flow_steps / run_job_flow take no token: the job is found again by its name or tag.
-    idempotent_submit = False
+    def submit_is_idempotent(self) -> bool:
+        return False  # no token in the API: the job is found again by the token in its name or tag
 
     job_system = "emr-cluster"
     operator_extra_links = (
@@ -616,8 +622,9 @@ class ResumableEmrCreateJobFlowOperator(_ResumableEmr, EmrCreateJobFlowOperator)
     def cancel_at_wait_limit(self) -> bool:  # type: ignore[override]
         return bool(self.terminate_job_flow_on_failure)
 
-    def job_trigger(self, context: Mapping[str, Any], handle: JobHandle) -> EmrCreateJobFlowTrigger:
-        return EmrCreateJobFlowTrigger(
+    def job_trigger(self, context: Mapping[str, Any], handle: JobHandle) -> ResumableEmrCreateJobFlowTrigger:
+        return ResumableEmrCreateJobFlowTrigger(
+            cancel_on_kill=self._trigger_cancels(),
             job_flow_id=handle.job_id,
             waiter_delay=self.waiter_delay,
             waiter_max_attempts=self.waiter_max_attempts,

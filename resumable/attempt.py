@@ -41,7 +41,7 @@ def facts_from_context(context: Mapping[str, Any], on_prior_failure: Any) -> Fac
     retries = getattr(task, "retries", None)
     dag_run = context.get("dag_run")
     clear_number = getattr(dag_run, "clear_number", None)
-    started = getattr(dag_run, "start_date", None)
+    started: Any = getattr(dag_run, "start_date", None)
     return Facts(
         lineage=int(ti.max_tries),
         try_number=int(ti.try_number),

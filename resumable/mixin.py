@@ -65,9 +65,6 @@ class ResumableMixin:
     job_system: str = "job"
     #: Whether reaching :meth:`wait_limit` cancels the job (it always fails the attempt).
     cancel_at_wait_limit: bool = True
-    #: Whether a repeated :meth:`submit_job` with one token returns the job that token already made
-    #: (Databricks, EMR Serverless, EMR on EKS). Where it does not, :meth:`find_job` is the only way back.
-    idempotent_submit: bool = True
 
     if TYPE_CHECKING:  # provided by BaseOperator, which every user of the mixin also inherits
         log: Any
@@ -152,6 +149,11 @@ class ResumableMixin:
 
     def waits_for_job(self) -> bool:
         """Whether the task waits for the job to end; ``False`` finishes right after submit or reattach."""
+        return True
+
+    def submit_is_idempotent(self) -> bool:
+        """Whether a repeated :meth:`submit_job` with one token returns the job that token already made
+        (Databricks, EMR Serverless, EMR on EKS); where it does not, :meth:`find_job` is the only way back."""
         return True
 
     def wait_limit(self) -> float | None:
@@ -477,7 +479,7 @@ class ResumableMixin:
         if record is None or record.phase is not Phase.SUBMITTING:
             return record.handle if record is not None else None
         handle = self._call(lambda: self.find_job(attempt.context, record.token), "look for the job by token")
-        if handle is None and self.idempotent_submit:
+        if handle is None and self.submit_is_idempotent():
             self.log.warning(
                 "resumable: asking for the job of token %s again (a repeated submit returns it) to stop it",
                 record.token,

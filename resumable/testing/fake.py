@@ -255,8 +255,7 @@ class FakeJobOperator(ResumableMixin, BaseOperator):
     def cancel_job(self, handle: JobHandle) -> None:
         self.api.cancel(handle.job_id)
 
-    @property  # type: ignore[override]
-    def idempotent_submit(self) -> bool:
+    def submit_is_idempotent(self) -> bool:
         return self.api.idempotent
 
     def find_job(self, context: Mapping[str, Any], token: str) -> JobHandle | None:

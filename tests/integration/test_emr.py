@@ -293,3 +293,64 @@ def test_deferrable_wait_budget_ends_the_task_and_cancels_the_job(kind, aws) -> 
     assert task_states(dr) == {"job": "failed"}
     assert kind.created(aws) == 1
     assert len(aws.cancels) == 1, f"the job was not cancelled: {aws.stats()}"
+
+
+@pytest.mark.parametrize("cancel_on_kill", [True, False])
+def test_a_persons_stop_of_a_deferred_steps_task_cancels_its_steps(aws, cancel_on_kill) -> None:
+    """While deferred, the trigger is all that runs for the task: a person's stop (Airflow calls the
+    trigger's on_kill) cancels the steps unless cancel_on_kill says never. The trigger keeps the
+    setting through serialisation, as the triggerer rebuilds it."""
+    import asyncio
+    from importlib import import_module
+
+    from resumable.operators.emr_triggers import ResumableEmrAddStepsTrigger
+
+    aws.script_next("step", JobScript(duration=10_000.0, pending=0.0))
+    cluster_id = aws.create_cluster()
+    emr = aws.client("emr")
+    step_ids = emr.add_job_flow_steps(JobFlowId=cluster_id, Steps=[SPARK_STEP])["StepIds"]
+    trigger = ResumableEmrAddStepsTrigger(
+        job_flow_id=cluster_id,
+        step_ids=step_ids,
+        waiter_delay=1,
+        waiter_max_attempts=5,
+        aws_conn_id="aws_default",
+        cancel_on_kill=cancel_on_kill,
+    )
+    path, kwargs = trigger.serialize()
+    module, _, name = path.rpartition(".")
+    rebuilt = getattr(import_module(module), name)(**kwargs)
+    asyncio.run(rebuilt.on_kill())
+    assert aws.cancels == (step_ids if cancel_on_kill else [])
+
+
+def test_a_persons_stop_of_a_deferred_cluster_task_terminates_the_cluster(aws) -> None:
+    import asyncio
+
+    from resumable.operators.emr_triggers import ResumableEmrCreateJobFlowTrigger
+
+    cluster_id = aws.create_cluster()
+    trigger = ResumableEmrCreateJobFlowTrigger(
+        job_flow_id=cluster_id,
+        waiter_delay=1,
+        waiter_max_attempts=5,
+        aws_conn_id="aws_default",
+        cancel_on_kill=True,
+    )
+    asyncio.run(trigger.on_kill())
+    assert aws.cancels == [cluster_id]
+
+
+def test_deferred_serverless_and_eks_triggers_stop_their_job_on_a_persons_stop_unless_never(aws) -> None:
+    from resumable.protocol import CancelOnKill
+
+    for kind in (KINDS[1], KINDS[2]):
+        _, op = make(kind, aws)
+        for given, expected in (("user_stop", True), ("always", True), ("never", False)):
+            op.cancel_on_kill = CancelOnKill(given)
+            handle = JobHandle(
+                op.job_system,
+                "00000000000000000001",
+                extras={"application_id": "app", "virtual_cluster_id": "vc"},
+            )
+            assert op.job_trigger({}, handle).cancel_on_kill is expected
