@@ -41,6 +41,11 @@ def test_record_round_trips_through_json() -> None:
         ({**sample().to_json(), "phase": "flying"}, "corrupt"),
         ({**sample().to_json(), "owner": "one"}, "corrupt"),
         ({**sample().to_json(), "handle": None}, "without a job handle"),
+        ({**sample().to_json(), "v": True}, "schema version v=True"),
+        ({**sample().to_json(), "v": 1.0}, "schema version v=1.0"),
+        ({**sample().to_json(), "stop_reason": 7}, "stop_reason must be a str"),
+        ({**sample().to_json(), "stop_reason": ["cleared"]}, "stop_reason must be a str"),
+        ({**sample().to_json(), "clear_number": "2"}, "clear_number must be a int"),
     ],
 )
 def test_bad_record_error_names_the_record_and_the_command_that_clears_it(raw, problem) -> None:
@@ -80,3 +85,17 @@ def test_a_dag_run_triggered_again_under_the_same_run_id_gets_new_tokens() -> No
     first = make_token("dag", "run", "task", -1, 2, 1, "2025-01-01T00:00:00+00:00")
     again = make_token("dag", "run", "task", -1, 2, 1, "2025-01-02T09:30:00+00:00")
     assert first != again
+
+
+def test_a_deferred_attempt_resumes_only_while_the_record_still_names_it_as_owner() -> None:
+    from resumable.attempt import Attempt
+    from resumable.errors import SupersededError
+    from resumable.protocol import Facts
+    from resumable.state import MemoryBackend, TaskScope
+
+    attempt = Attempt({}, TaskScope("d", "r", "t"), MemoryBackend(), "k", Facts(1, 2), "m.Op", "fake")
+    attempt.check_resumed_owner(sample().evolve(owner=2))
+    with pytest.raises(SupersededError, match="try 3"):
+        attempt.check_resumed_owner(sample().evolve(owner=3))
+    with pytest.raises(SupersededError):
+        attempt.check_resumed_owner(sample().evolve(owner=2, lineage=4))
