@@ -12,6 +12,7 @@ import json
 import os
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -22,8 +23,11 @@ from resumable.testing._base import Emulator
 #: The tag a resumable cluster carries; clusters are counted per its value.
 TOKEN_TAG = "resumable-token"
 KINDS = ("step", "serverless", "eks", "cluster")
-#: Emulated seconds a cancel or a termination takes to finish.
+#: Emulated seconds a cancel or a termination takes to finish, unless :attr:`AwsEmulator.stop_seconds`
+#: says otherwise.
 STOP_SECONDS = 1.0
+#: Operations that create a job; :attr:`AwsEmulator.submit_delay` holds their answers.
+SUBMIT_OPERATIONS = frozenset({"StartJobRun", "AddJobFlowSteps", "RunJobFlow"})
 ACCOUNT = "123456789012"
 # moto keeps its state per process. Emulators running at the same time act in accounts of their
 # own, so that one emulator's reset does not wipe another's clusters; the first is ACCOUNT.
@@ -67,6 +71,8 @@ class _Job:
     created: float
     stop_at: float | None = None
     parent: str = ""
+    #: Emulated seconds this job takes to stop once it was cancelled or terminated.
+    stop_seconds: float = STOP_SECONDS
 
     def end(self) -> float | None:
         return (
@@ -127,6 +133,12 @@ class AwsEmulator(Emulator):
         self.calls: Counter[str] = Counter()
         #: The part of ``calls`` made by async clients (aiobotocore: the amazon provider's triggers).
         self.async_calls: Counter[str] = Counter()
+        #: Real seconds a StartJobRun, AddJobFlowSteps or RunJobFlow holds its answer after the job
+        #: exists: a test can stop or kill the caller in that window, before it has seen the job's id.
+        self.submit_delay: float = 0.0
+        #: Emulated seconds a job cancelled (or a cluster terminated) from now on stays CANCELLING,
+        #: CANCEL_PENDING or TERMINATING before it is CANCELLED or TERMINATED.
+        self.stop_seconds: float = STOP_SECONDS
 
     # ---- life ---------------------------------------------------------------------------------
 
@@ -414,7 +426,7 @@ class AwsEmulator(Emulator):
             return max(job.stop_at, begin)  # cancelled while pending: never ran
         natural = None if job.script.outcome == "hang" else begin + job.script.pending + job.script.duration
         if job.stop_at is not None and (natural is None or job.stop_at < natural):
-            return job.stop_at + STOP_SECONDS
+            return job.stop_at + job.stop_seconds
         return natural
 
     def _sync(self) -> None:
@@ -451,7 +463,7 @@ class AwsEmulator(Emulator):
             ran = begin is not None and job.stop_at >= begin + job.script.pending
             if not ran:
                 return "CANCELLED"
-            return "CANCEL_PENDING" if now < job.stop_at + STOP_SECONDS else "CANCELLED"
+            return "CANCEL_PENDING" if now < job.stop_at + job.stop_seconds else "CANCELLED"
         if begin is None or now < begin:
             state = "PENDING"
         else:
@@ -467,7 +479,9 @@ class AwsEmulator(Emulator):
 
     def _cluster_state(self, job: _Job, now: float) -> Any:
         if job.stop_at is not None and now >= job.stop_at:
-            return ("TERMINATING", "") if now < job.stop_at + STOP_SECONDS else ("TERMINATED", "USER_REQUEST")
+            if now < job.stop_at + job.stop_seconds:
+                return "TERMINATING", ""
+            return "TERMINATED", "USER_REQUEST"
         if now < job.created + job.script.pending:
             return "STARTING"
         phase = self._phase(job, now, job.created)
@@ -493,7 +507,7 @@ class AwsEmulator(Emulator):
         """A job run's state in its service's words: (first wait, second wait, success, stopping)."""
         first, second, success, stopping = names
         if job.stop_at is not None and now >= job.stop_at:
-            return stopping if now < job.stop_at + STOP_SECONDS else "CANCELLED"
+            return stopping if now < job.stop_at + job.stop_seconds else "CANCELLED"
         if now < job.created + job.script.pending:
             return first if now < job.created + job.script.pending / 2 else second
         phase = self._phase(job, now, job.created)
@@ -504,6 +518,7 @@ class AwsEmulator(Emulator):
         self.cancels.append(key)
         if job is not None and job.stop_at is None:
             job.stop_at = self.now()
+            job.stop_seconds = self.stop_seconds
 
     # ---- the HTTP side -------------------------------------------------------------------------
 
@@ -521,22 +536,24 @@ class AwsEmulator(Emulator):
                     self.async_calls[operation] += 1
                 self._sync()
                 answer = self._intercept(service, operation, environ, body)
-                if answer is not None:
-                    status, headers, payload = answer
-                    start_response(status, headers)
-                    return [payload]
-                captured: dict[str, Any] = {}
+                if answer is None:
+                    captured: dict[str, Any] = {}
 
-                def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-                    captured["status"], captured["headers"] = status, headers
-                    return lambda data: None
+                    def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+                        captured["status"], captured["headers"] = status, headers
+                        return lambda data: None
 
-                chunks = b"".join(app(environ, capture))
-                if operation == "StartJobRun" and captured["status"].startswith("200"):
-                    self._remember_token(service, body, chunks)
-                self._sync()
-            start_response(captured["status"], captured["headers"])
-            return [chunks]
+                    chunks = b"".join(app(environ, capture))
+                    if operation == "StartJobRun" and captured["status"].startswith("200"):
+                        self._remember_token(service, body, chunks)
+                    self._sync()
+                    answer = (captured["status"], captured["headers"], chunks)
+                delay = self.submit_delay if operation in SUBMIT_OPERATIONS else 0.0
+            if delay and answer[0].startswith("200"):
+                time.sleep(delay)  # the job exists; the caller does not know its id yet
+            status, headers, payload = answer
+            start_response(status, headers)
+            return [payload]
 
         return serve
 

@@ -26,14 +26,20 @@ from pathlib import Path
 from typing import Any
 
 from resumable import faults
-from resumable.testing.aws import AwsEmulator, JobScript
-from resumable.testing.databricks import DatabricksEmulator, RunScript
+from resumable.testing.aws import STOP_SECONDS, AwsEmulator, JobScript
+from resumable.testing.databricks import CANCEL_SECONDS, DatabricksEmulator, RunScript
 from resumable.testing.stack import AirflowStack, StackError, TaskProcesses
 
 DAG_FILE = Path(__file__).with_name("dags") / "resumable_crash_dags.py"
 DEMO_DAG_FILE = Path(__file__).with_name("dags") / "resumable_demo_dags.py"
 SYSTEMS = ("databricks", "emr_serverless", "emr_steps")
 _AWS_KIND = {"emr_serverless": "serverless", "emr_steps": "step"}
+#: The AWS operations a resumable operator reads a job's status with, per system.
+_AWS_STATUS_CALLS = {"emr_serverless": ("GetJobRun",), "emr_steps": ("DescribeStep", "ListSteps")}
+#: Databricks life-cycle states and AWS states after which a job does nothing any more.
+_ENDED = frozenset(
+    {"TERMINATED", "SKIPPED", "INTERNAL_ERROR", "SUCCESS", "COMPLETED", "FAILED", "CANCELLED", "INTERRUPTED"}
+)
 
 
 @dataclass
@@ -142,6 +148,30 @@ class CrashLab:
     def disarm(self) -> None:
         faults.disarm(self.fault_file)
 
+    def hold_submit(self, system: str, seconds: float) -> None:
+        """From now on the service holds its answer to a submission for ``seconds`` after the job exists.
+
+        A slow control plane: the job runs, the worker has not seen its id yet. ``0`` ends it.
+        """
+        if system == "databricks":
+            self.databricks.submit_delay = seconds
+        else:
+            self.aws.submit_delay = seconds
+
+    def stop_takes(self, system: str, seconds: float | None) -> None:
+        """Jobs cancelled from now on stay stopping (TERMINATING, CANCELLING, CANCEL_PENDING) this long.
+
+        ``None`` restores the emulator's default.
+        """
+        if system == "databricks":
+            self.databricks.cancel_seconds = CANCEL_SECONDS if seconds is None else seconds
+        else:
+            self.aws.stop_seconds = STOP_SECONDS if seconds is None else seconds
+
+    def advance(self, system: str, seconds: float) -> None:
+        """Move the service's clock forward: every job of ``system`` is ``seconds`` further along."""
+        (self.databricks if system == "databricks" else self.aws).advance(seconds)
+
     # ---- what a test observes ------------------------------------------------------------------
 
     def counters(self, system: str) -> dict[str, Any]:
@@ -164,6 +194,29 @@ class CrashLab:
         if run.system == "databricks":
             return [str(r) for r in self.databricks.runs[run.before["submitted"] :]]
         return self.aws.job_ids(_AWS_KIND[run.system])[run.before["submitted"] :]
+
+    def job_state(self, run: Run, job_id: str) -> str:
+        """The state the service gives the job now (Databricks: its life-cycle state)."""
+        if run.system == "databricks":
+            return str(self.databricks.run(int(job_id))["state"]["life_cycle_state"])
+        return self.aws.state_of(job_id)
+
+    def active_jobs(self, run: Run) -> list[str]:
+        """Ids of the jobs created since ``run`` started that have not ended (stopping ones count)."""
+        return [job for job in self.job_ids(run) if self.job_state(run, job) not in _ENDED]
+
+    def status_calls(self, system: str) -> int:
+        """Status reads the service of ``system`` has answered so far (for every DAG run)."""
+        if system == "databricks":
+            return sum(len(times) for times in self.databricks.polls.values())
+        return sum(self.aws.calls[name] for name in _AWS_STATUS_CALLS[system])
+
+    def task_log(self, run: Run, try_number: int) -> str:
+        """The log of one try of the task, as the worker wrote it ("" before it exists)."""
+        assert self.stack.home is not None
+        folder = self.stack.home / "logs" / f"dag_id={run.dag_id}" / f"run_id={run.run_id}" / "task_id=job"
+        path = folder / f"attempt={try_number}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
 
     def task(self, run: Run) -> dict[str, Any]:
         """The task instance ``job`` of the run, as the REST API shows it."""

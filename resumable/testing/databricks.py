@@ -37,7 +37,8 @@ RESULT_STATES = frozenset(
     }
 )
 HANG = "HANG"
-#: Emulated seconds a cancelled run spends TERMINATING before it is TERMINATED/CANCELED.
+#: Emulated seconds a cancelled run spends TERMINATING before it is TERMINATED/CANCELED, unless
+#: :attr:`DatabricksEmulator.cancel_seconds` says otherwise.
 CANCEL_SECONDS = 2.0
 
 
@@ -83,10 +84,12 @@ class _Task:
     result: str
     attempt: int = 0
 
-    def state(self, now: float, cancel_at: float | None) -> tuple[str, str | None]:
+    def state(
+        self, now: float, cancel_at: float | None, cancel_seconds: float = CANCEL_SECONDS
+    ) -> tuple[str, str | None]:
         end = None if self.result == HANG else self.start + self.script.pending + self.script.duration
         if cancel_at is not None and (end is None or cancel_at < end) and now >= cancel_at:
-            if now < cancel_at + CANCEL_SECONDS:
+            if now < cancel_at + cancel_seconds:
                 return "TERMINATING", None
             return "TERMINATED", "CANCELED"
         if now < self.start + self.script.pending:
@@ -95,13 +98,15 @@ class _Task:
             return "RUNNING", None
         return "TERMINATED", self.result
 
-    def running_seconds(self, now: float, cancel_at: float | None) -> float:
+    def running_seconds(
+        self, now: float, cancel_at: float | None, cancel_seconds: float = CANCEL_SECONDS
+    ) -> float:
         begin = self.start + self.script.pending
         end = (
             now if self.result == HANG else min(now, self.start + self.script.pending + self.script.duration)
         )
         if cancel_at is not None:
-            end = min(end, cancel_at + CANCEL_SECONDS)
+            end = min(end, cancel_at + cancel_seconds)
         return max(0.0, end - begin)
 
 
@@ -116,6 +121,8 @@ class _Run:
     created_ms: int
     tasks: list[_Task]
     cancel_at: float | None = None
+    #: Emulated seconds this run spends TERMINATING after its cancel.
+    cancel_seconds: float = CANCEL_SECONDS
     repairs: list[dict[str, Any]] = field(default_factory=list)
     past_seconds: float = 0.0
 
@@ -183,6 +190,9 @@ class DatabricksEmulator(Emulator):
             #: Seconds a submit or run-now holds its answer after creating the run: a test can kill
             #: the caller in that window, when the job exists and the caller has not seen its id.
             self.submit_delay: float = 0.0
+            #: Emulated seconds a run cancelled from now on stays TERMINATING (its cancel takes that
+            #: many polls to show) before it is TERMINATED/CANCELED.
+            self.cancel_seconds: float = CANCEL_SECONDS
             #: Wall-clock times (``time.time()``) of the ``runs/get`` calls per run id.
             self.polls: dict[int, list[float]] = {}
 
@@ -288,7 +298,8 @@ class DatabricksEmulator(Emulator):
         with self._lock:
             now = self.now()
             return sum(
-                run.past_seconds + sum(t.running_seconds(now, run.cancel_at) for t in run.tasks)
+                run.past_seconds
+                + sum(t.running_seconds(now, run.cancel_at, run.cancel_seconds) for t in run.tasks)
                 for run in self._runs.values()
                 if (run_name is None or run.run_name == run_name) and (run_id is None or run.run_id == run_id)
             )
@@ -431,7 +442,7 @@ class DatabricksEmulator(Emulator):
 
     def _state(self, run: _Run) -> tuple[str, str | None, str]:
         now = self.now()
-        states = [t.state(now, run.cancel_at) for t in run.tasks]
+        states = [t.state(now, run.cancel_at, run.cancel_seconds) for t in run.tasks]
         lives = {life for life, _ in states}
         if lives != {"TERMINATED"}:
             if "TERMINATING" in lives:
@@ -455,7 +466,7 @@ class DatabricksEmulator(Emulator):
         )
 
     def _task_json(self, run: _Run, task: _Task) -> dict[str, Any]:
-        life, result = task.state(self.now(), run.cancel_at)
+        life, result = task.state(self.now(), run.cancel_at, run.cancel_seconds)
         state: dict[str, Any] = {"life_cycle_state": life, "state_message": ""}
         if result:
             state["result_state"] = result
@@ -515,6 +526,7 @@ class DatabricksEmulator(Emulator):
         self.cancels.append(run.run_id)
         if self._state(run)[0] != "TERMINATED" and run.cancel_at is None:
             run.cancel_at = self.now()
+            run.cancel_seconds = self.cancel_seconds
         return {}
 
     def _cancel_all(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -537,12 +549,16 @@ class DatabricksEmulator(Emulator):
         if params.get("rerun_tasks"):
             keys = set(params["rerun_tasks"])
         elif params.get("rerun_all_failed_tasks"):
-            keys = {t.key for t in run.tasks if t.state(now, run.cancel_at)[1] != "SUCCESS"}
+            keys = {
+                t.key for t in run.tasks if t.state(now, run.cancel_at, run.cancel_seconds)[1] != "SUCCESS"
+            }
         else:
             raise _ApiError(
                 400, "INVALID_PARAMETER_VALUE", "rerun_tasks or rerun_all_failed_tasks is required."
             )
-        run.past_seconds += sum(t.running_seconds(now, run.cancel_at) for t in run.tasks if t.key in keys)
+        run.past_seconds += sum(
+            t.running_seconds(now, run.cancel_at, run.cancel_seconds) for t in run.tasks if t.key in keys
+        )
         for task in run.tasks:
             if task.key in keys:
                 task.start, task.result, task.attempt = now, task.script.rerun_result, task.attempt + 1

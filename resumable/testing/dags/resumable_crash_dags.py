@@ -9,9 +9,11 @@ application and cluster ids and the execution role from ``RESUMABLE_CRASH_APPLIC
 DAG ids: ``crash_<system>_<contender>`` where system is ``databricks``, ``emr_serverless`` or
 ``emr_steps`` and contender is ``resumable`` (ours), ``provider`` (the provider's operator as
 it is) or, for Databricks, ``provider_nodurable`` (the provider's operator with ``durable=False``);
-``crash_<system>_timeout`` (ours, ``execution_timeout`` shorter than the job, no retries) and
-``crash_databricks_deferrable`` and ``crash_emr_serverless_deferrable`` (ours, deferrable).
-The task is always ``job``.
+``crash_<system>_timeout`` (ours, ``execution_timeout`` shorter than the job, no retries),
+``crash_<system>_noretry`` (ours, no retries: a failure is final until a person clears it),
+``crash_<system>_retry_timeout`` (ours, ``execution_timeout`` of ``RESUMABLE_CRASH_RETRY_TIMEOUT``
+seconds, default 20, and the usual retries) and ``crash_databricks_deferrable`` and
+``crash_emr_serverless_deferrable`` (ours, deferrable). The task is always ``job``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ ROLE = os.environ.get("RESUMABLE_CRASH_ROLE_ARN", "arn:aws:iam::123456789012:rol
 RETRIES = int(os.environ.get("RESUMABLE_CRASH_RETRIES", "3"))
 RETRY_DELAY = timedelta(seconds=float(os.environ.get("RESUMABLE_CRASH_RETRY_DELAY", "2")))
 TIMEOUT = timedelta(seconds=float(os.environ.get("RESUMABLE_CRASH_TIMEOUT", "12")))
+RETRY_TIMEOUT = timedelta(seconds=float(os.environ.get("RESUMABLE_CRASH_RETRY_TIMEOUT", "20")))
 APPLICATION_ID = os.environ.get("RESUMABLE_CRASH_APPLICATION_ID", "")
 CLUSTER_ID = os.environ.get("RESUMABLE_CRASH_CLUSTER_ID", "")
 
@@ -123,6 +126,12 @@ for _system, _build in BUILDERS.items():
         globals()[_d.dag_id] = _d
     with _dag(f"crash_{_system}_timeout") as _d:
         _build("resumable", execution_timeout=TIMEOUT, retries=0)
+    globals()[_d.dag_id] = _d
+    with _dag(f"crash_{_system}_noretry") as _d:
+        _build("resumable", retries=0)
+    globals()[_d.dag_id] = _d
+    with _dag(f"crash_{_system}_retry_timeout") as _d:
+        _build("resumable", execution_timeout=RETRY_TIMEOUT)
     globals()[_d.dag_id] = _d
 
 for _system in ("databricks", "emr_serverless"):

@@ -1,0 +1,221 @@
+"""The rarer interleavings of crashes and people's actions, on a real Airflow (issue 11).
+
+Each test drives one DAG run of a crash DAG (resumable/testing/dags/resumable_crash_dags.py) into
+an interleaving that broke the promise before: a clear after a crash in the submit window, a mark
+failed while the submit answer is still on its way, a zombie frozen past both the heartbeat
+timeout and its own execution_timeout, a clear whose cancel takes many polls to show. Then it
+checks what a user would: the jobs the emulated service saw, the cancels it was asked for, the
+job the last try reported, and the final states in Airflow. A failed check shows the resumable
+lines of every try's log.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from types import TracebackType
+
+import pytest
+
+from resumable.testing.crash import CrashLab, Run
+
+pytestmark = pytest.mark.e2e
+
+SYSTEMS = ["databricks", "emr_serverless"]
+RUN_ID_XCOM = {"databricks": "run_id", "emr_serverless": "return_value"}
+#: Seconds the service holds its answer to a submission (the supervisor escalates SIGTERM to
+#: SIGKILL after 5 s, so the answer has to come before that for the stop to be applied).
+SUBMIT_HOLD = 4.0
+#: Seconds a cancelled job stays TERMINATING / CANCELLING: the rerun starts some seconds after the
+#: cancel and then polls it (every 1-2 s) many times before it has stopped.
+STOPPING_SECONDS = 20.0
+#: The execution_timeout of the crash_<system>_retry_timeout DAGs (RESUMABLE_CRASH_RETRY_TIMEOUT).
+RETRY_TIMEOUT = 20.0
+STOPPING_STATES = {"TERMINATING", "CANCELLING"}
+
+
+@pytest.fixture(autouse=True)
+def _emulators_back_to_normal(lab: CrashLab) -> Iterator[None]:
+    yield
+    for system in SYSTEMS:
+        lab.hold_submit(system, 0)
+        lab.stop_takes(system, None)
+
+
+def reported_job(lab: CrashLab, run: Run) -> str:
+    """The job id the last try pushed to XCom."""
+    return str(lab.xcom(run, RUN_ID_XCOM[run.system]))
+
+
+def logs(lab: CrashLab, run: Run) -> str:
+    """The resumable lines of every try's log, for the message of a failed check."""
+    parts = []
+    for try_number in range(1, 6):
+        text = lab.task_log(run, try_number)
+        if text:
+            lines = [line for line in text.splitlines() if "resumable" in line or "Error" in line]
+            parts.append(f"--- try {try_number} ---\n" + "\n".join(lines)[-6000:])
+    return "\n".join(parts) or "(no task log found)"
+
+
+class ActiveWatch:
+    """Samples the run's jobs in the background: how many were active at once, and when each ended."""
+
+    def __init__(self, lab: CrashLab, run: Run, interval: float = 0.1) -> None:
+        self.lab, self.run, self.interval = lab, run, interval
+        self.most_active = 0
+        self.appeared: dict[str, float] = {}
+        self.ended: dict[str, float] = {}
+        self.stopping_since: dict[str, float] = {}
+        self.states: dict[str, list[str]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="active-watch", daemon=True)
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval)
+
+    def sample(self) -> None:
+        now = time.monotonic()
+        jobs = self.lab.job_ids(self.run)
+        active = self.lab.active_jobs(self.run)  # a job created meanwhile is looked at next time
+        for job in jobs:
+            self.appeared.setdefault(job, now)
+            state = self.lab.job_state(self.run, job)
+            seen = self.states.setdefault(job, [])
+            if not seen or seen[-1] != state:
+                seen.append(state)
+            if state in STOPPING_STATES:
+                self.stopping_since.setdefault(job, now)
+            if job not in active:
+                self.ended.setdefault(job, now)
+        self.most_active = max(self.most_active, len(active))
+
+    def __enter__(self) -> ActiveWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+
+@pytest.mark.parametrize("system", SYSTEMS)
+def test_clear_after_a_crash_in_the_submit_window_without_retries_reattaches(
+    lab: CrashLab, system: str
+) -> None:
+    lab.script(system, 40)
+    dag_id = f"crash_{system}_noretry"
+    lab.arm("after_submit", dag_id=dag_id, mode="exit")  # the job is created, its id never written
+    run = lab.start_run(system, dag_id=dag_id)
+    assert lab.finish(run) == "failed"  # no retries: the DAG run fails with the task
+    assert lab.task(run)["try_number"] == 1
+    lab.disarm()
+    assert lab.submitted(run) == 1, logs(lab, run)
+    (job,) = lab.job_ids(run)
+    assert lab.active_jobs(run) == [job]  # it runs on, nobody watching it
+
+    lab.stack.clear(run.dag_id, run.run_id, ["job"])  # a person clears the failed task
+    lab.wait_for_state(run, ("success", "failed"), try_number=2)
+
+    assert lab.finish(run) == "success", logs(lab, run)
+    assert lab.task(run)["state"] == "success"
+    assert lab.submitted(run) == 1, logs(lab, run)
+    assert lab.cancelled(run) == 0, logs(lab, run)
+    assert reported_job(lab, run) == job
+    assert f"took ownership of job {job}" in lab.task_log(run, 2), logs(lab, run)
+
+
+@pytest.mark.parametrize("system", SYSTEMS)
+def test_marked_failed_while_the_submit_answer_is_held_cancels_the_job(lab: CrashLab, system: str) -> None:
+    lab.script(system, 60)
+    lab.hold_submit(system, SUBMIT_HOLD)
+    run = lab.start_run(system)
+    lab.wait_until_submitted(run)  # the job exists; its id is still on its way to the worker
+    lab.stack.mark(run.dag_id, run.run_id, "job", "failed")
+
+    lab.wait_until_cancelled(run)
+    assert lab.finish(run) == "failed", logs(lab, run)
+    assert lab.task(run)["state"] == "failed"
+    assert lab.submitted(run) == 1, logs(lab, run)
+    assert lab.cancelled(run) == 1, logs(lab, run)
+    (job,) = lab.job_ids(run)
+    lab.wait(lambda: not lab.active_jobs(run), f"job {job} to stop", timeout=30)
+    # the stop did come while the submit call was in flight
+    assert "before the job's id was known" in lab.task_log(run, 1), logs(lab, run)
+
+
+@pytest.mark.parametrize("system", SYSTEMS)
+def test_zombie_past_its_execution_timeout_does_not_cancel_its_successors_job(
+    lab: CrashLab, system: str
+) -> None:
+    lab.script(system, 900)  # runs until the test moves the service's clock on
+    run = lab.start_run(system, dag_id=f"crash_{system}_retry_timeout")
+    lab.wait_until_submitted(run)
+    submitted_at = time.monotonic()  # try 1's execution_timeout started before this
+    lab.wait_for_state(run, ("running",), try_number=1)
+    time.sleep(3)  # well into polling
+    zombie = lab.processes(run)
+    zombie.signal(signal.SIGSTOP)
+    try:
+        # past the heartbeat timeout the scheduler fails try 1 and starts try 2, which reattaches
+        lab.wait_for_state(run, ("running",), try_number=2)
+        polls = lab.status_calls(system)
+        lab.wait(lambda: lab.status_calls(system) >= polls + 2, "try 2 to poll the job", timeout=60)
+        # and try 1's own execution_timeout has passed while it was frozen
+        lab.wait(
+            lambda: time.monotonic() > submitted_at + RETRY_TIMEOUT + 2,
+            "try 1's execution_timeout to pass",
+            timeout=RETRY_TIMEOUT + 5,
+        )
+    finally:
+        zombie.signal(signal.SIGCONT)
+    # the zombie thaws while its successor polls: its timeout fires and it is put down
+    lab.wait(lambda: not zombie.task.is_running(), "the zombie to exit", timeout=60)
+    task = lab.task(run)
+    assert (task["state"], task["try_number"]) == ("running", 2), logs(lab, run)
+    assert lab.cancelled(run) == 0, logs(lab, run)
+    (job,) = lab.job_ids(run)
+    assert lab.active_jobs(run) == [job]
+    assert "AirflowTaskTimeout" in lab.task_log(run, 1), logs(lab, run)  # its own timeout did fire
+
+    lab.advance(system, 900)  # the job finishes
+    assert lab.finish(run) == "success", logs(lab, run)
+    assert lab.submitted(run) == 1, logs(lab, run)
+    assert lab.cancelled(run) == 0, logs(lab, run)
+    assert reported_job(lab, run) == job
+
+
+@pytest.mark.parametrize("dag", ["resumable", "noretry"])
+@pytest.mark.parametrize("system", SYSTEMS)
+def test_clear_of_a_running_task_whose_cancel_takes_many_polls_reruns_after_it_stopped(
+    lab: CrashLab, system: str, dag: str
+) -> None:
+    lab.stop_takes(system, STOPPING_SECONDS)
+    lab.script(system, 90)
+    run = lab.start_run(system, dag_id=f"crash_{system}_{dag}")
+    lab.wait_until_submitted(run)
+    lab.wait_for_state(run, ("running",), try_number=1)
+    time.sleep(3)  # well into polling
+    lab.script(system, 8, replace=False)  # the job the cleared task submits again
+
+    with ActiveWatch(lab, run) as watch:
+        lab.stack.clear(run.dag_id, run.run_id, ["job"])
+        lab.wait_until_cancelled(run)
+        state = lab.finish(run)
+
+    assert state == "success", logs(lab, run)
+    assert lab.submitted(run) == 2, logs(lab, run)
+    assert lab.cancelled(run) == 1, logs(lab, run)
+    first, second = lab.job_ids(run)
+    assert reported_job(lab, run) == second
+    # never two jobs at once: the rerun waited until the first had stopped, which took many polls
+    assert watch.most_active == 1, (watch.states, logs(lab, run))
+    assert first in watch.ended, watch.states
+    assert watch.appeared[second] >= watch.ended[first], (watch.appeared, watch.ended)
+    assert watch.ended[first] - watch.stopping_since[first] > STOPPING_SECONDS - 2, watch.states
+    assert "decided await_stop" in lab.task_log(run, lab.task(run)["try_number"]), logs(lab, run)
