@@ -128,6 +128,16 @@ class StopControl:
 
     def _decide(self, attempt: Attempt | None, handle: JobHandle | None, owns: bool | None) -> bool:
         op, log = self._op, self._op.log
+        finished = attempt.record if attempt is not None and attempt.record is not None else None
+        if finished is not None and finished.phase is Phase.DONE:
+            # The job already ended and its outcome is recorded (the stop came after it, while the
+            # task was reporting): there is nothing to stop, and the record stays as it is.
+            log.info(
+                "resumable: stopped after job %s ended (%s); nothing to cancel",
+                finished.handle.job_id if finished.handle else "?",
+                finished.last_status.describe() if finished.last_status else "outcome recorded",
+            )
+            return False
         ti_state = None
         if owns is None or (op.cancel_on_kill is CancelOnKill.USER_STOP and owns and not self.timed_out):
             ti_state = op.task_state_probe.state_of(attempt.context if attempt else {})

@@ -213,3 +213,29 @@ def test_two_deployments_get_different_tokens_for_the_same_run(monkeypatch) -> N
     production = make_token(*args, salt=deployment_salt())
     assert staging != production
     assert make_token(*args, salt="production") == production, "the same deployment: the same token"
+
+
+def test_a_stop_after_the_job_ended_cancels_nothing_and_keeps_the_outcome(
+    make_dag, monkeypatch, tmp_path
+) -> None:
+    """SIGTERM reaches the task after its job succeeded, while it reports (a person marked it, the
+    lab shuts down): nothing is cancelled and the recorded outcome is not rewritten."""
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    monkeypatch.setenv("AIRFLOW__RESUMABLE__STATE_BACKEND", "sql")
+    monkeypatch.setenv("AIRFLOW__RESUMABLE__SQL_ALCHEMY_CONN", url)
+    dag, svc = make_dag(FakeJobService(polls=1), retries=0)
+    op = dag.task_dict["job"]
+    op.task_state_probe = StubProbe("success")
+    original = op.job_result
+
+    def result_then_sigterm(context, handle, status):
+        sigterm()
+        return original(context, handle, status)
+
+    op.job_result = result_then_sigterm
+    dr = run_dag(dag)
+    assert task_states(dr) == {"job": "success"}
+    assert svc.cancelled == []
+    found = SqlBackend(url).get(TaskScope(dag.dag_id, dr.run_id, "job"), "resumable.job")
+    assert found is not None
+    assert (found.value["phase"], found.value["stop_reason"]) == ("done", None)
