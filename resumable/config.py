@@ -10,12 +10,9 @@ import os
 
 
 def _conf_get(section: str, key: str, fallback: str) -> str:
-    try:
-        from airflow.sdk.configuration import conf
-    except ImportError:  # Airflow < 3.1 keeps its configuration in core
-        from airflow.configuration import conf  # type: ignore[no-redef]
-    value = conf.get(section, key, fallback=fallback)
-    return fallback if value is None else str(value)
+    from resumable._compat import conf_get  # Airflow's configuration, read only when asked
+
+    return conf_get(section, key, fallback)
 
 
 def get(key: str, fallback: str) -> str:

@@ -30,7 +30,7 @@ from resumable.errors import (
 from resumable.job import JobHandle, JobState, JobStatus
 from resumable.probe import AirflowTaskStateProbe, TaskStateProbe
 from resumable.protocol import (
-    STOP_REASONS,
+    PERSONS_STOPS,
     STOP_WAIT_LIMIT,
     Action,
     CancelOnKill,
@@ -187,6 +187,10 @@ class ResumableMixin:
         facts = attempt.facts
         for _ in range(MAX_DECISIONS):
             record = attempt.read()
+            try:
+                self._claim(attempt, record)
+            except VersionConflict:
+                continue
             handle, status = self._observe(attempt, record)
             decision = decide(record, status, facts)
             # Only the first read can find another DAG run's record; later ones read this attempt's writes.
@@ -207,6 +211,22 @@ class ResumableMixin:
             f"the record of {attempt.where} kept changing under this attempt ({MAX_DECISIONS} decisions); "
             "giving up without cancelling anything"
         )
+
+    def _claim(self, attempt: Attempt, record: Record | RecordError | None) -> None:
+        """Take over an earlier try's record before looking at its job.
+
+        A zombie checks that it still owns the record right before it cancels; writing this try as
+        the owner first (compare-and-set) closes the window in which a zombie whose timeout fires
+        would cancel the job this try is about to reattach to. The decision still reads the record
+        as it was found. Airflow's store needs no claim: it refuses a replaced task instance itself.
+        """
+        if (
+            isinstance(record, Record)
+            and record.owner < attempt.facts.try_number
+            and record.phase is not Phase.DONE
+            and attempt.backend.atomic_compare_and_set
+        ):
+            attempt.write(record.evolve(owner=attempt.facts.try_number))
 
     def execute_complete(self, context: Any, event: Any = None) -> Any:
         """Where a deferred task resumes: the trigger's event is the job's status (or a reason to stop)."""
@@ -369,7 +389,7 @@ class ResumableMixin:
         """Wait for a job that is being stopped to end, then let the protocol decide again."""
         attempt.write(record.evolve(owner=attempt.facts.try_number))
         self._handle = handle
-        if record.stop_reason in STOP_REASONS and status.state is not JobState.STOPPING:
+        if record.stop_reason in PERSONS_STOPS and status.state is not JobState.STOPPING:
             self.log.warning(
                 "resumable: job %s is still %s although a cancel was asked for (%s); asking again",
                 handle.job_id,
@@ -425,6 +445,7 @@ class ResumableMixin:
                 lineage,
                 seq,
                 facts.run_after or "",
+                run_started_at=facts.run_started_at or "",
                 salt=deployment_salt(),
             )
         intent = attempt.stamp(
@@ -452,6 +473,8 @@ class ResumableMixin:
             raise AttemptInterrupted(
                 f"the task was told to stop before submitting; nothing was submitted ({attempt.where})"
             )
+        # A stop from now on is about the job this call submits: its id is not known yet.
+        self._handle = None
         self.resubmitting_token = prior is not None and reuse_token
         try:
             handle = self.submit_job(ctx, token)

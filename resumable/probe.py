@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from resumable._compat import get_task_states
 from resumable.supervisor_calls import through_supervisor
 
 
@@ -14,24 +15,22 @@ class TaskStateProbe(Protocol):
 
 
 class AirflowTaskStateProbe:
-    """Reads the state through the task SDK (``RuntimeTaskInstance.get_task_states``)."""
+    """Reads the state through the task SDK (``RuntimeTaskInstance.get_task_states``, the same call
+    and answer on Airflow 3.0-3.3)."""
 
     def state_of(self, context: Mapping[str, Any]) -> str | None:
         ti = context.get("ti")
         if ti is None:
             return None
+        map_index = ti.map_index if ti.map_index is not None and ti.map_index >= 0 else None
         try:
             with through_supervisor():
-                states = ti.get_task_states(
-                    dag_id=ti.dag_id,
-                    map_index=ti.map_index if ti.map_index is not None and ti.map_index >= 0 else None,
-                    task_ids=[ti.task_id],
-                    run_ids=[ti.run_id],
-                )
+                by_task = get_task_states(ti, task_id=ti.task_id, map_index=map_index)
         except Exception:  # noqa: BLE001 - any failure means "cannot be asked": keep the job
             return None
-        by_task = states.get(ti.run_id) or {}
-        name = ti.task_id if ti.map_index is None or ti.map_index < 0 else f"{ti.task_id}_{ti.map_index}"
+        if by_task is None:
+            return None
+        name = ti.task_id if map_index is None else f"{ti.task_id}_{map_index}"
         if name not in by_task:
             return None
         state = by_task[name]

@@ -46,6 +46,9 @@ STOP_KILLED = "killed"
 #: ``stop_reason`` written when an attempt reached the operator's wait limit.
 STOP_WAIT_LIMIT = "wait_limit"
 STOP_REASONS = frozenset({STOP_CLEARED, STOP_TIMEOUT, STOP_USER, STOP_KILLED, STOP_WAIT_LIMIT})
+#: Stops a person asked for: a job still running under one of them is asked again to cancel. A spent
+#: time budget (timeout, wait limit) is not asked again: a retry brings a budget of its own.
+PERSONS_STOPS = frozenset({STOP_CLEARED, STOP_USER, STOP_KILLED})
 
 
 @dataclass(frozen=True)
@@ -87,14 +90,23 @@ class Decision:
 def same_lineage(record: Record, facts: Facts) -> bool:
     """Whether ``record`` was written in this attempt's lineage (a retry) or an earlier one (a clear).
 
-    A clear of a finished task sets ``max_tries = try_number + retries``. Lowering ``retries``
-    before a clear can give back an old ``max_tries``; the DAG run's ``clear_number`` (which every
-    clear raises) tells that clear from a retry whose DAG file changed ``retries`` meanwhile.
+    A clear of a finished task sets ``max_tries = try_number + retries``, which usually differs
+    from the lineage's; but a ``retries`` changed before the clear can give an old value back. Every
+    clear raises the DAG run's ``clear_number`` and a retry never does, so where Airflow provides it
+    a changed ``clear_number`` also means a new lineage (clearing another task of the same DAG run
+    while this one waits for its retry counts too: a finished job then runs again, never a second
+    copy beside a running one). Where it is unknown, the first try after a clear is told by
+    ``try_number == max_tries - retries + 1``, which no retry of a lineage has.
     """
     if record.lineage != facts.lineage:
         return False
-    retries_changed = _known_and_different(record.retries, facts.retries)
-    return not (retries_changed and _known_and_different(record.clear_number, facts.clear_number))
+    if record.owner >= facts.try_number:
+        return True  # this attempt's own writes
+    if record.clear_number is not None and facts.clear_number is not None:
+        return record.clear_number == facts.clear_number
+    if facts.retries is None:
+        return True
+    return facts.try_number != facts.lineage - facts.retries + 1
 
 
 def _known_and_different(recorded: object, now: object) -> bool:
@@ -161,7 +173,7 @@ def decide(record: Record | RecordError | None, job: JobStatus | None, facts: Fa
         )
 
     found = "job found by its token" if record.phase is Phase.SUBMITTING else "job"
-    if state is JobState.STOPPING or (state.is_active and record.stop_reason is not None):
+    if state is JobState.STOPPING or (state.is_active and record.stop_reason in PERSONS_STOPS):
         why = f" (cancel asked for: {record.stop_reason})" if record.stop_reason else ""
         return Decision(
             Action.AWAIT_STOP,
@@ -176,17 +188,6 @@ def decide(record: Record | RecordError | None, job: JobStatus | None, facts: Fa
         return Decision(
             Action.SUBMIT,
             f"{found} is {state.value}, cancelled because a person cleared the running task: rerun",
-        )
-    if (
-        same
-        and state is JobState.CANCELLED
-        and record.stop_reason is None
-        and _known_and_different(record.clear_number, facts.clear_number)
-    ):
-        return Decision(
-            Action.SUBMIT,
-            f"{found} was cancelled by the attempt a person cleared while it ran (the DAG run was cleared "
-            "since the record was written): rerun",
         )
     if not same:
         return Decision(Action.SUBMIT, f"{found} is {state.value}; {lineage}: a clear means rerun")
@@ -249,6 +250,19 @@ def decide_kill(facts: KillFacts) -> KillDecision:
         return KillDecision(False, "cancel_on_kill='never': the job is left running")
     if facts.owns_record is False:
         return KillDecision(False, "a newer try owns the job now (fencing): never cancel a successor's job")
+    if facts.owns_record and facts.ti_state in SUPERSEDED_STATES:
+        return KillDecision(
+            False,
+            f"the task is {facts.ti_state} in Airflow: this attempt was replaced (a zombie) and the next try "
+            "takes over the job, whatever fired",
+        )
+    if facts.ti_state in CLEARED_STATES:
+        # First, whatever else fired: the reason written makes the next attempt rerun.
+        return KillDecision(
+            True,
+            f"the task is {facts.ti_state} in Airflow: a person cleared it; cancel and rerun",
+            STOP_CLEARED,
+        )
     if facts.timed_out and facts.owns_record:
         return KillDecision(True, "execution_timeout fired: the author's time budget is spent", STOP_TIMEOUT)
     if facts.policy is CancelOnKill.ALWAYS and facts.owns_record:
@@ -264,10 +278,6 @@ def decide_kill(facts: KillFacts) -> KillDecision:
         )
     if state in SUPERSEDED_STATES:
         return KillDecision(False, f"the task is {state} in Airflow: a newer try takes over the job")
-    if state in CLEARED_STATES:
-        return KillDecision(
-            True, f"the task is {state} in Airflow: a person cleared it; cancel and rerun", STOP_CLEARED
-        )
     return KillDecision(
         True, f"the task is {state} in Airflow: a person (or a final failure) stopped it", STOP_USER
     )

@@ -10,6 +10,7 @@ cancel as asked for (never as the outcome: the job says when it has stopped).
 from __future__ import annotations
 
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from resumable._compat import stats_incr
@@ -22,6 +23,11 @@ from resumable.supervisor_calls import in_supervisor_call
 if TYPE_CHECKING:
     from resumable.attempt import Attempt
     from resumable.mixin import ResumableMixin
+
+
+#: How often a stopping attempt reads its record before it gives up telling whether it owns the job.
+OWNER_READ_TRIES = 3
+OWNER_READ_PAUSE = 0.2
 
 
 class StopControl:
@@ -93,18 +99,28 @@ class StopControl:
         with self._lock:  # a decision in progress on another thread is waited for
             if self._deciding or self._decided is not None:
                 return bool(self._decided)
-            owns: bool | None = True
-            if attempt is not None:
-                try:
-                    attempt.check_owner()
-                except RecordUnreadableHere:
-                    owns = None if attempt.backend.name == "airflow" else False
-                except SupersededError:
-                    owns = False
-                except Exception as error:  # noqa: BLE001 - unreachable state: Airflow's view decides
-                    self._op.log.warning("resumable: could not read the record while stopping (%s)", error)
-                    owns = None
+            owns: bool | None = True if attempt is None else self._owns(attempt)
             return self.settle(attempt, handle, owns)
+
+    def _owns(self, attempt: Attempt) -> bool | None:
+        """Whether this attempt still owns its record; ``None`` when that cannot be told from here."""
+        for tries_left in range(OWNER_READ_TRIES - 1, -1, -1):
+            try:
+                attempt.check_owner()
+                return True
+            except RecordUnreadableHere:
+                return None if attempt.backend.name == "airflow" else False
+            except SupersededError:
+                return False
+            except Exception as error:  # noqa: BLE001 - a failing store is asked again, then Airflow decides
+                self._op.log.warning(
+                    "resumable: could not read the record while stopping (%s)%s",
+                    error,
+                    "; asking again" if tries_left else "; Airflow's view of the task decides",
+                )
+                if tries_left:
+                    time.sleep(OWNER_READ_PAUSE)
+        return None
 
     def settle(self, attempt: Attempt | None, handle: JobHandle | None, owns: bool | None) -> bool:
         """Apply the "who asked?" rules once; returns whether the job was cancelled.
@@ -139,7 +155,7 @@ class StopControl:
             )
             return False
         ti_state = None
-        if owns is None or (op.cancel_on_kill is CancelOnKill.USER_STOP and owns and not self.timed_out):
+        if op.cancel_on_kill is not CancelOnKill.NEVER and owns is not False:
             ti_state = op.task_state_probe.state_of(attempt.context if attempt else {})
         verdict = decide_kill(KillFacts(op.cancel_on_kill, self.timed_out, owns, ti_state))
         stats_incr("resumable.kill." + ("cancel" if verdict.cancel else "keep"), op._tags())

@@ -36,6 +36,7 @@ def make_token(
     seq: int,
     run_after: str = "",
     *,
+    run_started_at: str = "",
     salt: str = "",
 ) -> str:
     """Return the idempotency token of one submission of one task instance.
@@ -43,11 +44,15 @@ def make_token(
     It is a hash of the task instance, its lineage and the submission number, so a retry of the
     same submission reuses it and a new submission (new ``seq`` or new lineage) never does.
     ``run_after`` (the DAG run's) tells apart a DAG run deleted and triggered again under the same run_id;
-    ``salt`` (:func:`deployment_salt`) one Airflow deployment from another.
+    ``run_started_at`` (when the DAG run started) a DAG run from a deleted one with the same run_id
+    and run_after (a backfill), whose job an idempotent service would otherwise hand back; ``salt``
+    (:func:`deployment_salt`) one Airflow deployment from another. A token is computed once per
+    submission and kept in the record, so these only need to hold until the intent is written.
     At most 64 characters of ``[A-Za-z0-9._-]``: Databricks, EMR Serverless and EMR on EKS all accept it.
     """
     parts = [dag_id, run_id, task_id, str(map_index), str(lineage), str(seq), run_after]
-    material = "\x1f".join([*parts, salt] if salt else parts)
+    extra = [run_started_at, salt] if run_started_at else ([salt] if salt else [])
+    material = "\x1f".join([*parts, *extra])
     digest = hashlib.sha256(material.encode("utf-8")).hexdigest()[:40]
     token = f"{TOKEN_PREFIX}-{digest}-{lineage}-{seq}"[:64]
     assert TOKEN_PATTERN.match(token), token

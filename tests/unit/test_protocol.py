@@ -126,10 +126,13 @@ def test_job_cancelled_because_a_person_cleared_the_running_task_is_rerun(job, a
     assert (decision.action, decision.reuse_token) == (action, False), decision.reason
 
 
-@pytest.mark.parametrize("reason", ["timeout", "wait_limit", "user_stop"])
+@pytest.mark.parametrize("reason", ["timeout", "wait_limit", "user_stop", "cleared", "killed"])
 def test_a_cancel_request_is_not_an_outcome_the_next_attempt_waits_for_the_job(reason) -> None:
     rec = record(SUBMITTED, stop_reason=reason)
-    assert decide(rec, status(S.RUNNING), Facts(LINEAGE, 2)).action is A.AWAIT_STOP
+    assert decide(rec, status(S.STOPPING), Facts(LINEAGE, 2)).action is A.AWAIT_STOP
+    # still running: a person's stop is asked again; a spent budget's is not (the retry has its own)
+    still = decide(rec, status(S.RUNNING), Facts(LINEAGE, 2)).action
+    assert still is (A.AWAIT_STOP if reason in ("user_stop", "cleared", "killed") else A.REATTACH)
     after = decide(record(DONE, stop_reason=reason, last=S.CANCELLED), None, Facts(LINEAGE, 2))
     assert (after.action, after.reuse_token) == (A.SUBMIT, False)
 
@@ -137,14 +140,18 @@ def test_a_cancel_request_is_not_an_outcome_the_next_attempt_waits_for_the_job(r
 def test_lowering_retries_before_a_clear_is_still_a_clear() -> None:
     # retries 2 -> max_tries 2 at try 1; retries lowered to 1 and cleared at try 1: max_tries 1 + 1 = 2.
     done = replace(record(DONE, last=S.SUCCEEDED), lineage=2, retries=2, clear_number=0)  # type: ignore[arg-type]
-    cleared = Facts(2, 2, retries=1, clear_number=1)
-    assert decide(done, None, cleared).action is A.SUBMIT
+    assert decide(done, None, Facts(2, 2, retries=1, clear_number=1)).action is A.SUBMIT
+    # ... and raised again before the next try ran: the clear counter still tells
+    assert decide(done, None, Facts(2, 2, retries=2, clear_number=1)).action is A.SUBMIT
     # A DAG file that changed retries while the task was being retried (no clear) is still a retry.
-    edited = Facts(2, 2, retries=1, clear_number=0)
-    assert decide(done, None, edited).action is A.FINISH
-    # Another task of the run cleared while this one was being retried: still a retry.
-    other_cleared = Facts(2, 2, retries=2, clear_number=1)
-    assert decide(done, None, other_cleared).action is A.FINISH
+    assert decide(done, None, Facts(2, 2, retries=1, clear_number=0)).action is A.FINISH
+    # Without a clear counter (it is unknown), the first try after a clear is told by its numbers.
+    unknown = replace(done, clear_number=None)
+    assert decide(unknown, None, Facts(2, 2, retries=1)).action is A.SUBMIT
+    assert decide(unknown, None, Facts(2, 2, retries=2)).action is A.FINISH
+    # The attempt's own writes are always its lineage's.
+    own = replace(done, owner=2)
+    assert decide(own, None, Facts(2, 2, retries=1, clear_number=1)).action is A.FINISH
 
 
 def test_a_job_cancelled_by_a_cleared_attempt_whose_record_was_out_of_reach_is_rerun() -> None:
@@ -174,6 +181,9 @@ U = CancelOnKill.USER_STOP
 KILL_TABLE = [
     # policy, timed out, owns the record, ti state now -> cancel?, stop reason
     (U, True, True, "running", True, "timeout"),  # execution_timeout
+    (U, True, True, None, True, "timeout"),  # ... even when Airflow cannot be asked
+    (U, True, True, "up_for_retry", False, None),  # a zombie's timeout before its retry started
+    (U, True, True, "queued", False, None),
     (U, False, True, "failed", True, "user_stop"),  # marked failed
     (U, False, True, "success", True, "user_stop"),  # marked success
     (U, False, True, "restarting", True, STOP_CLEARED),  # cleared while running
@@ -195,6 +205,8 @@ KILL_TABLE = [
     (U, False, None, None, False, None),
     (CancelOnKill.ALWAYS, False, None, "running", False, None),
     (CancelOnKill.ALWAYS, False, True, "running", True, "killed"),
+    (CancelOnKill.ALWAYS, False, True, None, True, "killed"),
+    (CancelOnKill.ALWAYS, False, True, "up_for_retry", False, None),  # replaced: never, whatever fired
     (CancelOnKill.ALWAYS, False, False, "running", False, None),
     (CancelOnKill.NEVER, True, True, "failed", False, None),
 ]
