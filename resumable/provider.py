@@ -45,12 +45,25 @@ def get_provider_info() -> dict[str, Any]:
                         "sensitive": True,
                     },
                     "state_retention_days": {
-                        "description": "Days the airflow backend keeps a record (longer than any retry "
-                        "delay you use: an expired record means a retry submits again).",
+                        "description": "Days a record is kept after its last write: the airflow "
+                        "backend's retention, and the age past which the sql backend's purge deletes it. "
+                        "Make it longer than any retry delay you use: an expired record means a retry "
+                        "submits again.",
                         "version_added": "0.1.0",
                         "type": "integer",
                         "example": "30",
                         "default": "90",
+                    },
+                    "deployment_id": {
+                        "description": "What tells this Airflow deployment's idempotency tokens from "
+                        "another's (staging and production running the same DAG against one Databricks "
+                        "workspace or AWS account would otherwise be handed each other's jobs). Unset, the "
+                        "deployment's API server address ([core] execution_api_server_url, else "
+                        "[api] base_url).",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "production-eu",
+                        "default": None,
                     },
                 },
             }
