@@ -1,19 +1,31 @@
-"""airflow-resumable: Airflow operators that reattach to their running job after a worker is lost."""
+"""airflow-resumable: Airflow operators that reattach to their running job after a worker is lost.
 
-from resumable.checkpoint import Checkpoint, DoneSet
-from resumable.errors import (
-    AttemptInterrupted,
-    JobFailedError,
-    RecordError,
-    ResumableError,
-    StateBackendError,
-    SupersededError,
-    TransientJobError,
-)
-from resumable.job import JobHandle, JobState, JobStatus
-from resumable.mixin import ResumableMixin
+The names below are loaded on first use, so that importing the package (Airflow does, for its
+provider entry point, while it loads its configuration) never reaches Airflow's task machinery.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+_WHERE = {
+    "AttemptInterrupted": "resumable.errors",
+    "Checkpoint": "resumable.checkpoint",
+    "DoneSet": "resumable.checkpoint",
+    "JobFailedError": "resumable.errors",
+    "JobHandle": "resumable.job",
+    "JobState": "resumable.job",
+    "JobStatus": "resumable.job",
+    "RecordError": "resumable.errors",
+    "ResumableError": "resumable.errors",
+    "ResumableMixin": "resumable.mixin",
+    "StateBackendError": "resumable.errors",
+    "SupersededError": "resumable.errors",
+    "TransientJobError": "resumable.errors",
+}
 
 __all__ = [
     "AttemptInterrupted",
@@ -30,3 +42,25 @@ __all__ = [
     "SupersededError",
     "TransientJobError",
 ]
+
+if TYPE_CHECKING:
+    from resumable.checkpoint import Checkpoint, DoneSet
+    from resumable.errors import (
+        AttemptInterrupted,
+        JobFailedError,
+        RecordError,
+        ResumableError,
+        StateBackendError,
+        SupersededError,
+        TransientJobError,
+    )
+    from resumable.job import JobHandle, JobState, JobStatus
+    from resumable.mixin import ResumableMixin
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        value = getattr(import_module(_WHERE[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'resumable' has no attribute {name!r}")

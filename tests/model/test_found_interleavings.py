@@ -1,0 +1,203 @@
+"""Interleavings the model checker found, each replayed by hand as a short, plain sequence.
+
+Every test runs on the ``memory`` and ``sql`` backends (the ``world`` fixture). A step that breaks
+one of DESIGN.md's guarantees raises :class:`~tests.model.world.GuaranteeViolated`, which names it.
+
+The first group replays issue 11's scenarios. All but the last broke a guarantee on the core of
+commit 8bfb366, where the model checker was written (the last passes there too: the memory and
+sql backends fence a zombie by its record); all pass on the fixed core, and stay as regression
+tests. The second group was found by the model checker on the core while it was being fixed
+(commit 47918c2 and the work after it) and was fixed in commit 8eff28f; the docstrings say how
+the core went wrong there. The third group was found on 8eff28f and fails until the core
+handles it.
+"""
+
+from __future__ import annotations
+
+# ---- issue 11's scenarios (broke guarantees on 8bfb366; pass now) ------------------------------
+
+
+def test_a_clear_after_a_crash_in_the_submit_window_reattaches_instead_of_submitting_again(world) -> None:
+    """retries=0; the worker dies after submit, before the handle is written; a person clears the
+    failed task; the next try must find the first job, not start a second beside it (guarantee 1)."""
+    w = world(retries=0)
+    w.attempt_dies_at("after_submit")
+    w.person_clears_finished_task()
+    w.attempt_runs()
+    assert w.svc.total_submissions == 1
+
+
+def test_a_mark_failed_while_the_submit_is_in_flight_cancels_the_job(world) -> None:
+    """A person marks the task failed while the submit's answer is held: once the job's id arrives,
+    the stop applies and the job is cancelled (guarantee 4)."""
+    w = world(retries=0)
+    w.person_stops("mark_failed", "submit")
+    assert w.svc.cancelled == w.svc.created
+
+
+def test_a_clear_of_a_running_task_whose_cancel_takes_polls_reruns_only_after_it_stopped(world) -> None:
+    """A clear of the running task cancels its job, which is STOPPING for two status calls: the cancel
+    request is not recorded as the job's outcome (guarantee 5), and the rerun waits for the job to
+    stop instead of running beside it (guarantee 1)."""
+    w = world(retries=0, cancel_polls=2)
+    w.person_stops("clear", 1)
+    w.attempt_runs()
+    assert w.ti.state == "success" and w.svc.total_submissions == 2
+
+
+def test_a_clear_after_retries_were_lowered_reruns_the_job(world) -> None:
+    """retries 1 -> 0 between the success and the clear gives the clear the lineage the first run had
+    (max_tries = try_number + retries = 1): the clear must still run the job again (guarantee 3)."""
+    w = world(retries=1)
+    w.attempt_runs()
+    w.retries_changed(0)
+    w.person_clears_finished_task()
+    w.attempt_runs()
+    assert w.svc.total_submissions == 2
+
+
+def test_a_dag_run_created_again_with_the_same_run_id_runs_the_job(world) -> None:
+    """The DAG run is deleted and triggered again with the same run_id: the new run must not finish
+    with the deleted run's job (guarantee 3)."""
+    w = world(retries=1)
+    w.attempt_runs()
+    w.dag_run_recreated(same_run_after=False)
+    w.attempt_runs()
+    assert w.svc.total_submissions == 2
+
+
+def test_a_backfilled_dag_run_with_the_same_run_after_runs_the_job(world) -> None:
+    """The same with a backfill, which keeps the run's run_after: only its start date tells it apart."""
+    w = world(retries=1)
+    w.attempt_runs()
+    w.dag_run_recreated(same_run_after=True)
+    w.attempt_runs()
+    assert w.svc.total_submissions == 2
+
+
+def test_a_zombie_timed_out_while_its_successor_polls_never_cancels(world) -> None:
+    """A try freezes while polling; its retry reattaches and polls; the zombie's own execution_timeout
+    fires as it thaws: a replaced try never cancels (guarantee 2)."""
+    w = world(retries=1, polls=3)
+    w.zombie(freeze_at=1, successor="while_polling", thaw="timeout")
+    assert w.svc.cancelled == [] and w.ti.state == "success"
+
+
+# ---- found by the model checker on 47918c2 and after; fixed in 8eff28f --------------------------
+
+
+def test_a_zombie_timed_out_before_its_retry_started_never_cancels(world) -> None:
+    """A try freezes while polling; Airflow fails it and schedules the retry (up_for_retry); the
+    zombie thaws by its own execution_timeout before the retry starts. It still owns the record, but
+    Airflow has replaced it: it must keep the job for the retry, not cancel it (guarantee 2).
+    The kill rules cancelled on a timeout whenever the record was still the attempt's."""
+    w = world(retries=1, polls=1)
+    w.zombie(freeze_at=1, successor="none", thaw="timeout")
+
+
+def test_a_zombie_timed_out_while_its_successor_reads_the_record_never_cancels(world) -> None:
+    """A try freezes while polling; its retry starts and has read the record and the job's status but
+    not yet taken the job over when the zombie thaws by its own execution_timeout. The record still
+    names the zombie, Airflow runs the newer try: the zombie must not cancel (guarantee 2). It
+    cancelled the job its successor was about to reattach to (issue 11's item 5 on these backends)."""
+    w = world(retries=1, polls=2)
+    w.zombie(freeze_at=1, successor="at_observe", thaw="timeout")
+
+
+def test_a_zombie_put_down_before_its_retry_started_never_cancels_even_with_cancel_on_kill_always(
+    world,
+) -> None:
+    """The same zombie, put down by SIGTERM, with cancel_on_kill='always': "a replaced attempt never
+    cancels, whatever fired" (guarantee 2), but the kill rules apply 'always' whenever the record is
+    still the attempt's, without asking Airflow whether a retry has taken over."""
+    w = world(retries=1, polls=1, cancel_on_kill="always")
+    w.zombie(freeze_at=1, successor="none", thaw="sigterm")
+
+
+def test_a_final_timeout_cancels_the_job_even_when_the_record_cannot_be_read(world) -> None:
+    """retries=0; execution_timeout fires while the submit's answer is held, and the state store
+    fails the read on_kill makes to check ownership: the try is the current one in Airflow
+    ("running"), its time is spent and no retry will look at the job, yet the job is kept
+    (guarantee 4). An unreadable record turned the timeout into "Airflow's view decides",
+    and "running" means "keep"."""
+    w = world(retries=0, polls=1)
+    w.state_store_fails("get", nth=2)
+    w.execution_timeout("submit")
+
+
+def test_a_stop_during_the_rerun_after_a_slow_cancel_cancels_the_rerun(world) -> None:
+    """A person clears the running task; its job takes a status call to stop (cancel_polls=1). The
+    next try waits for it to stop, then submits the rerun, and a person marks it failed while that
+    submit's answer is held: the stop is applied to the job that was awaited (already cancelled),
+    not to the new one, which is left running with the task failed (guarantee 4)."""
+    w = world(retries=0, polls=1, cancel_polls=1)
+    w.person_stops("clear", 1)
+    w.person_stops("mark_failed", "submit")
+
+
+def test_a_clear_reruns_the_job_when_retries_changed_before_the_first_try(world) -> None:
+    """The DAG run is created with retries=2 (max_tries=2); the DAG file changes retries to 1 before
+    the task runs (an unversioned bundle runs the latest file). The try succeeds and writes
+    retries=1; a clear gives max_tries = 1 + 1 = 2, the lineage the first try had, and since
+    retries did not change after the record was written, the clear is taken for a retry and
+    finishes with the old job instead of running it again (guarantee 3)."""
+    w = world(retries=2, polls=1)
+    w.retries_changed(1)
+    w.attempt_runs()
+    w.person_clears_finished_task()
+    w.attempt_runs()
+
+
+def test_a_clear_reruns_the_job_when_retries_changed_between_the_clear_and_the_next_try(world) -> None:
+    """retries=2: the first try (max_tries=2) succeeds; retries is lowered to 1 and the task cleared
+    (max_tries = 1 + 1 = 2, the old lineage again); then the DAG file raises retries to 2 before the
+    next try runs. Telling the clear apart by "try_number == max_tries - retries + 1" uses today's
+    retries, not the clear's, so the clear is taken for a retry and finishes with the old job
+    (guarantee 3)."""
+    w = world(retries=2, polls=1)
+    w.attempt_runs()
+    w.retries_changed(1)
+    w.person_clears_finished_task()
+    w.retries_changed(2)
+    w.attempt_runs()
+
+
+def test_a_backfilled_dag_run_whose_record_went_with_the_deleted_run_runs_the_job(world) -> None:
+    """The DAG run is deleted (its record with it: Airflow's task state store deletes records with
+    the run, the sql backend's purge too) and backfilled with the same run_id and run_after. The
+    new run's first submission computes the deleted run's token, so an idempotent service hands
+    back the deleted run's finished job, and the task succeeds without running (guarantee 3)."""
+    w = world(retries=1, polls=1)
+    w.attempt_runs()
+    w.dag_run_recreated(same_run_after=True, record_kept=False)
+    w.attempt_runs()
+
+
+# ---- found by the model checker on 8eff28f; each fails until the core handles it --------------
+
+
+def test_a_backfilled_dag_run_whose_first_try_died_early_still_runs_the_job(world) -> None:
+    """The DAG run succeeded, was deleted (its record kept, as the sql backend keeps it) and
+    backfilled with the same run_id and run_after. The backfill's first try dies before it writes
+    anything; its retry reads the deleted run's DONE record. A record is taken for another run's
+    only when its owner is at least this try, and "written before this run started" is not asked
+    otherwise, so try 2 finishes with the deleted run's job instead of running it (guarantee 3)."""
+    w = world(retries=1, polls=1)
+    w.attempt_runs()
+    w.dag_run_recreated(same_run_after=True, record_kept=True)
+    w.attempt_dies_at("before_intent")
+    w.attempt_runs()
+
+
+def test_a_stop_after_a_person_deleted_the_record_cancels_the_new_job_not_the_old_one(world) -> None:
+    """A service without idempotent submit (the job is found by its token, like EMR steps). Try 1
+    dies after submit; the record is damaged; a person cancels the job and deletes the record, as
+    the error says. Try 2 submits with the same token as the deleted record's (same lineage,
+    seq 1: DESIGN.md wants a new token for every new submission), then its execution_timeout fires
+    while the submit's answer is held: the stop looks the job up by token, finds the old cancelled
+    one, and leaves the new one running with the task failed (guarantee 4)."""
+    w = world(retries=1, polls=1, idempotent=False)
+    w.attempt_dies_at("after_submit")
+    w.record_corrupted("no_handle")
+    w.person_deletes_corrupt_record()
+    w.execution_timeout("submit")
