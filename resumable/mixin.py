@@ -447,6 +447,7 @@ class ResumableMixin:
                 facts.run_after or "",
                 run_started_at=facts.run_started_at or "",
                 salt=deployment_salt(),
+                try_number=facts.try_number,
             )
         intent = attempt.stamp(
             Record(

@@ -118,16 +118,29 @@ def of_an_earlier_dag_run(record: Record, facts: Facts) -> bool:
 
     Try numbers only grow within a DAG run, and every write of a newer try comes after the run
     started; a record of a try this attempt has not passed, last written before the run started,
-    is another run's. (Only the ``sql`` backend can find one: Airflow's store deletes with the run.)
+    is another run's. So is one of an earlier try written before the run started, unless the run
+    was cleared since (which starts it again and raises its clear counter). (Only the ``sql``
+    backend can find one: Airflow's store deletes records with their run.)
     """
     if _known_and_different(record.run_after, facts.run_after):
         return True
-    if record.owner < facts.try_number or not facts.run_started_at or not record.updated_at:
+    if not facts.run_started_at or not record.updated_at:
         return False
     try:
-        return datetime.fromisoformat(record.updated_at) < datetime.fromisoformat(facts.run_started_at)
+        before = datetime.fromisoformat(record.updated_at) < datetime.fromisoformat(facts.run_started_at)
     except (TypeError, ValueError):
         return False
+    if not before:
+        return False
+    if record.owner >= facts.try_number:
+        return True
+    # An earlier try of this run can predate its start only if the run was cleared (a clear of a
+    # finished run starts it again), and every clear raises the clear counter; a new run's starts at 0.
+    return (
+        record.clear_number is not None
+        and facts.clear_number is not None
+        and (facts.clear_number <= record.clear_number)
+    )
 
 
 def decide(record: Record | RecordError | None, job: JobStatus | None, facts: Facts) -> Decision:

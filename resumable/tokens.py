@@ -38,6 +38,7 @@ def make_token(
     *,
     run_started_at: str = "",
     salt: str = "",
+    try_number: int = 0,
 ) -> str:
     """Return the idempotency token of one submission of one task instance.
 
@@ -46,12 +47,16 @@ def make_token(
     ``run_after`` (the DAG run's) tells apart a DAG run deleted and triggered again under the same run_id;
     ``run_started_at`` (when the DAG run started) a DAG run from a deleted one with the same run_id
     and run_after (a backfill), whose job an idempotent service would otherwise hand back; ``salt``
-    (:func:`deployment_salt`) one Airflow deployment from another. A token is computed once per
-    submission and kept in the record, so these only need to hold until the intent is written.
+    (:func:`deployment_salt`) one Airflow deployment from another, and ``try_number`` (the try that
+    makes the submission) a submission from one made before a person deleted the record. A token
+    is computed once per submission and kept in the record, so these only need to hold until the
+    intent is written.
     At most 64 characters of ``[A-Za-z0-9._-]``: Databricks, EMR Serverless and EMR on EKS all accept it.
     """
     parts = [dag_id, run_id, task_id, str(map_index), str(lineage), str(seq), run_after]
     extra = [run_started_at, salt] if run_started_at else ([salt] if salt else [])
+    if try_number:
+        extra.append(f"try={try_number}")
     material = "\x1f".join([*parts, *extra])
     digest = hashlib.sha256(material.encode("utf-8")).hexdigest()[:40]
     token = f"{TOKEN_PREFIX}-{digest}-{lineage}-{seq}"[:64]
