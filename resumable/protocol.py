@@ -91,12 +91,14 @@ def same_lineage(record: Record, facts: Facts) -> bool:
     """Whether ``record`` was written in this attempt's lineage (a retry) or an earlier one (a clear).
 
     A clear of a finished task sets ``max_tries = try_number + retries``, which usually differs
-    from the lineage's; but a ``retries`` changed before the clear can give an old value back. Every
-    clear raises the DAG run's ``clear_number`` and a retry never does, so where Airflow provides it
-    a changed ``clear_number`` also means a new lineage (clearing another task of the same DAG run
-    while this one waits for its retry counts too: a finished job then runs again, never a second
-    copy beside a running one). Where it is unknown, the first try after a clear is told by
-    ``try_number == max_tries - retries + 1``, which no retry of a lineage has.
+    from the lineage's; but a ``retries`` changed before the clear can give an old value back. A
+    retry never raises the DAG run's ``clear_number`` and most clears do (Airflow 3.2+: every clear
+    that resets the DAG run; 3.0/3.1: a clear that requeues a finished DAG run), so where Airflow
+    provides it a changed ``clear_number`` also means a new lineage (clearing another task of the
+    same DAG run while this one waits for its retry counts too: a finished job then runs again,
+    never a second copy beside a running one). Where it is unknown, the first try after a clear is
+    told by ``try_number == max_tries - retries + 1``, which no retry of a lineage has. A clear that
+    leaves ``clear_number`` as it was and repeats an old ``max_tries`` is taken for a retry.
     """
     if record.lineage != facts.lineage:
         return False
