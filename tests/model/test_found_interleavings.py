@@ -201,3 +201,18 @@ def test_a_stop_after_a_person_deleted_the_record_cancels_the_new_job_not_the_ol
     w.record_corrupted("no_handle")
     w.person_deletes_corrupt_record()
     w.execution_timeout("submit")
+
+
+def test_a_zombie_stops_its_job_when_its_successor_failed_for_good_without_taking_it_over(world) -> None:
+    """Found in a CI run: try 1 of a re-created DAG run freezes while polling; try 2 fails for good
+    at its first state read (the store fails), so it never takes the job over, and the task is
+    failed. When try 1 thaws by SIGTERM it still owns the record, and Airflow says the task failed:
+    stopping the job is right (a final failure asked, and no other attempt will ever look at it,
+    guarantee 4); the model first counted that as a replaced try's cancel."""
+    w = world(retries=1, polls=2)
+    w.state_store_fails("get", nth=1)
+    w.attempt_runs()
+    w.attempt_runs()
+    w.state_store_fails("get", nth=3)
+    w.dag_run_recreated(record_kept=False, same_run_after=False)
+    w.zombie(freeze_at=2, successor="finishes", thaw="sigterm")

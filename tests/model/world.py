@@ -769,6 +769,10 @@ class World:
     def _may_not_cancel(self, a: Attempt) -> str | None:
         ti = self.ti
         if a.generation != ti.generation or ti.try_number > a.try_number:
+            if a.generation == ti.generation and ti.state in ("failed", "success") and self._still_owns(a):
+                # The task ended for good and no later try ever took the job over: the replaced try
+                # is the only one that can stop it (guarantee 4), as a person or a final failure asks.
+                return None
             return f"try {ti.try_number} replaced it (the task is {ti.state} in Airflow)"
         if ti.state in SUPERSEDED:
             return f"it is a replaced try: the task is {ti.state} in Airflow and a retry takes over"
@@ -777,6 +781,12 @@ class World:
         if ti.state == "running":
             return "the task is still running in Airflow and this try's time was not spent: nobody asked"
         return None  # failed, success, restarting, none: a person (or a final failure) stopped the task
+
+    def _still_owns(self, a: Attempt) -> bool:
+        """Whether the stored record still names ``a``'s try as the owner of its job."""
+        found = self._get(self._store, self.scope, KEY)
+        value = found.value if found is not None else None
+        return isinstance(value, dict) and value.get("owner") == a.try_number
 
     def _check_success(self, a: Attempt) -> None:
         job_id = str(a.result["job_id"])
