@@ -16,6 +16,7 @@ from airflow.providers.databricks.hooks.databricks import DatabricksHook, RunSta
 from airflow.providers.databricks.operators.databricks import (
     XCOM_RUN_ID_KEY,
     XCOM_RUN_PAGE_URL_KEY,
+    DatabricksJobRunLink,
     DatabricksRunNowOperator,
     DatabricksSubmitRunOperator,
     update_job_for_repair,
@@ -98,6 +99,28 @@ def _provider_kwargs(cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
     if "durable" in inspect.signature(cls).parameters:
         kwargs["durable"] = False
     return kwargs
+
+
+class _JobRunLink(DatabricksJobRunLink):  # type: ignore[misc]
+    """The provider's "See Databricks Job Run" link, empty (not ``None``) before the run is known.
+
+    A try that fails before it knows its run has no ``run_page_url`` XCom; Airflow 3.0 refuses to
+    store a ``None`` link and fails the task's finalisation. Same name and XCom key as the provider's.
+    """
+
+    @property
+    def xcom_key(self) -> str:
+        return f"_link_{DatabricksJobRunLink.__name__}"
+
+    def get_link(self, operator: Any, *, ti_key: Any) -> str:
+        return super().get_link(operator, ti_key=ti_key) or ""
+
+
+def _links(provider_operator: type) -> tuple[Any, ...]:
+    return tuple(
+        _JobRunLink() if type(link) is DatabricksJobRunLink else link
+        for link in provider_operator.operator_extra_links
+    )
 
 
 class _ResumableDatabricksRun(ResumableMixin):
@@ -201,6 +224,8 @@ class ResumableDatabricksSubmitRunOperator(_ResumableDatabricksRun, DatabricksSu
     to twice that unless ``max_poll_interval`` says otherwise).
     """
 
+    operator_extra_links = _links(DatabricksSubmitRunOperator)
+
     def __init__(self, *, success_with_failures: str = "fail", **kwargs: Any) -> None:
         kwargs.setdefault("poll_interval", kwargs.get("polling_period_seconds", 30) or 1)
         super().__init__(**_provider_kwargs(DatabricksSubmitRunOperator, kwargs))
@@ -222,6 +247,8 @@ class ResumableDatabricksRunNowOperator(_ResumableDatabricksRun, DatabricksRunNo
     ``cancel_previous_runs`` cancels the job's other runs before a new submission, never when a
     retry repeats the token of a run that may already exist.
     """
+
+    operator_extra_links = _links(DatabricksRunNowOperator)
 
     def __init__(self, *, success_with_failures: str = "fail", **kwargs: Any) -> None:
         kwargs.setdefault("poll_interval", kwargs.get("polling_period_seconds", 30) or 1)

@@ -218,7 +218,7 @@ def _expand_input(task: Any) -> Any:
 
 
 def _dag_bag(dags_folder: str | None) -> Any:
-    from airflow.dag_processing.dagbag import DagBag
+    from resumable._compat import DagBag
 
     return DagBag(dag_folder=dags_folder or _conf().get("core", "dags_folder"))
 

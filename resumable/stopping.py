@@ -48,6 +48,13 @@ class StopControl:
         self._decided: bool | None = None
         self._thread: threading.Thread | None = None
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> StopControl:
+        """A copy belongs to the copied operator, with no stop of its own (locks and events are not
+        copyable; Airflow 3.0's ``dag.test()`` deep-copies operators)."""
+        import copy
+
+        return StopControl(copy.deepcopy(self._op, memo))
+
     def reset(self) -> None:
         """Forget the previous attempt's stop (an operator object can run more than one attempt)."""
         self.requested.clear()

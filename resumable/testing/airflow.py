@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from resumable import _compat
+
 
 def init_db() -> None:
     """Create (or upgrade) the metadata database AIRFLOW_HOME points at."""
@@ -21,23 +23,12 @@ def init_db() -> None:
 def register_dag(dag: Any) -> None:
     """Write ``dag`` to the metadata database as if the DAG processor had parsed it."""
     from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.collection import update_dag_parsing_results_in_db
-    from airflow.serialization.serialized_objects import LazyDeserializedDAG
     from airflow.utils.session import create_session
 
     with create_session() as session:
         DagBundlesManager().sync_bundles_to_db(session=session)
         session.flush()
-        update_dag_parsing_results_in_db(
-            "dags-folder",
-            None,
-            [LazyDeserializedDAG.from_dag(dag)],
-            {},
-            None,
-            set(),
-            session=session,
-            files_parsed=set(),
-        )
+        _compat.write_parsed_dags("dags-folder", [dag], session)
 
 
 def run_dag(dag: Any, logical_date: datetime | None = None, **kwargs: Any) -> Any:
@@ -46,6 +37,7 @@ def run_dag(dag: Any, logical_date: datetime | None = None, **kwargs: Any) -> An
     Running it again with the same ``logical_date`` is what a person's "clear" does: Airflow clears
     the task instances (raising their ``max_tries``) and runs them again in the same DAG run.
     """
+    _compat.cache_in_process_execution_api()
     register_dag(dag)
     if logical_date is not None:
         kwargs.setdefault("run_after", logical_date)
@@ -77,7 +69,6 @@ def clear_and_rerun(
 
     from airflow.models.dagrun import DagRun
     from airflow.models.taskinstance import clear_task_instances
-    from airflow.sdk.definitions.dag import _run_task
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
@@ -96,8 +87,9 @@ def clear_and_rerun(
         for ti in tis:
             ti.refresh_from_task(dag.task_dict[ti.task_id])
             session.expunge(ti)
+    _compat.cache_in_process_execution_api()
     for ti in tis:
-        _run_task(ti=ti, task=dag.task_dict[ti.task_id], run_triggerer=True)
+        _compat.run_task_as_dag_test(ti, dag.task_dict[ti.task_id], run_triggerer=True)
     with create_session() as session:
         query = select(DagRun).where(DagRun.dag_id == dag.dag_id, DagRun.run_id == dag_run.run_id)
         return session.scalars(query).one()

@@ -24,6 +24,10 @@ def test_the_job_page_link_points_at_the_job(lab: CrashLab, system: str, link: s
     links = lab.stack.api("GET", f"dags/{run.dag_id}/dagRuns/{run.run_id}/taskInstances/job/links")[
         "extra_links"
     ]
+    if not links.get(link):  # say why, with what the worker did
+        ti = lab.task(run)
+        logs = "\n".join(lab.task_log(run, n)[-4000:] for n in range(1, int(ti["try_number"]) + 1))
+        pytest.fail(f"no {link!r} link: {links}; task instance {ti}; task log:\n{logs}")
     assert expected in links[link], links
     job_id = lab.job_ids(run)[0]
     if system == "databricks":

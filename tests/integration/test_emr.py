@@ -267,7 +267,8 @@ def test_deferrable_waits_in_the_providers_trigger(kind, aws) -> None:
 def test_deferrable_records_the_job_before_deferring(kind, aws, fault) -> None:
     """The attempt dies between submit and defer; the retry defers on the job it finds and submits
     nothing new."""
-    aws.script_next(kind.script_kind, *[JobScript(duration=100.0, pending=0.0)] * kind.per_submission)
+    # long enough to outlive the failed try (on Airflow < 3.3 dag.test() needs seconds for a retry)
+    aws.script_next(kind.script_kind, *[JobScript(duration=400.0, pending=0.0)] * kind.per_submission)
     fault("after_submit")
     dag, _ = make(kind, aws, deferrable=True, **_trigger_delay(kind))
     dr = run_dag(dag)

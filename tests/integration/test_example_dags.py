@@ -26,7 +26,7 @@ DAG_IDS = {
 
 @pytest.fixture(scope="module")
 def bag():
-    from airflow.dag_processing.dagbag import DagBag
+    from resumable._compat import DagBag
 
     return DagBag(dag_folder=str(EXAMPLES))
 
