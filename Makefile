@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
 
-.PHONY: demo test test-fast lint typecheck docs clean bench
+.PHONY: demo test test-fast lint typecheck docs clean bench test-tiers test-e2e test-e2e-old
+PYTEST := pytest -q -p no:cacheprovider
 
 $(VENV): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,11 +19,16 @@ $(VENV): pyproject.toml constraints.txt
 #   uv pip compile --universal --python-version 3.10 --no-header --no-annotate pyproject.toml \
 #     --extra dev -c <(printf 'apache-airflow==3.X.Y\nsvcs<26.2\nalembic<1.18\n') -o constraints/airflow-3.X.txt
 # (3.0 also with fastapi<0.118, the bound 3.1 sets: later FastAPI rejects the 3.0 task SDK's
-# requests, whose JSON bodies carry no Content-Type.)
+# requests, whose JSON bodies carry no Content-Type; and pyjwt<2.11: later PyJWT refuses the
+# token 3.0's API server signs with no [api_auth] jwt_issuer, so its every request fails.)
 # svcs 26.2 detaches its registry when a lifespan closes: Airflow < 3.3's in-process Execution API
 # (dag.test) closes it when garbage collected, and its next request fails. alembic 1.18 logs each
 # of its plugins, which Airflow < 3.3 prints on the stdout of every command (`config get-value`).
-OLD_AIRFLOW_VENVS := .venvs/airflow-3.0 .venvs/airflow-3.1 .venvs/airflow-3.2
+#: The Airflow versions below 3.3 that `make test` runs the unit and integration tiers on, and the
+#: ones (the oldest and a middle version) it also runs the `every_airflow` e2e tests on.
+OLD_AIRFLOW := 3.0 3.1 3.2
+E2E_AIRFLOW := 3.0 3.2
+OLD_AIRFLOW_VENVS := $(addprefix .venvs/airflow-,$(OLD_AIRFLOW))
 
 .venvs/airflow-%: pyproject.toml constraints/airflow-%.txt
 	$(PYTHON) -m venv $@
@@ -51,14 +57,40 @@ bench: $(VENV)
 	$(BIN)/python bench/overhead.py --write docs/benchmarks.md
 	$(BIN)/python bench/chaos.py --write docs/benchmarks.md
 
-# `make test`: ruff, mypy, the strict docs build, then every tier on Airflow 3.3 (unit, integration,
-# the model checker, the install checks on 3.0-3.3, and tests/e2e on a real Airflow).
-# `make test-fast` skips the real-Airflow tier (tests/e2e), for iterating.
-test: lint typecheck docs $(OLD_AIRFLOW_VENVS)
-	$(BIN)/pytest -q -p no:cacheprovider
+# `make test`: every check, in two phases, each running its parts side by side (their output is
+# printed part by part as each ends). Phase 1: ruff, mypy and the strict docs build; every tier but
+# the real-Airflow one on Airflow 3.3 (unit, integration, the model checker, the install checks on
+# 3.0-3.3); the unit and integration tiers on each of $(OLD_AIRFLOW). Phase 2: the real-Airflow
+# tier (tests/e2e) in full on 3.3, beside its every_airflow tests on $(E2E_AIRFLOW), one version
+# after the other. The parts wait on services and emulated jobs far more than they compute, which
+# is what lets them share this machine's two cores.
+# `make test-fast`: phase 1 on Airflow 3.3 only, for iterating.
+test: $(VENV) $(OLD_AIRFLOW_VENVS)
+	$(MAKE) --no-print-directory -j8 -Otarget lint typecheck docs test-tiers $(addprefix test-tiers-airflow-,$(OLD_AIRFLOW))
+	$(MAKE) --no-print-directory -j2 -Otarget test-e2e test-e2e-old
 
-test-fast: $(VENV) $(OLD_AIRFLOW_VENVS)
-	$(BIN)/pytest -q -p no:cacheprovider -m "not e2e"
+test-fast: test-tiers
+
+# Airflow 3.3: every test but the real-Airflow ones.
+test-tiers: $(VENV) $(OLD_AIRFLOW_VENVS)
+	$(BIN)/$(PYTEST) -m "not e2e"
+
+# Airflow 3.X (`make test-tiers-airflow-3.1`): the unit and integration tiers.
+test-tiers-airflow-%: .venvs/airflow-%
+	.venvs/airflow-$*/bin/$(PYTEST) -m "not e2e" tests/unit tests/integration
+
+# Airflow 3.3: the real-Airflow tier in full.
+test-e2e: $(VENV)
+	$(BIN)/$(PYTEST) -m e2e tests/e2e
+
+# Airflow 3.X (`make test-e2e-airflow-3.0`): the real-Airflow tests marked every_airflow.
+test-e2e-airflow-%: .venvs/airflow-%
+	.venvs/airflow-$*/bin/$(PYTEST) -m every_airflow tests/e2e
+
+# The every_airflow tests on each of $(E2E_AIRFLOW), one after the other (each boots an Airflow).
+test-e2e-old: $(addprefix .venvs/airflow-,$(E2E_AIRFLOW))
+	@status=0; for version in $(E2E_AIRFLOW); do \
+		$(MAKE) --no-print-directory test-e2e-airflow-$$version || status=1; done; exit $$status
 
 clean:
 	rm -rf $(VENV) .venvs .airflow .pytest_cache .mypy_cache .ruff_cache site

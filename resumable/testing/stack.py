@@ -127,6 +127,8 @@ class AirflowStack:
             "AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC": "1",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            # XCom values read back through the REST API (Airflow 3.0 refuses ``deserialize`` without it)
+            "AIRFLOW__API__ENABLE_XCOM_DESERIALIZE_SUPPORT": "True",
             # Each stack serves its logs on ports of its own, so that stacks can run side by side.
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self._log_ports[0]),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self._log_ports[1]),
