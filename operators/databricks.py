@@ -116,7 +116,7 @@ class _JobRunLink(DatabricksJobRunLink):  # type: ignore[misc]
         return super().get_link(operator, ti_key=ti_key) or ""
 
 
-def _links(provider_operator: type) -> tuple[Any, ...]:
+def _links(provider_operator: Any) -> tuple[Any, ...]:
     return tuple(
         _JobRunLink() if type(link) is DatabricksJobRunLink else link
         for link in provider_operator.operator_extra_links

@@ -27,9 +27,14 @@ _USER_ACTION = "__airflow_user_action__"
 class _StopsJobOnAPersonsStop:
     """Trigger mixin: ``cancel_on_kill`` stops the job when a person stops the deferred task."""
 
-    cancel_on_kill: bool
     log: Any
     task_instance: Any
+    serialized_fields: dict[str, Any]
+
+    def __init__(self, *, cancel_on_kill: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.cancel_on_kill = cancel_on_kill
+        self.serialized_fields["cancel_on_kill"] = cancel_on_kill
 
     def stop_job(self) -> None:
         raise NotImplementedError
@@ -76,11 +81,6 @@ class _StopsJobOnAPersonsStop:
 class ResumableEmrAddStepsTrigger(_StopsJobOnAPersonsStop, EmrAddStepsTrigger):
     """``EmrAddStepsTrigger`` whose steps are cancelled when a person stops the deferred task."""
 
-    def __init__(self, *, cancel_on_kill: bool = False, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.cancel_on_kill = cancel_on_kill
-        self.serialized_fields["cancel_on_kill"] = cancel_on_kill
-
     def stop_job(self) -> None:
         fields = self.serialized_fields
         self.hook().conn.cancel_steps(ClusterId=fields["job_flow_id"], StepIds=list(fields["step_ids"]))
@@ -88,11 +88,6 @@ class ResumableEmrAddStepsTrigger(_StopsJobOnAPersonsStop, EmrAddStepsTrigger):
 
 class ResumableEmrCreateJobFlowTrigger(_StopsJobOnAPersonsStop, EmrCreateJobFlowTrigger):
     """``EmrCreateJobFlowTrigger`` whose cluster is terminated when a person stops the deferred task."""
-
-    def __init__(self, *, cancel_on_kill: bool = False, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.cancel_on_kill = cancel_on_kill
-        self.serialized_fields["cancel_on_kill"] = cancel_on_kill
 
     def stop_job(self) -> None:
         self.hook().conn.terminate_job_flows(JobFlowIds=[self.serialized_fields["job_flow_id"]])

@@ -20,6 +20,15 @@ def get(key: str, fallback: str) -> str:
     return _conf_get("resumable", key, fallback)
 
 
+def deployment_id() -> str:
+    """``[resumable] deployment_id``, else this deployment's API server address
+    (``[core] execution_api_server_url``, else ``[api] base_url``): what salts its tokens."""
+    explicit = get("deployment_id", "").strip()
+    if explicit:
+        return explicit
+    return _conf_get("core", "execution_api_server_url", "").strip() or api_base_url()
+
+
 def airflow_home() -> str:
     return os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
 

@@ -45,7 +45,6 @@ STOP_USER = "user_stop"
 STOP_KILLED = "killed"
 #: ``stop_reason`` written when an attempt reached the operator's wait limit.
 STOP_WAIT_LIMIT = "wait_limit"
-STOP_REASONS = frozenset({STOP_CLEARED, STOP_TIMEOUT, STOP_USER, STOP_KILLED, STOP_WAIT_LIMIT})
 #: Stops a person asked for: a job still running under one of them is asked again to cancel. A spent
 #: time budget (timeout, wait limit) is not asked again: a retry brings a budget of its own.
 PERSONS_STOPS = frozenset({STOP_CLEARED, STOP_USER, STOP_KILLED})

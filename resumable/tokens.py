@@ -21,10 +21,7 @@ def deployment_salt() -> str:
     """
     from resumable import config
 
-    explicit = config.get("deployment_id", "").strip()
-    if explicit:
-        return explicit
-    return config._conf_get("core", "execution_api_server_url", "").strip() or config.api_base_url()
+    return config.deployment_id()
 
 
 def make_token(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from airflow.sdk import DAG
 
@@ -12,3 +13,21 @@ def new_dag(prefix: str) -> DAG:
     """An empty DAG with a unique id, for tests that add their own operators."""
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     return DAG(name, schedule=None, start_date=datetime(2025, 1, 1), catchup=False)
+
+
+def a_record(phase: str, state: str | None, job_id: str = "42") -> dict[str, Any]:
+    """A stored record of the fake service's operator as the mixin writes it (lineage 3, owner try 2):
+    ``phase`` "submitting" (no job id yet), "submitted" or "done", ``state`` the job's last status."""
+    last = {"state": state, "raw": state, "message": ""} if state else None
+    handle = {"system": "fake", "job_id": job_id, "url": f"fake://jobs/{job_id}", "extras": {}}
+    return {
+        "v": 1,
+        "lineage": 3,
+        "owner": 2,
+        "seq": 1,
+        "phase": phase,
+        "token": "rsm-x-3-1",
+        "operator": "resumable.testing.fake.FakeJobOperator",
+        "handle": None if phase == "submitting" else handle,
+        "last_status": last,
+    }

@@ -35,25 +35,10 @@ from resumable.state.airflow import AirflowStoreBackend
 from resumable.state.base import cli_clear_hint
 from resumable.state.sql import state_table
 from resumable.testing.fake import FakeJobService
+from tests.helpers import a_record
 
 RUN = "manual__2025-01-01T00:00:00+00:00"
 ARGS = ["--dag-id", "d", "--run-id", RUN, "--task-id", "t"]
-
-
-def a_record(phase: str, state: str | None, job_id: str = "42") -> dict[str, Any]:
-    last = {"state": state, "raw": state, "message": ""} if state else None
-    handle = {"system": "fake", "job_id": job_id, "url": f"fake://jobs/{job_id}", "extras": {}}
-    return {
-        "v": 1,
-        "lineage": 3,
-        "owner": 2,
-        "seq": 1,
-        "phase": phase,
-        "token": "rsm-x-3-1",
-        "operator": "resumable.testing.fake.FakeJobOperator",
-        "handle": None if phase == "submitting" else handle,
-        "last_status": last,
-    }
 
 
 @pytest.fixture(autouse=True)

@@ -9,6 +9,7 @@ import pytest
 from resumable import Checkpoint, DoneSet
 from resumable.cli import main
 from resumable.state import MemoryBackend, SqlBackend, TaskScope
+from tests.helpers import a_record
 
 
 class _Ti:
@@ -24,22 +25,6 @@ def sql_state(monkeypatch, tmp_path) -> SqlBackend:
 
 
 ARGS = ["--dag-id", "d", "--run-id", "r", "--task-id", "t"]
-HANDLE = {"system": "fake", "job_id": "42", "url": "fake://jobs/42", "extras": {}}
-
-
-def a_record(phase: str, state: str | None) -> dict:
-    last = {"state": state, "raw": state, "message": ""} if state else None
-    return {
-        "v": 1,
-        "lineage": 3,
-        "owner": 2,
-        "seq": 1,
-        "phase": phase,
-        "token": "rsm-x-3-1",
-        "operator": "tests.Op",
-        "handle": HANDLE,
-        "last_status": last,
-    }
 
 
 def test_state_show_prints_the_record_list_summarises_it_and_clear_deletes_it(sql_state, capsys) -> None:
