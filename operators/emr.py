@@ -26,6 +26,7 @@ from airflow.providers.amazon.aws.triggers.emr import (
     EmrServerlessStartJobTrigger,
 )
 from airflow.providers.amazon.aws.utils.waiter import WAITER_POLICY_NAME_MAPPING, WaitPolicy
+from airflow.providers.common.compat.openlineage.utils import spark as openlineage_spark
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
 
 from resumable.errors import ResumableError
@@ -146,6 +147,22 @@ class _ResumableEmr(ResumableMixin):
         region = self.hook.conn_region_name
         domain = BaseAwsLink.get_aws_domain(self.hook.conn_partition) or "aws.amazon.com"
         return f"https://console.{domain}/emr/home?region={region}#/{fragment}"
+
+    def _overrides_with_openlineage(self, context: Any, where: str) -> Any:
+        """``configuration_overrides`` with the OpenLineage parent job and transport information
+        injected where the provider's operator injects them (``openlineage_inject_*`` options)."""
+        overrides = getattr(self, "configuration_overrides", None)
+        if getattr(self, "openlineage_inject_parent_job_info", False):
+            self.log.info("Injecting OpenLineage parent job information into %s configuration.", where)
+            overrides = openlineage_spark.inject_parent_job_information_into_emr_serverless_properties(
+                overrides, context
+            )
+        if getattr(self, "openlineage_inject_transport_info", False):
+            self.log.info("Injecting OpenLineage transport information into %s configuration.", where)
+            overrides = openlineage_spark.inject_transport_information_into_emr_serverless_properties(
+                overrides, context
+            )
+        return overrides
 
     def _describe(self, call: Any, **kwargs: Any) -> dict[str, Any] | None:
         """One describe call; None when the service says the job does not exist."""
@@ -404,8 +421,9 @@ class ResumableEmrServerlessStartJobOperator(_ResumableEmr, EmrServerlessStartJo
             "name": name,
             **config,
         }
-        if self.configuration_overrides is not None:
-            args["configurationOverrides"] = self.configuration_overrides
+        overrides = self._overrides_with_openlineage(context, "EMR Serverless")
+        if overrides is not None:
+            args["configurationOverrides"] = overrides
         job_run_id = self.hook.conn.start_job_run(**args)["jobRunId"]
         self.job_id = job_run_id
         return JobHandle(
@@ -429,6 +447,12 @@ class ResumableEmrServerlessStartJobOperator(_ResumableEmr, EmrServerlessStartJo
 
     def cancel_job(self, handle: JobHandle) -> None:
         self.hook.conn.cancel_job_run(applicationId=handle.extras["application_id"], jobRunId=handle.job_id)
+
+    def announce_job(self, context: Mapping[str, Any], handle: JobHandle) -> None:
+        """Our job link, and the provider's: the dashboard, driver logs, S3 and CloudWatch logs links."""
+        super().announce_job(context, handle)
+        self.job_id = handle.job_id
+        self.persist_links(context)  # type: ignore[arg-type]
 
     def job_trigger(self, context: Mapping[str, Any], handle: JobHandle) -> EmrServerlessStartJobTrigger:
         return EmrServerlessStartJobTrigger(
@@ -469,7 +493,7 @@ class ResumableEmrContainerOperator(_ResumableEmr, EmrContainerOperator):  # typ
             self.execution_role_arn,
             self.release_label,
             self.job_driver,
-            self.configuration_overrides,
+            self._overrides_with_openlineage(context, "EMR on EKS"),
             self.client_request_token or token,
             self.tags,
             self.job_retry_max_attempts,

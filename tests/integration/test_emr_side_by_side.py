@@ -20,6 +20,7 @@ from airflow.providers.amazon.aws.operators.emr import (
     EmrServerlessStartJobOperator,
 )
 
+from resumable.operators.emr import ResumableEmrContainerOperator, ResumableEmrServerlessStartJobOperator
 from resumable.testing.airflow import run_dag, task_states
 from resumable.testing.aws import AwsEmulator
 from tests.helpers import new_dag
@@ -94,3 +95,119 @@ def test_crash_right_after_the_job_was_created(kind, aws, fault, record_property
         f"{kind.name}: provider created {provider_created} (task {theirs}), "
         f"resumable {kind.created(aws)} for one submission of {kind.per_submission}"
     )
+
+
+def _fake_parent_job_injection(overrides: Any, context: Any) -> dict[str, Any]:
+    """What OpenLineage's injection does, in a form the test can see: a Spark property naming the
+    parent task (the OpenLineage provider is not installed here, and the real one is a no-op then)."""
+    ti = context["ti"]
+    properties = {"spark.openlineage.parentJobName": f"{ti.dag_id}.{ti.task_id}"}
+    return {
+        **(overrides or {}),
+        "applicationConfiguration": [{"classification": "spark-defaults", "properties": properties}],
+    }
+
+
+def _fake_transport_injection(overrides: Any, context: Any) -> dict[str, Any]:
+    config = [*(overrides or {}).get("applicationConfiguration", [])]
+    config.append(
+        {"classification": "spark-defaults", "properties": {"spark.openlineage.transport.type": "http"}}
+    )
+    return {**(overrides or {}), "applicationConfiguration": config}
+
+
+MONITORING = {
+    "monitoringConfiguration": {
+        "s3MonitoringConfiguration": {"logUri": "s3://bucket/logs/"},
+        "cloudWatchLoggingConfiguration": {
+            "enabled": True,
+            "logGroupName": "/emr",
+            "logStreamNamePrefix": "etl",
+        },
+    }
+}
+
+
+@pytest.mark.parametrize("name", ["serverless", "eks"])
+def test_sends_and_links_what_the_providers_operator_does(name, aws, monkeypatch) -> None:
+    """The provider's operator and ours, with OpenLineage injection and every link switched on, each
+    start one job: the service receives the same configuration overrides (OpenLineage's included)
+    and the task instances hold the same provider links, pointing at their own job."""
+    import airflow.providers.amazon.aws.operators.emr as provider_module
+    from airflow.providers.common.compat.openlineage.utils import spark as openlineage_spark
+
+    for module in (provider_module, openlineage_spark):
+        monkeypatch.setattr(
+            module, "inject_parent_job_information_into_emr_serverless_properties", _fake_parent_job_injection
+        )
+        monkeypatch.setattr(
+            module, "inject_transport_information_into_emr_serverless_properties", _fake_transport_injection
+        )
+    kind = next(k for k in KINDS if k.name == name)
+    options: dict[str, Any] = {
+        "execution_role_arn": ROLE,
+        "openlineage_inject_parent_job_info": True,
+        "openlineage_inject_transport_info": True,
+        "wait_for_completion": False,
+    }
+    if name == "serverless":
+        pair: tuple[type, type] = (EmrServerlessStartJobOperator, ResumableEmrServerlessStartJobOperator)
+        options |= {
+            "application_id": aws.create_serverless_application(),
+            "job_driver": SPARK_DRIVER,
+            "enable_application_ui_links": True,
+            "configuration_overrides": MONITORING,
+        }
+    else:
+        pair = (EmrContainerOperator, ResumableEmrContainerOperator)
+        options |= {
+            "name": "etl",
+            "virtual_cluster_id": aws.create_virtual_cluster(),
+            "release_label": "emr-7.0.0-latest",
+            "job_driver": EKS_DRIVER,
+            "configuration_overrides": {
+                "monitoringConfiguration": {"s3MonitoringConfiguration": {"logUri": "s3://b/"}}
+            },
+        }
+    with new_dag(f"parity_{name}") as dag:
+        provider_op = pair[0](task_id="provider", **options)
+        ours = pair[1](task_id="job", poll_interval=0.02, **options)
+    dr = run_dag(dag)
+    assert task_states(dr) == {"provider": "success", "job": "success"}
+    assert kind.created(aws) == 2
+
+    tis = {ti.task_id: ti for ti in dr.get_task_instances()}
+    job_ids = {task: tis[task].xcom_pull(task_ids=task) for task in tis}
+    if name == "serverless":
+        client = aws.client("emr-serverless")
+        sent = {
+            task: client.get_job_run(applicationId=op.application_id, jobRunId=job_ids[task])["jobRun"].get(
+                "configurationOverrides"
+            )
+            for task, op in (("provider", provider_op), ("job", ours))
+        }
+    else:
+        client = aws.client("emr-containers")
+        sent = {
+            task: client.describe_job_run(id=job_ids[task], virtualClusterId=op.virtual_cluster_id)[
+                "jobRun"
+            ].get("configurationOverrides")
+            for task, op in (("provider", provider_op), ("job", ours))
+        }
+    assert sent["job"] is not None and "applicationConfiguration" in sent["job"], sent
+    for overrides in sent.values():  # the parent job names the task that sent it
+        for entry in overrides["applicationConfiguration"]:
+            entry["properties"].pop("spark.openlineage.parentJobName", None)
+    assert sent["job"] == sent["provider"]
+
+    def links(task: str) -> dict[str, str]:
+        """The provider links' XComs: what each link persisted, and the URL it rendered."""
+        keys = [link.xcom_key for link in provider_op.operator_extra_links]
+        keys += [link.key for link in provider_op.operator_extra_links if getattr(link, "key", None)]
+        found = {key: tis[task].xcom_pull(task_ids=task, key=key) for key in keys}
+        return {key: str(value).replace(str(job_ids[task]), "<job>") for key, value in found.items() if value}
+
+    assert links("job") == links("provider")
+    if name == "serverless":  # the links persist_links writes, with the S3 and CloudWatch URLs rendered
+        assert {"_link_EmrServerlessS3LogsLink", "_link_EmrServerlessCloudWatchLogsLink"} <= set(links("job"))
+        assert {"emr_serverless_dashboard", "emr_serverless_logs"} <= set(links("job")), links("job")
