@@ -127,8 +127,7 @@ class CrashLab:
         By default this replaces scripts an earlier scenario queued and did not use.
         """
         if system == "databricks":
-            result = "SUCCESS" if outcome == "succeed" else "FAILED"
-            scripts = [RunScript(result=result, duration=d, pending=1.0) for d in durations]
+            scripts = [RunScript(outcome=outcome, duration=d, pending=1.0) for d in durations]
             self.databricks.script_next(*scripts, replace=replace)
         else:
             jobs = [JobScript(outcome, duration=d, pending=1.0) for d in durations]

@@ -58,15 +58,33 @@ class TaskScript:
                 raise ValueError(f"{value!r} is not a Databricks result state (nor {HANG!r})")
 
 
+#: The outcomes every emulator of the kit takes (``JobScript.outcome`` for AWS), as Databricks results.
+OUTCOMES = {"succeed": "SUCCESS", "fail": "FAILED", "hang": HANG}
+
+
 @dataclass(frozen=True)
 class RunScript:
     """How a run behaves. Single-task runs end with ``result``; multi-task runs with their tasks' results
-    (any failed task fails the run) unless ``result="SUCCESS_WITH_FAILURES"`` is given explicitly."""
+    (any failed task fails the run) unless ``result="SUCCESS_WITH_FAILURES"`` is given explicitly.
+
+    ``outcome`` ("succeed", "fail" or "hang", as for :class:`resumable.testing.aws.JobScript`) sets
+    ``result`` in the words every emulator of the kit shares; ``result`` takes any Databricks
+    result state (``TIMEDOUT``, ``CANCELED``, ...).
+    """
 
     result: str = "SUCCESS"
     duration: float = 10.0
     pending: float = 1.0
     tasks: Mapping[str, TaskScript] = field(default_factory=dict)
+    outcome: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.outcome is not None:
+            if self.outcome not in OUTCOMES:
+                raise ValueError(f"outcome must be 'succeed', 'fail' or 'hang', not {self.outcome!r}")
+            object.__setattr__(self, "result", OUTCOMES[self.outcome])
+        elif self.result not in RESULT_STATES and self.result != HANG:
+            raise ValueError(f"{self.result!r} is not a Databricks result state (nor {HANG!r})")
 
     def task(self, key: str, single: bool) -> TaskScript:
         if key in self.tasks:

@@ -1,0 +1,65 @@
+"""The testing kit is public API: its names, its outcome words, and what its docs point at."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import resumable.testing
+from resumable.testing.aws import JobScript
+from resumable.testing.databricks import RunScript
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_public_name_resolves_and_importing_the_kit_loads_none_of_them() -> None:
+    code = (
+        "import sys, resumable.testing as kit\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('resumable.testing.'))\n"
+        "assert loaded == [], loaded\n"
+        "missing = [name for name in kit.__all__ if getattr(kit, name, None) is None]\n"
+        "assert missing == [], missing\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+    assert {"AwsEmulator", "DatabricksEmulator", "CrashLab", "run_dag"} <= set(resumable.testing.__all__)
+
+
+@pytest.mark.parametrize(
+    ("outcome", "result"), [("succeed", "SUCCESS"), ("fail", "FAILED"), ("hang", "HANG")]
+)
+def test_both_emulators_take_the_same_outcomes(outcome: str, result: str) -> None:
+    assert RunScript(outcome=outcome).result == result
+    assert JobScript(outcome=outcome).outcome == outcome
+
+
+def test_an_unknown_outcome_or_result_is_refused_with_the_words_it_takes() -> None:
+    with pytest.raises(ValueError, match="'succeed', 'fail' or 'hang'"):
+        RunScript(outcome="success")
+    with pytest.raises(ValueError, match="'succeed', 'fail' or 'hang'"):
+        JobScript(outcome="success")
+    with pytest.raises(ValueError, match="not a Databricks result state"):
+        RunScript(result="SUCCEEDED")
+
+
+#: A repository path in source text: a folder, a slash and a file name (URLs like s3://… excluded).
+REPO_PATH = re.compile(r"(?<![\w:/.-])((?:[\w-]+/)+[\w.-]+\.(?:py|md|txt|toml|yml|yaml|cfg))\b")
+
+
+def test_every_file_the_source_cites_is_in_the_repository() -> None:
+    cited = {
+        (path.relative_to(ROOT), match)
+        for folder in ("resumable", "operators", "bench", "example_dags")
+        for path in (ROOT / folder).rglob("*.py")
+        for match in REPO_PATH.findall(path.read_text())
+    }
+    assert cited, "the pattern finds the paths the docstrings cite"
+    missing = sorted(f"{source}: {target}" for source, target in cited if not (ROOT / target).exists())
+    assert missing == []
+
+
+def test_the_lazy_table_and_all_name_the_same_things() -> None:
+    assert sorted(resumable.testing._WHERE) == sorted(resumable.testing.__all__)
