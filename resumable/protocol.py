@@ -99,12 +99,18 @@ def same_lineage(record: Record, facts: Facts) -> bool:
     told by ``try_number == max_tries - retries + 1``, which no retry of a lineage has. A clear that
     leaves ``clear_number`` as it was and repeats an old ``max_tries`` is taken for a retry.
     """
-    if record.lineage != facts.lineage:
+    return written_in_this_lineage(record.lineage, record.owner, record.clear_number, facts)
+
+
+def written_in_this_lineage(lineage: int, owner: int, clear_number: int | None, facts: Facts) -> bool:
+    """:func:`same_lineage` for any value written by try ``owner`` of lineage ``lineage`` (``max_tries``
+    then) when the DAG run's clear counter was ``clear_number``: a job record, a checkpoint."""
+    if lineage != facts.lineage:
         return False
-    if record.owner >= facts.try_number:
+    if owner >= facts.try_number:
         return True  # this attempt's own writes
-    if record.clear_number is not None and facts.clear_number is not None:
-        return record.clear_number == facts.clear_number
+    if clear_number is not None and facts.clear_number is not None:
+        return clear_number == facts.clear_number
     if facts.retries is None:
         return True
     return facts.try_number != facts.lineage - facts.retries + 1

@@ -155,6 +155,9 @@ class Entry:
     def summary(self) -> dict[str, Any]:
         handle = self.handle
         f = self.fields
+        origin = self.value.get("checkpoint") if self.is_checkpoint and isinstance(self.value, dict) else None
+        if isinstance(origin, dict):
+            f = origin  # the try and lineage that wrote the checkpoint
         return {
             "dag_id": self.scope.dag_id,
             "run_id": self.scope.run_id,

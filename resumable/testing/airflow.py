@@ -85,7 +85,10 @@ def clear_and_rerun(
         run = session.merge(dag_run)
         tis = [ti for ti in run.get_task_instances(session=session) if not task_ids or ti.task_id in task_ids]
         for ti in tis:
+            ti.try_number += 1  # what the scheduler does when it schedules a cleared task instance
             ti.refresh_from_task(dag.task_dict[ti.task_id])
+        session.flush()
+        for ti in tis:
             session.expunge(ti)
     _compat.cache_in_process_execution_api()
     for ti in tis:

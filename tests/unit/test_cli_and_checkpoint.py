@@ -113,3 +113,23 @@ def test_checkpoint_and_done_set_survive_a_new_attempt() -> None:
     assert "a.csv" in again and "c.csv" not in again and len(again) == 2
     again.clear()
     assert len(DoneSet(context, "files", backend)) == 0
+
+
+class _Try(_Ti):
+    """A try of a task with ``retries=1``: ``max_tries`` is the lineage, as Airflow sets it."""
+
+    def __init__(self, try_number: int, max_tries: int) -> None:
+        self.try_number, self.max_tries = try_number, max_tries
+        self.task = type("Task", (), {"retries": 1})()
+
+
+def test_a_checkpoint_belongs_to_its_lineage_and_a_plain_stored_value_to_every_one() -> None:
+    MemoryBackend.reset()
+    backend = MemoryBackend()
+    Checkpoint({"ti": _Try(1, 1)}, "cursor", backend).set(100)
+    assert Checkpoint({"ti": _Try(2, 1)}, "cursor", backend).get(default=0) == 100  # a retry
+    assert Checkpoint({"ti": _Try(2, 2)}, "cursor", backend).get(default=0) == 0  # a clear: max_tries rose
+    stored = backend.get(TaskScope("d", "r", "t"), "checkpoint:cursor")
+    assert stored is not None and stored.value["checkpoint"]["lineage"] == 1
+    backend.put(TaskScope("d", "r", "t"), "checkpoint:cursor", 7, stored.version)  # written by hand
+    assert Checkpoint({"ti": _Try(2, 2)}, "cursor", backend).get(default=0) == 7
