@@ -292,6 +292,12 @@ def _table(entries: list[Any], where: str) -> Any:
     return table
 
 
+#: Task-instance states in which an attempt runs (or is about to) and may write the record.
+LIVE_TI_STATES = frozenset(
+    {"running", "deferred", "queued", "scheduled", "up_for_retry", "up_for_reschedule", "restarting"}
+)
+
+
 def _clear(args: argparse.Namespace, source: Any, entry: Any, out: Any, err: Any) -> int:
     handle = entry.handle
     if entry.job_may_be_active and not (args.cancel_job or args.leave_job):
@@ -307,6 +313,18 @@ def _clear(args: argparse.Namespace, source: Any, entry: Any, out: Any, err: Any
         )
         return EXIT_REFUSED
     cancel = args.cancel_job and entry.job_may_be_active
+    if cancel and entry.ti_state in LIVE_TI_STATES:
+        err.print(
+            "[red]Refused:[/] "
+            + escape(
+                f"{entry.scope.describe()} is {entry.ti_state}: its attempt owns the record and would write "
+                "it back after a cancel from here. Kept the record and the job. Mark the task instance "
+                "failed in Airflow (a person's stop: its attempt cancels the job and records that), or "
+                f"wait for it to end; then run: {source.fix_command(entry.scope, entry.key)}"
+            ),
+            soft_wrap=True,
+        )
+        return EXIT_REFUSED
     if cancel and handle is None:
         token = entry.fields.get("token")
         err.print(
@@ -338,6 +356,13 @@ def _clear(args: argparse.Namespace, source: Any, entry: Any, out: Any, err: Any
 
         task = load_task(entry.scope.dag_id, entry.scope.task_id, args.dags_folder, entry.scope.map_index)
         try:
+            status = task.get_job_status(handle)
+        except Exception:  # noqa: BLE001 - the status only spares a needless cancel: cancel anyway
+            status = None
+        if status is not None and not status.state.is_active:
+            out.print(escape(f"Job {handle.job_id} is {status.describe()}: nothing to cancel."))
+            return _delete(source, entry, out, err)
+        try:
             task.cancel_job(handle)
         except Exception as error:  # noqa: BLE001 - any failure: say so and keep the record
             err.print(
@@ -353,6 +378,46 @@ def _clear(args: argparse.Namespace, source: Any, entry: Any, out: Any, err: Any
         out.print(escape(f"Asked {handle.system} to cancel job {handle.job_id}."))
     elif args.cancel_job:
         out.print("The record says its job ended (or it names none): nothing to cancel.")
-    source.delete(entry.scope, entry.key)
-    out.print(escape(f"Deleted {entry.key!r} of {entry.scope.describe()}."))
-    return EXIT_OK
+    return _delete(source, entry, out, err)
+
+
+def _delete(source: Any, entry: Any, out: Any, err: Any) -> int:
+    """Delete the record as it was read. Where the backend keeps versions, a write that came in
+    meanwhile (the task's attempt recording the cancel, say) is looked at first: the record is
+    deleted if it still names the same job, and kept if it names another."""
+    current = entry
+    for _ in range(3):
+        if source.delete(current.scope, current.key, expected_version=current.version):
+            out.print(escape(f"Deleted {entry.key!r} of {entry.scope.describe()}."))
+            return EXIT_OK
+        scope = current.scope
+        found = [
+            e
+            for e in source.entries(scope.dag_id, scope.run_id, scope.task_id, scope.map_index)
+            if e.key == current.key
+        ]
+        if not found:
+            out.print(escape(f"{entry.key!r} of {entry.scope.describe()} was deleted meanwhile."))
+            return EXIT_OK
+        now = found[0].handle
+        if _names(found[0]) != _names(entry):
+            err.print(
+                "[red]Kept:[/] "
+                + escape(
+                    f"the task wrote {entry.key!r} of {scope.describe()} while this command ran; it now "
+                    f"names job {now.job_id if now else '(none yet)'} (phase {found[0].phase}), not the one "
+                    "this command looked at. Look at it with `resumable state show` and run the clear again."
+                ),
+                soft_wrap=True,
+            )
+            return EXIT_REFUSED
+        current = found[0]  # the same job, written again (its status, its cancel): delete that
+    err.print(
+        escape(f"{entry.key!r} of {entry.scope.describe()} kept changing; kept it. Run the clear again.")
+    )
+    return EXIT_REFUSED
+
+
+def _names(entry: Any) -> str | None:
+    """The job a stored value names: its id, else the token of a submission under way."""
+    return entry.handle.job_id if entry.handle else entry.fields.get("token")

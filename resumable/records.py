@@ -86,6 +86,10 @@ class Entry:
     value: Any
     updated_at: str | None = None
     decode_error: str | None = None
+    #: The stored version, where the backend keeps one (``sql``): a delete can be made conditional on it.
+    version: int | None = None
+    #: The state of the task instance the value belongs to, where the source knows it (the REST API).
+    ti_state: str | None = None
 
     @property
     def is_checkpoint(self) -> bool:
@@ -209,7 +213,10 @@ class Source(Protocol):
         self, dag_id: str, run_id: str | None, task_id: str | None, map_index: int | None
     ) -> list[Entry]: ...
 
-    def delete(self, scope: TaskScope, key: str) -> None: ...
+    def delete(self, scope: TaskScope, key: str, expected_version: int | None = None) -> bool:
+        """Delete ``key``; with ``expected_version``, only while the stored value still has it
+        (``False`` when it changed meanwhile). Sources without versions delete unconditionally."""
+        ...
 
 
 def _unwrap(value: Any) -> Any:
@@ -252,13 +259,18 @@ class SqlSource:
             scope = TaskScope(r["dag_id"], r["run_id"], r["task_id"], r["map_index"])
             when = str(r["updated_at"])
             try:
-                found.append(Entry(scope, r["key"], json.loads(r["value"]), when))
+                found.append(Entry(scope, r["key"], json.loads(r["value"]), when, version=r["version"]))
             except ValueError as error:
-                found.append(Entry(scope, r["key"], r["value"], when, decode_error=str(error)))
+                found.append(
+                    Entry(scope, r["key"], r["value"], when, decode_error=str(error), version=r["version"])
+                )
         return found
 
-    def delete(self, scope: TaskScope, key: str) -> None:
-        self.backend.delete(scope, key)
+    def delete(self, scope: TaskScope, key: str, expected_version: int | None = None) -> bool:
+        if expected_version is None:
+            self.backend.delete(scope, key)
+            return True
+        return self.backend.delete_if_unchanged(scope, key, expected_version)
 
 
 class ApiSource:
@@ -367,11 +379,20 @@ class ApiSource:
             params = {"map_index": scope.map_index} if scope.map_index >= 0 else {}
             page = self._get(self._path(scope), **params) or {"task_state_store": []}
             for item in page["task_state_store"]:
-                found.append(Entry(scope, str(item["key"]), _unwrap(item["value"]), item.get("updated_at")))
+                found.append(
+                    Entry(
+                        scope,
+                        str(item["key"]),
+                        _unwrap(item["value"]),
+                        item.get("updated_at"),
+                        ti_state=ti.get("state"),
+                    )
+                )
         return found
 
-    def delete(self, scope: TaskScope, key: str) -> None:
+    def delete(self, scope: TaskScope, key: str, expected_version: int | None = None) -> bool:
         params = {"map_index": scope.map_index} if scope.map_index >= 0 else {}
         response = self._request("DELETE", self._path(scope, key), params=params)
         if response.status_code >= 400:
             raise StateBackendError(f"DELETE answered {response.status_code}: {response.text[:500]}")
+        return True

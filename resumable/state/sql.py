@@ -273,6 +273,12 @@ class SqlBackend(StateBackend):
         with self.engine.begin() as conn:
             conn.execute(state_table.delete().where(self._where(scope, key)))
 
+    def delete_if_unchanged(self, scope: TaskScope, key: str, version: int) -> bool:
+        """Delete ``key`` only while it still has ``version``; ``False`` when someone wrote it meanwhile."""
+        with self.engine.begin() as conn:
+            query = state_table.delete().where(self._where(scope, key), state_table.c.version == version)
+            return bool(conn.execute(query).rowcount)
+
     def clear_hint(self, scope: TaskScope, key: str) -> str:
         return cli_clear_hint(scope, key, backend=self.name)
 

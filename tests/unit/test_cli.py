@@ -27,7 +27,8 @@ from packaging.version import Version
 
 from resumable import Checkpoint, DoneSet
 from resumable.cli import main
-from resumable.errors import RecordError
+from resumable.errors import RecordError, VersionConflict
+from resumable.job import JobState
 from resumable.record import Record
 from resumable.records import ApiSource
 from resumable.state import SqlBackend, TaskScope
@@ -289,6 +290,80 @@ def test_clear_cancel_job_on_a_mapped_task_cancels_that_map_index_job(
     assert sql.get(scope, "resumable.job") is None
 
 
+RACE_DAG = """
+from datetime import datetime
+from airflow.sdk import DAG
+from resumable.testing.fake import FakeJobOperator
+with DAG("race_dag", schedule=None, start_date=datetime(2025, 1, 1)):
+    FakeJobOperator(task_id="t", retries=1, service="cli_race")
+"""
+
+
+@pytest.mark.parametrize("written", ["the same job", "another job"])
+def test_clear_cancel_job_looks_at_what_the_attempt_wrote_meanwhile(
+    sql, tmp_path, capsys, monkeypatch, written
+) -> None:
+    """The task's attempt writes its record in the instant between the cancel and the delete (it saw
+    the job stopping; or, in the other case, it had just submitted another job): the clear deletes
+    the record only while it names the job it cancelled, and the attempt cannot write it back."""
+    (tmp_path / "dag.py").write_text(RACE_DAG)
+    service = FakeJobService(name="cli_race")
+    job_id = service.submit("rsm-tok", "job")
+    scope = TaskScope("race_dag", RUN, "t")
+    sql.put(scope, "resumable.job", a_record("submitted", "RUNNING", job_id=job_id), None)
+    cancel = service.cancel
+    named = job_id if written == "the same job" else service.submit("rsm-tok-2", "job")
+
+    def cancel_while_the_attempt_writes(job: str) -> None:
+        cancel(job)
+        sql.put(scope, "resumable.job", a_record("submitted", "STOPPING", job_id=named), 1)
+
+    monkeypatch.setattr(service, "cancel", cancel_while_the_attempt_writes)
+    args = ["--dag-id", "race_dag", "--run-id", RUN, "--task-id", "t", "--dags-folder", str(tmp_path)]
+    code = main(["state", "clear", *args, "--cancel-job", "--yes"])
+
+    assert service.cancelled == [job_id]
+    if written == "the same job":
+        assert code == 0
+        assert sql.get(scope, "resumable.job") is None
+        with pytest.raises(VersionConflict):  # the attempt's next write (over version 2) finds nothing
+            sql.put(scope, "resumable.job", a_record("done", "CANCELLED", job_id=job_id), 2)
+    else:
+        assert code == 4
+        assert f"names job {named}" in capsys.readouterr().err
+        kept = sql.get(scope, "resumable.job")
+        assert kept is not None and kept.value["handle"]["job_id"] == named
+
+
+def test_clear_cancel_job_sends_no_cancel_to_a_job_that_ended_since_the_record_was_written(
+    sql, tmp_path, capsys
+) -> None:
+    (tmp_path / "dag.py").write_text(RACE_DAG)
+    service = FakeJobService(name="cli_race")
+    job_id = service.submit("rsm-tok", "job")
+    service.finish(job_id, JobState.CANCELLED)  # the attempt's own cancel went through
+    scope = TaskScope("race_dag", RUN, "t")
+    sql.put(scope, "resumable.job", a_record("submitted", "RUNNING", job_id=job_id), None)
+    args = ["--dag-id", "race_dag", "--run-id", RUN, "--task-id", "t", "--dags-folder", str(tmp_path)]
+    assert main(["state", "clear", *args, "--cancel-job", "--yes"]) == 0
+    assert f"Job {job_id} is CANCELLED" in capsys.readouterr().out
+    assert service.cancelled == []
+    assert sql.get(scope, "resumable.job") is None
+
+
+@pytest.mark.parametrize("state", ["running", "deferred", "up_for_retry"])
+def test_clear_cancel_job_leaves_a_live_task_instance_to_its_attempt(api, capsys, state) -> None:
+    """On the airflow backend no write is conditional: while the task instance runs (or is about to),
+    the clear refuses and says to stop the task in Airflow instead; nothing is cancelled or deleted."""
+    scope = TaskScope("d", RUN, "t")
+    api.put(scope, "resumable.job", a_record("submitted", "RUNNING"), None)
+    api.ti_states[scope] = state
+    assert main(["state", "clear", *ARGS, "--cancel-job", "--yes", "--backend", "airflow"]) == 4
+    err = capsys.readouterr().err
+    assert f"is {state}" in err and "Mark the task instance failed" in err
+    assert api.get(scope, "resumable.job") is not None
+
+
 def test_clear_cancel_job_refuses_a_record_that_names_no_job(sql, capsys) -> None:
     scope = TaskScope("d", RUN, "t")
     sql.put(scope, "resumable.job", a_record("submitting", None), None)
@@ -396,6 +471,8 @@ class FakeApi:
 
     def __init__(self) -> None:
         self.store: dict[TaskScope, dict[str, Any]] = {}
+        #: The state each task instance is in, as the task-instance routes answer it.
+        self.ti_states: dict[TaskScope, str] = {}
         self.requests: list[tuple[str, str, dict[str, list[str]], str | None]] = []
         self.lock = threading.Lock()
         fake = self
@@ -470,7 +547,12 @@ class FakeApi:
         run = parts[6]
         if len(parts) == 8:
             tis = [
-                {"task_id": s.task_id, "dag_run_id": s.run_id, "map_index": s.map_index}
+                {
+                    "task_id": s.task_id,
+                    "dag_run_id": s.run_id,
+                    "map_index": s.map_index,
+                    "state": self.ti_states.get(s, "success"),
+                }
                 for s in scopes
                 if s.run_id == run
             ]
