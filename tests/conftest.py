@@ -31,12 +31,9 @@ pytest_plugins = ["resumable.testing.pytest_plugin"]
 
 
 @pytest.fixture(scope="session")
-def airflow_db() -> str:
-    """An initialised metadata database (created once per test session)."""
-    from resumable.testing.airflow import init_db
-
-    init_db()
-    return _HOME
+def airflow_db(airflow_metadata_db: str) -> str:
+    """An initialised metadata database (the kit's own fixture, as a DAG author's tests use it)."""
+    return airflow_metadata_db
 
 
 def _absent(name: str, why: str, variable: str) -> None:

@@ -16,6 +16,19 @@ from resumable.testing.databricks import DatabricksEmulator
 FIXTURE_SPEED = 60.0
 
 
+@pytest.fixture(scope="session")
+def airflow_metadata_db() -> str:
+    """Create (or upgrade) the metadata database of ``AIRFLOW_HOME`` once per test session; returns
+    AIRFLOW_HOME. ``dag.test()`` (and :func:`resumable.testing.airflow.run_dag`) need one. Point
+    AIRFLOW_HOME at a temporary folder in ``conftest.py`` before anything imports Airflow."""
+    import os
+
+    from resumable.testing.airflow import init_db
+
+    init_db()
+    return os.environ.get("AIRFLOW_HOME", "")
+
+
 @pytest.fixture
 def databricks_emulator() -> Iterator[DatabricksEmulator]:
     """A running Jobs API emulator that is the Airflow connection ``databricks_default`` during the test."""

@@ -63,3 +63,14 @@ def test_every_file_the_source_cites_is_in_the_repository() -> None:
 
 def test_the_lazy_table_and_all_name_the_same_things() -> None:
     assert sorted(resumable.testing._WHERE) == sorted(resumable.testing.__all__)
+
+
+def test_the_testing_extra_brings_what_the_kit_imports_and_the_plugin_makes_the_database() -> None:
+    from importlib.metadata import requires
+
+    from resumable.testing import pytest_plugin
+
+    declared = requires("airflow-resumable") or []
+    testing = {r.split(";")[0].strip() for r in declared if 'extra == "testing"' in r}
+    assert {"moto[server]>=5.0", "pytest"} <= testing, testing
+    assert callable(pytest_plugin.airflow_metadata_db)
