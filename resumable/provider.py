@@ -69,3 +69,21 @@ def get_provider_info() -> dict[str, Any]:
             }
         },
     }
+
+
+def config_reference() -> str:
+    """The ``[resumable]`` options as a Markdown table, from :func:`get_provider_info` (the docs'
+    configuration reference is generated from it, so that it cannot drift from what Airflow reads)."""
+    section = get_provider_info()["config"]["resumable"]
+    rows = [
+        "| option | environment variable | type | default | example | what it does |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, option in section["options"].items():
+        default = option.get("default")
+        rows.append(
+            f"| `{name}` | `AIRFLOW__RESUMABLE__{name.upper()}` | {option['type']} | "
+            f"{'(unset)' if default is None else f'`{default}`'} | `{option['example']}` | "
+            f"{option['description']}{' Sensitive: hidden in the UI.' if option.get('sensitive') else ''} |"
+        )
+    return "\n".join(rows)

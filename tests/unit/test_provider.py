@@ -37,3 +37,19 @@ def test_airflow_cli_shows_the_provider_and_its_default_option(tmp_path) -> None
         check=True,
     )
     assert value.stdout.strip().splitlines()[-1] == "90"  # Airflow 3.0 logs to stdout first
+
+
+def test_the_configuration_reference_is_generated_from_what_airflow_reads() -> None:
+    from pathlib import Path
+
+    from resumable.provider import config_reference, get_provider_info
+
+    table = config_reference()
+    options = get_provider_info()["config"]["resumable"]["options"]
+    for name, option in options.items():
+        row = next(line for line in table.splitlines() if line.startswith(f"| `{name}` |"))
+        assert f"AIRFLOW__RESUMABLE__{name.upper()}" in row and option["description"] in row
+        assert (f"`{option['default']}`" if option["default"] is not None else "(unset)") in row
+    root = Path(__file__).resolve().parents[2]
+    assert "<!-- config-reference -->" in (root / "docs" / "reference" / "configuration.md").read_text()
+    assert "docs/hooks.py" in (root / "mkdocs.yml").read_text()
