@@ -59,6 +59,23 @@ class ResumableMixin:
     optionally :meth:`find_job`, :meth:`job_result`, :meth:`repair_job`, :meth:`job_trigger`);
     the mixin owns ``execute``, the state, polling, retries of status calls, kill semantics and
     the result path. Put it first in the bases: ``class MyOperator(ResumableMixin, BaseOperator)``.
+
+    Args:
+        resumable: ``False`` turns the mixin off: every try submits a job of its own and keeps no
+            record (the provider operator's behaviour, for comparison).
+        on_prior_failure: what a retry does when the job it finds in its lineage failed or was
+            cancelled: ``"resubmit"`` (a new job, new token), ``"fail"`` (fail the task and keep the
+            record), or ``"repair"`` (call :meth:`repair_job`; only where the operator implements it).
+        cancel_on_kill: when a stopped attempt cancels its job: ``"user_stop"`` (a person marked the
+            task failed or cleared it, or ``execution_timeout`` fired; never a worker shutdown or a
+            replaced attempt), ``"always"`` (every stop of the attempt that owns the job, a worker's
+            shutdown included; never a replaced attempt's), or ``"never"``.
+        poll_interval: seconds between the first status reads; they back off to ``max_poll_interval``.
+        max_poll_interval: the longest wait between two status reads (default: twice ``poll_interval``).
+        state_key: the key of the record in the task's state; change it only to run two jobs in one task.
+        status_retry_attempts: how many times a status, discovery or cancel call is tried when the
+            system answers with a transient error (with exponential backoff and jitter).
+        **kwargs: the operator's own arguments (``BaseOperator``'s and the provider operator's).
     """
 
     #: The external system's name, written into every handle; a handle of another system is refused.

@@ -74,3 +74,14 @@ def test_the_testing_extra_brings_what_the_kit_imports_and_the_plugin_makes_the_
     testing = {r.split(";")[0].strip() for r in declared if 'extra == "testing"' in r}
     assert {"moto[server]>=5.0", "pytest"} <= testing, testing
     assert callable(pytest_plugin.airflow_metadata_db)
+
+
+def test_every_argument_of_the_mixin_is_documented_in_its_args_section() -> None:
+    import inspect
+
+    from resumable.mixin import ResumableMixin
+
+    doc = inspect.getdoc(ResumableMixin) or ""
+    args = doc.split("Args:", 1)[1] if "Args:" in doc else ""
+    names = [p for p in inspect.signature(ResumableMixin.__init__).parameters if p not in ("self", "kwargs")]
+    assert names and [n for n in names if f"\n    {n}:" not in "\n" + args] == []
