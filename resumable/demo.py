@@ -8,7 +8,8 @@ emulated one-minute job, disturbs them part way through, and prints what each op
 Scenarios (``--scenario``):
 
 - ``databricks`` (default): SIGTERM to the workers of one pair of tasks (a pod eviction, a worker
-  restart), later SIGKILL to another pair (a lost node).
+  restart), later SIGKILL to three more (a lost node): the provider's operator with its ``durable``
+  persistence (its best, on Airflow 3.3), the same with ``durable=False``, and ours.
 - ``emr``: the same with EMR Serverless job runs.
 - ``clear``: a person clears both running tasks through the REST API (the job should be rerun).
 - ``mark-failed``: a person marks both running tasks failed (the job should be stopped).
@@ -67,7 +68,12 @@ SCENARIOS = {
         [
             Pair(("provider_sigterm", "resumable_sigterm"), "SIGTERM (eviction)", "sigterm", 8, 1, "success"),
             Pair(
-                ("provider_sigkill", "resumable_sigkill"), "SIGKILL (lost node)", "sigkill", 14, 1, "success"
+                ("provider_sigkill", "provider_nodurable_sigkill", "resumable_sigkill"),
+                "SIGKILL (lost node)",
+                "sigkill",
+                14,
+                1,
+                "success",
             ),
         ],
         "success",
@@ -102,7 +108,8 @@ SCENARIOS = {
 OPERATORS = {
     "resumable_demo_databricks": {
         "provider_sigterm": "provider (durable)",
-        "provider_sigkill": "provider, durable=False",
+        "provider_sigkill": "provider (durable)",
+        "provider_nodurable_sigkill": "provider, durable=False",
     },
     "resumable_demo_emr": {},
     "resumable_demo_people": {},

@@ -32,10 +32,19 @@ def test_demo_kills_workers_and_our_operator_keeps_one_job_each_time() -> None:
     )
     assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-5000:]
     rows = report_rows(done.stdout)
-    assert set(rows) == {"provider_sigterm", "resumable_sigterm", "provider_sigkill", "resumable_sigkill"}
+    assert set(rows) == {
+        "provider_sigterm",
+        "resumable_sigterm",
+        "provider_sigkill",
+        "provider_nodurable_sigkill",
+        "resumable_sigkill",
+    }
     for ours in ("resumable_sigterm", "resumable_sigkill"):
         operator, disruption, jobs, cancelled, compute, wall, final = rows[ours]
         assert (jobs, cancelled, final) == ("1", "0", "success"), rows[ours]
-    # The provider's operator cancels its healthy job on SIGTERM and, without durable, loses it on SIGKILL.
-    assert rows["provider_sigterm"][2:4] == ["2", "1"], rows["provider_sigterm"]
-    assert rows["provider_sigkill"][2] == "2", rows["provider_sigkill"]
+    # The provider's operator, durable: it cancels its healthy job on SIGTERM and reattaches after a
+    # SIGKILL; without durable (as before Airflow 3.3) it loses its job on SIGKILL and submits again.
+    assert rows["provider_sigterm"][:4] == ["provider (durable)", "SIGTERM (eviction)", "2", "1"], rows
+    assert rows["provider_sigkill"][:4] == ["provider (durable)", "SIGKILL (lost node)", "1", "0"], rows
+    nodurable = rows["provider_nodurable_sigkill"]
+    assert nodurable[:3] == ["provider, durable=False", "SIGKILL (lost node)", "2"], rows

@@ -1,9 +1,10 @@
 """The DAGs of ``resumable demo``: the provider's operator and ours side by side on the same job.
 
-``resumable_demo_databricks``: four tasks, the same one-minute Databricks run each. The demo sends
-SIGTERM to the workers of the ``*_sigterm`` pair (a pod eviction, a worker restart) and SIGKILL to
-the ``*_sigkill`` pair (a node lost). The SIGKILL pair's provider operator runs with
-``durable=False``, as it did before Airflow 3.3 and as it does on older Airflow.
+``resumable_demo_databricks``: five tasks, the same one-minute Databricks run each. The demo sends
+SIGTERM to the workers of the ``*_sigterm`` tasks (a pod eviction, a worker restart) and SIGKILL to
+those of the ``*_sigkill`` tasks (a node lost). The provider's operator runs at its best, with its
+``durable`` persistence on (the default on Airflow 3.3); ``provider_nodurable_sigkill`` shows it
+with ``durable=False``, as it runs before Airflow 3.3.
 
 ``resumable_demo_emr``: the same on EMR Serverless (the provider's operator persists nothing).
 
@@ -72,7 +73,8 @@ def _dag(dag_id: str) -> DAG:
 with _dag("resumable_demo_databricks") as resumable_demo_databricks:
     databricks_task("provider_sigterm", resumable=False)
     databricks_task("resumable_sigterm", resumable=True)
-    databricks_task("provider_sigkill", resumable=False, durable=False)
+    databricks_task("provider_sigkill", resumable=False)
+    databricks_task("provider_nodurable_sigkill", resumable=False, durable=False)
     databricks_task("resumable_sigkill", resumable=True)
 
 with _dag("resumable_demo_emr") as resumable_demo_emr:
