@@ -209,6 +209,8 @@ class ResumableMixin:
             except VersionConflict:
                 continue
             handle, status = self._observe(attempt, record)
+            if handle is not None and status is not None and status.state.is_active:
+                self._take_stop_on(attempt, handle)
             decision = decide(record, status, facts)
             # Only the first read can find another DAG run's record; later ones read this attempt's writes.
             facts = replace(facts, run_started_at=None)
@@ -228,6 +230,18 @@ class ResumableMixin:
             f"the record of {attempt.where} kept changing under this attempt ({MAX_DECISIONS} decisions); "
             "giving up without cancelling anything"
         )
+
+    def _take_stop_on(self, attempt: Attempt, handle: JobHandle) -> None:
+        """From here on a stop is about the running job this attempt looked at (it reattaches to it,
+        or waits for it to stop). A stop that came while the attempt looked, before it knew the job,
+        is decided now; the attempt then ends instead of taking the job over."""
+        self._handle = handle
+        if self._stopping.requested.is_set():
+            self._stopping.settle_checking_owner(attempt, handle)
+            raise AttemptInterrupted(
+                f"the task was told to stop while this attempt looked at its job; "
+                f"{describe_stop(self._stopping, handle)}"
+            )
 
     def _claim(self, attempt: Attempt, record: Record | RecordError | None) -> None:
         """Take over an earlier try's record before looking at its job.

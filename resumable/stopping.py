@@ -14,7 +14,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from resumable._compat import stats_incr
-from resumable.errors import RecordUnreadableHere, ResumableError, SupersededError, VersionConflict
+from resumable.errors import RecordUnreadableHere, SupersededError, VersionConflict
 from resumable.job import JobHandle
 from resumable.protocol import CancelOnKill, KillDecision, KillFacts, decide_kill
 from resumable.record import Phase
@@ -214,7 +214,8 @@ class StopControl:
                 conflict,
             )
             return False
-        except ResumableError as error:
+        except Exception as error:  # noqa: BLE001 - a store that fails (any error) must not keep the job running
+            # Ownership was read a moment ago; the stop was asked for: the job is cancelled anyway.
             self._op.log.warning("resumable: cancelling, but the record was not updated (%s)", error)
         return True
 

@@ -216,3 +216,21 @@ def test_a_zombie_stops_its_job_when_its_successor_failed_for_good_without_takin
     w.state_store_fails("get", nth=3)
     w.dag_run_recreated(record_kept=False, same_run_after=False)
     w.zombie(freeze_at=2, successor="finishes", thaw="sigterm")
+
+
+def test_a_mark_failed_while_the_retry_looks_at_the_job_and_the_store_fails_cancels_the_job(world) -> None:
+    """Found by a long run (seed 11): in a DAG run created again with the same run_id, try 1
+    submits and fails (the store refused a write); a person marks try 2 failed during its first
+    status call, before it took the job over, and the store refuses a write again. The stop was
+    remembered as "before the job's id was known" and never applied, and with a failing store the
+    "cancel asked for" write raised before the cancel: job 1002 ran on with no attempt to look at
+    it (guarantee 4). A stop that comes while an attempt looks at a running job is about that job,
+    and a store that cannot record the cancel does not keep it from being sent."""
+    w = world(retries=1, polls=2)
+    w.attempt_runs()
+    w.dag_run_recreated(record_kept=False, same_run_after=False)
+    w.state_store_fails("get", nth=2)
+    w.state_store_fails("put", nth=4)
+    w.attempt_runs()
+    w.person_stops("mark_failed", 1)
+    assert w.svc.cancelled == ["1002"]
