@@ -6,8 +6,9 @@ provider entry point, while it loads its configuration) never reaches Airflow's 
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from resumable._lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -58,9 +59,4 @@ if TYPE_CHECKING:
     from resumable.mixin import ResumableMixin
 
 
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        value = getattr(import_module(_WHERE[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'resumable' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _WHERE)

@@ -20,8 +20,9 @@ The names below are imported on first use: importing ``resumable.testing`` loads
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from resumable._lazy import lazy_getattr
 
 _WHERE = {
     "AirflowStack": "resumable.testing.stack",
@@ -66,9 +67,4 @@ if TYPE_CHECKING:
     from resumable.testing.stack import AirflowStack
 
 
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        value = getattr(import_module(_WHERE[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'resumable.testing' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _WHERE)
