@@ -210,7 +210,10 @@ class ResumableMixin:
                 continue
             handle, status = self._observe(attempt, record)
             if handle is not None and status is not None and status.state.is_active:
-                self._take_stop_on(attempt, handle)
+                # From here on a stop is about the running job this attempt looked at (it reattaches
+                # to it, or waits for it to stop); one that came while it looked is decided now.
+                self._handle = handle
+                self._stop_if_asked(attempt, handle, "while this attempt looked at its job")
             decision = decide(record, status, facts)
             # Only the first read can find another DAG run's record; later ones read this attempt's writes.
             facts = replace(facts, run_started_at=None)
@@ -231,16 +234,13 @@ class ResumableMixin:
             "giving up without cancelling anything"
         )
 
-    def _take_stop_on(self, attempt: Attempt, handle: JobHandle) -> None:
-        """From here on a stop is about the running job this attempt looked at (it reattaches to it,
-        or waits for it to stop). A stop that came while the attempt looked, before it knew the job,
-        is decided now; the attempt then ends instead of taking the job over."""
-        self._handle = handle
+    def _stop_if_asked(self, attempt: Attempt, handle: JobHandle, when: str) -> None:
+        """Decide a stop that came before ``handle`` was known, now that it is; the attempt then ends
+        instead of going on with the job."""
         if self._stopping.requested.is_set():
             self._stopping.settle_checking_owner(attempt, handle)
             raise AttemptInterrupted(
-                f"the task was told to stop while this attempt looked at its job; "
-                f"{describe_stop(self._stopping, handle)}"
+                f"the task was told to stop {when}; {describe_stop(self._stopping, handle)}"
             )
 
     def _claim(self, attempt: Attempt, record: Record | RecordError | None) -> None:
@@ -520,12 +520,8 @@ class ResumableMixin:
         )
         self._handle = handle
         faults.fault_point(faults.AFTER_HANDLE, ctx)
-        if self._stopping.requested.is_set():
-            # The stop came while the submit call was in flight: it is decided now that the id is known.
-            self._stopping.settle_checking_owner(attempt, handle)
-            raise AttemptInterrupted(
-                f"the task was told to stop while submitting; {describe_stop(self._stopping, handle)}"
-            )
+        # A stop that came while the submit call was in flight is decided now that the id is known.
+        self._stop_if_asked(attempt, handle, "while submitting")
         return handle
 
     def _recover_handle(self, attempt: Attempt) -> JobHandle | None:

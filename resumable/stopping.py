@@ -9,6 +9,7 @@ cancel as asked for (never as the outcome: the job says when it has stopped).
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -51,8 +52,6 @@ class StopControl:
     def __deepcopy__(self, memo: dict[int, Any]) -> StopControl:
         """A copy belongs to the copied operator, with no stop of its own (locks and events are not
         copyable; Airflow 3.0's ``dag.test()`` deep-copies operators)."""
-        import copy
-
         return StopControl(copy.deepcopy(self._op, memo))
 
     def reset(self) -> None:
