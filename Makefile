@@ -79,9 +79,19 @@ test-tiers: $(VENV) $(OLD_AIRFLOW_VENVS)
 test-tiers-airflow-%: .venvs/airflow-%
 	.venvs/airflow-$*/bin/$(PYTEST) -m "not e2e" tests/unit tests/integration
 
-# Airflow 3.3: the real-Airflow tier in full.
-test-e2e: $(VENV)
+# Airflow 3.3: the real-Airflow tier in full (its browser test needs Chromium).
+test-e2e: $(VENV) chromium
 	$(BIN)/$(PYTEST) -m e2e tests/e2e
+
+# The browser test drives the system's Chromium through Playwright (`playwright install` downloads
+# a browser of its own, which this needs no network for): Debian's package, installed when missing.
+.PHONY: chromium
+chromium:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+		{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		  apt-get install -y -qq chromium >/dev/null; } || \
+		{ apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null; } || \
+		echo "Chromium is not installed and could not be (apt-get install chromium as root): the browser test will say so"
 
 # Airflow 3.X (`make test-e2e-airflow-3.0`): the real-Airflow tests marked every_airflow.
 test-e2e-airflow-%: .venvs/airflow-%

@@ -292,54 +292,12 @@ def _table(entries: list[Any], where: str) -> Any:
     return table
 
 
-#: Task-instance states in which an attempt runs (or is about to) and may write the record.
-LIVE_TI_STATES = frozenset(
-    {"running", "deferred", "queued", "scheduled", "up_for_retry", "up_for_reschedule", "restarting"}
-)
-
-
 def _clear(args: argparse.Namespace, source: Any, entry: Any, out: Any, err: Any) -> int:
-    handle = entry.handle
-    if entry.job_may_be_active and not (args.cancel_job or args.leave_job):
-        job = f"job {handle.job_id}" if handle else "a job (the submit may have happened)"
-        err.print(
-            "[red]Refused:[/] "
-            + escape(
-                f"the record says {job} may still be running (phase {entry.phase}, "
-                f"last status {entry.last_state or 'unknown'}). Deleting the record makes the next attempt "
-                "submit another one while it runs. Kept the record. Pass --cancel-job to cancel it first, "
-                "or --leave-job to leave it."
-            )
-        )
-        return EXIT_REFUSED
-    cancel = args.cancel_job and entry.job_may_be_active
-    if cancel and entry.ti_state in LIVE_TI_STATES:
-        err.print(
-            "[red]Refused:[/] "
-            + escape(
-                f"{entry.scope.describe()} is {entry.ti_state}: its attempt owns the record and would write "
-                "it back after a cancel from here. Kept the record and the job. Mark the task instance "
-                "failed in Airflow (a person's stop: its attempt cancels the job and records that), or "
-                f"wait for it to end; then run: {source.fix_command(entry.scope, entry.key)}"
-            ),
-            soft_wrap=True,
-        )
-        return EXIT_REFUSED
-    if cancel and handle is None:
-        token = entry.fields.get("token")
-        err.print(
-            "[red]Refused:[/] "
-            + escape(
-                f"the record names no job id (phase {entry.phase}"
-                + (f", token {token}" if token else "")
-                + "), so --cancel-job has nothing to cancel. Kept the record. Look for the job in its "
-                "system's console"
-                + (" by that token" if token else "")
-                + ", cancel it there, then run: "
-                + source.fix_command(entry.scope, entry.key)
-            ),
-            soft_wrap=True,
-        )
+    from resumable import clearing
+
+    refused = clearing.refusal(entry, source, cancel_job=args.cancel_job, leave_job=args.leave_job)
+    if refused is not None:
+        _say(err, refused)
         return EXIT_REFUSED
     if not args.yes:
         after = (
@@ -351,73 +309,18 @@ def _clear(args: argparse.Namespace, source: Any, entry: Any, out: Any, err: Any
         if answer.strip().lower() not in ("y", "yes"):
             out.print("Kept.")
             return EXIT_OK
-    if cancel:
+
+    def load_task(entry: Any) -> Any:
         from resumable.doctor import load_task
 
-        task = load_task(entry.scope.dag_id, entry.scope.task_id, args.dags_folder, entry.scope.map_index)
-        try:
-            status = task.get_job_status(handle)
-        except Exception:  # noqa: BLE001 - the status only spares a needless cancel: cancel anyway
-            status = None
-        if status is not None and not status.state.is_active:
-            out.print(escape(f"Job {handle.job_id} is {status.describe()}: nothing to cancel."))
-            return _delete(source, entry, out, err)
-        try:
-            task.cancel_job(handle)
-        except Exception as error:  # noqa: BLE001 - any failure: say so and keep the record
-            err.print(
-                "[red]Not cancelled:[/] "
-                + escape(
-                    f"{handle.system} did not take the cancel of job {handle.job_id} "
-                    f"({type(error).__name__}: {error}). Kept the record. Cancel the job in its own console, "
-                    f"then run: {source.fix_command(entry.scope, entry.key)}"
-                ),
-                soft_wrap=True,
-            )
-            return EXIT_USAGE
-        out.print(escape(f"Asked {handle.system} to cancel job {handle.job_id}."))
-    elif args.cancel_job:
-        out.print("The record says its job ended (or it names none): nothing to cancel.")
-    return _delete(source, entry, out, err)
+        return load_task(entry.scope.dag_id, entry.scope.task_id, args.dags_folder, entry.scope.map_index)
+
+    outcome = clearing.clear(source, entry, cancel_job=args.cancel_job, load_task=load_task)
+    for said in outcome.said:
+        _say(err if said.title else out, said)
+    return {"done": EXIT_OK, "refused": EXIT_REFUSED, "not_cancelled": EXIT_USAGE}[outcome.result]
 
 
-def _delete(source: Any, entry: Any, out: Any, err: Any) -> int:
-    """Delete the record as it was read. Where the backend keeps versions, a write that came in
-    meanwhile (the task's attempt recording the cancel, say) is looked at first: the record is
-    deleted if it still names the same job, and kept if it names another."""
-    current = entry
-    for _ in range(3):
-        if source.delete(current.scope, current.key, expected_version=current.version):
-            out.print(escape(f"Deleted {entry.key!r} of {entry.scope.describe()}."))
-            return EXIT_OK
-        scope = current.scope
-        found = [
-            e
-            for e in source.entries(scope.dag_id, scope.run_id, scope.task_id, scope.map_index)
-            if e.key == current.key
-        ]
-        if not found:
-            out.print(escape(f"{entry.key!r} of {entry.scope.describe()} was deleted meanwhile."))
-            return EXIT_OK
-        now = found[0].handle
-        if _names(found[0]) != _names(entry):
-            err.print(
-                "[red]Kept:[/] "
-                + escape(
-                    f"the task wrote {entry.key!r} of {scope.describe()} while this command ran; it now "
-                    f"names job {now.job_id if now else '(none yet)'} (phase {found[0].phase}), not the one "
-                    "this command looked at. Look at it with `resumable state show` and run the clear again."
-                ),
-                soft_wrap=True,
-            )
-            return EXIT_REFUSED
-        current = found[0]  # the same job, written again (its status, its cancel): delete that
-    err.print(
-        escape(f"{entry.key!r} of {entry.scope.describe()} kept changing; kept it. Run the clear again.")
-    )
-    return EXIT_REFUSED
-
-
-def _names(entry: Any) -> str | None:
-    """The job a stored value names: its id, else the token of a submission under way."""
-    return entry.handle.job_id if entry.handle else entry.fields.get("token")
+def _say(console: Any, said: Any) -> None:
+    title = f"[red]{escape(said.title)}:[/] " if said.title else ""
+    console.print(title + escape(said.text), soft_wrap=bool(said.title))

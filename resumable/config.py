@@ -51,3 +51,8 @@ def state_retention_days() -> int:
 
 def api_base_url() -> str:
     return _conf_get("api", "base_url", "http://localhost:8080").rstrip("/")
+
+
+def ui_enabled() -> bool:
+    """``[resumable] ui_enabled``: whether the plugin adds the "Resumable jobs" page to Airflow's UI."""
+    return get("ui_enabled", "True").strip().lower() in ("true", "t", "1", "yes", "on")

@@ -65,6 +65,16 @@ def get_provider_info() -> dict[str, Any]:
                         "example": "production-eu",
                         "default": None,
                     },
+                    "ui_enabled": {
+                        "description": 'Whether the API server serves the "Resumable jobs" page (at '
+                        "/resumable/, in the Browse menu from Airflow 3.1): the records across DAGs, and a "
+                        "clear for users who may edit the DAG's task instances. Read when the API server "
+                        "starts.",
+                        "version_added": "0.1.0",
+                        "type": "boolean",
+                        "example": "False",
+                        "default": "True",
+                    },
                 },
             }
         },

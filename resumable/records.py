@@ -211,7 +211,9 @@ class Source(Protocol):
 
     def entries(
         self, dag_id: str, run_id: str | None, task_id: str | None, map_index: int | None
-    ) -> list[Entry]: ...
+    ) -> list[Entry]:
+        """The values of ``dag_id``, narrowed to a run, a task, a map index where given."""
+        ...
 
     def delete(self, scope: TaskScope, key: str, expected_version: int | None = None) -> bool:
         """Delete ``key``; with ``expected_version``, only while the stored value still has it
@@ -243,11 +245,17 @@ class SqlSource:
         return cli_clear_hint(scope, key, backend=self.backend_name)
 
     def entries(
-        self, dag_id: str, run_id: str | None, task_id: str | None, map_index: int | None
+        self, dag_id: str | None, run_id: str | None, task_id: str | None, map_index: int | None
     ) -> list[Entry]:
+        """The values of ``dag_id`` (of every DAG when ``None``), narrowed by the others given."""
         self.backend.check()
-        query = sa.select(state_table).where(state_table.c.dag_id == dag_id)
-        for column, value in (("run_id", run_id), ("task_id", task_id), ("map_index", map_index)):
+        query = sa.select(state_table)
+        for column, value in (
+            ("dag_id", dag_id),
+            ("run_id", run_id),
+            ("task_id", task_id),
+            ("map_index", map_index),
+        ):
             if value is not None:
                 query = query.where(state_table.c[column] == value)
         c = state_table.c
@@ -396,3 +404,117 @@ class ApiSource:
         if response.status_code >= 400:
             raise StateBackendError(f"DELETE answered {response.status_code}: {response.text[:500]}")
         return True
+
+
+class MetadataSource:
+    """Airflow's task state store read in Airflow's own metadata database (Airflow >= 3.3).
+
+    What the "Resumable jobs" page reads inside the API server: one query across DAGs, with the
+    state of the task instance each value belongs to. Deletes are conditional on the value read.
+    ``api_url`` is only for the fix commands it prints (they run the CLI, which goes through the
+    REST API).
+    """
+
+    backend_name = "airflow"
+
+    def __init__(self, api_url: str) -> None:
+        self.api_url = api_url.rstrip("/")
+
+    def describe(self) -> str:
+        return "Airflow's task state store (metadata database)"
+
+    def check(self) -> None:
+        try:
+            import airflow.models.task_state_store  # noqa: F401
+        except ImportError as error:
+            raise StateBackendError(
+                f"This Airflow has no task state store ({error}); its tasks cannot use the airflow "
+                "backend. Set [resumable] state_backend to sql (or auto)."
+            ) from error
+
+    def fix_command(self, scope: TaskScope, key: str) -> str:
+        command = cli_clear_hint(scope, key, backend=self.backend_name)
+        return f"{command} --api-url {shlex.quote(self.api_url)}"
+
+    def entries(
+        self, dag_id: str | None, run_id: str | None, task_id: str | None, map_index: int | None
+    ) -> list[Entry]:
+        """The values of ``dag_id`` (of every DAG when ``None``), narrowed by the others given."""
+        self.check()
+        from airflow.models.task_state_store import TaskStateStoreModel as S
+        from airflow.models.taskinstance import TaskInstance as TI
+        from airflow.utils.session import create_session
+
+        query = sa.select(
+            S.dag_id, S.run_id, S.task_id, S.map_index, S.key, S.value, S.updated_at, TI.state
+        ).outerjoin(
+            TI,
+            sa.and_(
+                TI.dag_id == S.dag_id,
+                TI.run_id == S.run_id,
+                TI.task_id == S.task_id,
+                TI.map_index == S.map_index,
+            ),
+        )
+        for column, value in (
+            (S.dag_id, dag_id),
+            (S.run_id, run_id),
+            (S.task_id, task_id),
+            (S.map_index, map_index),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        query = query.order_by(S.dag_id, S.run_id, S.task_id, S.map_index, S.key)
+        with create_session() as session:
+            rows = session.execute(query).all()
+        found = []
+        for r in rows:
+            scope = TaskScope(r.dag_id, r.run_id, r.task_id, r.map_index)
+            state = None if r.state is None else str(getattr(r.state, "value", r.state))
+            when = r.updated_at.isoformat() if r.updated_at else None
+            try:
+                stored = json.loads(r.value)
+            except ValueError as error:
+                found.append(Entry(scope, r.key, r.value, when, decode_error=str(error), ti_state=state))
+                continue
+            stored_version = stored.get(_ENVELOPE) if isinstance(stored, dict) else None
+            found.append(
+                Entry(
+                    scope,
+                    r.key,
+                    _unwrap(stored),
+                    when,
+                    version=stored_version if isinstance(stored_version, int) else None,
+                    ti_state=state,
+                )
+            )
+        return found
+
+    def delete(self, scope: TaskScope, key: str, expected_version: int | None = None) -> bool:
+        """Delete ``key``; with ``expected_version``, only while the stored value still has it: the
+        delete names the exact text it checked, so a write in between makes it delete nothing."""
+        from airflow.models.task_state_store import TaskStateStoreModel as S
+        from airflow.utils.session import create_session
+
+        where = sa.and_(
+            S.dag_id == scope.dag_id,
+            S.run_id == scope.run_id,
+            S.task_id == scope.task_id,
+            S.map_index == scope.map_index,
+            S.key == key,
+        )
+        with create_session() as session:
+            if expected_version is None:
+                session.execute(sa.delete(S).where(where))
+                return True
+            row = session.execute(sa.select(S.id, S.value).where(where)).first()
+            if row is None:
+                return False
+            try:
+                stored = json.loads(row.value)
+            except ValueError:
+                return False
+            if not isinstance(stored, dict) or stored.get(_ENVELOPE) != expected_version:
+                return False
+            deleted = session.execute(sa.delete(S).where(S.id == row.id, S.value == row.value))
+            return bool(getattr(deleted, "rowcount", 0) == 1)

@@ -40,6 +40,10 @@ HANG = "HANG"
 #: Emulated seconds a cancelled run spends TERMINATING before it is TERMINATED/CANCELED, unless
 #: :attr:`DatabricksEmulator.cancel_seconds` says otherwise.
 CANCEL_SECONDS = 2.0
+#: What the service answers (with HTTP 429) to a request over its rate limit.
+_THROTTLED_BODY = {"error_code": "REQUEST_LIMIT_EXCEEDED", "message": "Too many requests. Please retry."}
+#: Seconds the ``Retry-After`` header of a 429 answer asks the client to wait.
+_RETRY_AFTER_SECONDS = 1
 
 
 @dataclass(frozen=True)
@@ -157,6 +161,8 @@ class DatabricksEmulator(Emulator):
     Use it as a context manager (or :meth:`start` / :meth:`stop`); :meth:`use_as` makes it an
     Airflow connection. The clock runs at ``speed`` emulated seconds per real second, or only
     when :meth:`advance` is called with ``manual_clock=True``.
+
+    ``rate_limit_per_second`` turns on the request-rate limit of :meth:`rate_limit` from the start.
     """
 
     default_conn_id = "databricks_default"
@@ -169,6 +175,7 @@ class DatabricksEmulator(Emulator):
         token: str = "emulator-token",
         default_script: RunScript | None = None,
         not_found_status: int = 400,
+        rate_limit_per_second: float | None = None,
     ) -> None:
         super().__init__(speed=speed, manual_clock=manual_clock)
         self.token = token
@@ -179,14 +186,27 @@ class DatabricksEmulator(Emulator):
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._random = random.Random(0)
+        # The token bucket of rate_limit(): requests per real second, bucket size, tokens left and
+        # when (time.monotonic()) they were counted. reset() refills it but keeps the limit.
+        self._rate: float | None = None
+        self._burst = 1
+        self._tokens = 0.0
+        self._refilled_at = 0.0
         self.reset()
+        if rate_limit_per_second is not None:
+            self.rate_limit(rate_limit_per_second)
 
     # ---- life ---------------------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Forget every run, job, script, fault and counter."""
+        """Forget every run, job, script, fault and counter.
+
+        Like :attr:`latency`, the rate limit set by :meth:`rate_limit` is part of how the service is
+        configured, not of what happened, so it stays; its bucket is refilled, as after a quiet spell.
+        """
         with self._lock:
             self._restart_clock()
+            self._tokens, self._refilled_at = float(self._burst), time.monotonic()
             self._runs: dict[int, _Run] = {}
             self._jobs: dict[int, dict[str, Any]] = {}
             self._by_token: dict[str, int] = {}
@@ -201,6 +221,9 @@ class DatabricksEmulator(Emulator):
             self.submissions: Counter[str | None] = Counter()
             #: Calls per ``"METHOD path"``, e.g. ``"GET runs/get"``.
             self.calls: Counter[str] = Counter()
+            #: Calls refused with 429 by the rate limit (:meth:`rate_limit`), per ``"METHOD path"``; they
+            #: are counted in :attr:`calls` too. Injected 429 faults are not counted here.
+            self.throttled: Counter[str] = Counter()
             #: Run ids that runs/cancel (or cancel-all) was called for.
             self.cancels: list[int] = []
             #: Run ids repaired, one entry per repair.
@@ -292,6 +315,37 @@ class DatabricksEmulator(Emulator):
         with self._lock:
             self._fail_rate = (rate, status, path)
 
+    def rate_limit(self, per_second: float | None, burst: int | None = None) -> None:
+        """Limit the API to ``per_second`` requests per real second, as the service's control plane does
+        (``None`` turns the limit off).
+
+        A token bucket of ``burst`` tokens (by default ``max(1, int(per_second))``) refills at
+        ``per_second`` tokens per real second (``time.monotonic()``, not the emulated clock: the limit
+        is on the callers' real pace). Every request under ``/api/2.x/jobs/`` takes a token; with
+        none left it is answered 429 ``REQUEST_LIMIT_EXCEEDED`` with ``Retry-After: 1``, takes no
+        effect and is counted in :attr:`throttled`. Setting a limit starts with a full bucket.
+        """
+        if per_second is not None and not per_second > 0:
+            raise ValueError(f"per_second must be positive (or None for no limit), not {per_second!r}")
+        if burst is not None and burst < 1:
+            raise ValueError(f"burst must be at least 1, not {burst!r}")
+        with self._lock:
+            self._rate = per_second
+            self._burst = burst if burst is not None else max(1, int(per_second or 1))
+            self._tokens, self._refilled_at = float(self._burst), time.monotonic()
+
+    def _take_token(self) -> bool:
+        """Take a token from the rate limit's bucket (call with the lock held); False if none is left."""
+        if self._rate is None:
+            return True
+        now = time.monotonic()
+        self._tokens = min(float(self._burst), self._tokens + (now - self._refilled_at) * self._rate)
+        self._refilled_at = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
     # ---- what tests assert ---------------------------------------------------------------------
 
     @property
@@ -335,6 +389,7 @@ class DatabricksEmulator(Emulator):
                 "runs": self.runs,
                 "submissions": {str(k): v for k, v in self.submissions.items()},
                 "calls": dict(self.calls),
+                "throttled": sum(self.throttled.values()),
                 "cancels": list(self.cancels),
                 "repairs": list(self.repairs),
                 "compute_seconds": round(self.compute_seconds(), 3),
@@ -354,6 +409,9 @@ class DatabricksEmulator(Emulator):
             time.sleep(self.latency)
         with self._lock:
             self.calls[f"{method} {name}"] += 1
+            if not self._take_token():
+                self.throttled[f"{method} {name}"] += 1
+                return 429, dict(_THROTTLED_BODY)
             if auth != f"Bearer {self.token}":
                 return 401, {"error_code": "UNAUTHENTICATED", "message": "Invalid access token."}
             injected = self._injected_failure(name)
@@ -384,10 +442,7 @@ class DatabricksEmulator(Emulator):
         if status is None:
             return None
         if status == 429:
-            return 429, {
-                "error_code": "REQUEST_LIMIT_EXCEEDED",
-                "message": "Too many requests. Please retry.",
-            }
+            return 429, dict(_THROTTLED_BODY)
         return status, {
             "error_code": "TEMPORARILY_UNAVAILABLE",
             "message": "The service is temporarily unavailable.",
@@ -667,6 +722,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
+            if status == 429:  # the rate limit's and the injected fault's alike
+                self.send_header("Retry-After", str(_RETRY_AFTER_SECONDS))
             self.end_headers()
             self.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):

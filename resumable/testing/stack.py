@@ -349,6 +349,24 @@ class AirflowStack:
             json={"dry_run": False, "task_ids": task_ids, "dag_run_id": run_id, "only_failed": False},
         )
 
+    def token_for(self, username: str, role: str) -> str:
+        """A bearer token this stack's API server takes as ``username`` with the simple auth
+        manager's ``role`` (``viewer``, ``user``, ``op``, ``admin``), signed by Airflow's own code
+        with the stack's secret. It is sent as ``Authorization``, which comes before the admin the
+        stack's all-admins mode adds to requests that carry none."""
+        code = (
+            "from airflow.api_fastapi.app import create_auth_manager\n"
+            "from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser\n"
+            f"user = SimpleAuthManagerUser(username={username!r}, role={role!r})\n"
+            "print(create_auth_manager().generate_jwt(user))"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code], env=self.airflow_env(), capture_output=True, text=True, timeout=120
+        )
+        if done.returncode != 0:
+            raise StackError(f"could not sign a token for {username}: {done.stderr[-2000:]}")
+        return done.stdout.strip().splitlines()[-1]
+
     # ---- processes ---------------------------------------------------------------------------
 
     def task_processes(self, ti_id: str, timeout: float = 60) -> TaskProcesses:

@@ -23,12 +23,26 @@ def emu() -> Iterator[DatabricksEmulator]:
         yield emulator
 
 
-def hook(attempts: int = 2) -> DatabricksHook:
+def hook(attempts: int = 2, wait: float = 0) -> DatabricksHook:
     return DatabricksHook(
         "dbx_emulator",
         retry_limit=attempts,
-        retry_args={"stop": stop_after_attempt(attempts), "wait": wait_fixed(0)},
+        retry_args={"stop": stop_after_attempt(attempts), "wait": wait_fixed(wait)},
     )
+
+
+def post(emu: DatabricksEmulator, name: str, body: dict) -> tuple[int, str | None, dict]:
+    """POST straight to the API (no retries): status, Retry-After header, JSON body."""
+    request = urllib.request.Request(
+        f"{emu.url}/api/2.2/jobs/{name}",
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {emu.token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request) as answer:
+            return answer.status, answer.headers.get("Retry-After"), json.load(answer)
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers.get("Retry-After"), json.load(error)
 
 
 def life(emu: DatabricksEmulator, run_id: int) -> tuple[str, str | None]:
@@ -137,6 +151,42 @@ def test_throttling_is_retried_by_the_hook(emu) -> None:
     emu.fail_next(3, status=503)
     with pytest.raises(Exception, match="failed 3 times"):
         hook(attempts=3).get_run(run_id)
+
+
+def test_requests_over_the_rate_limit_are_refused_counted_and_take_no_effect(emu) -> None:
+    emu.rate_limit(0.001, burst=2)  # two tokens, the next one in ~17 minutes
+    assert post(emu, "runs/submit", NOTEBOOK)[0] == 200
+    assert post(emu, "runs/submit", {**NOTEBOOK, "idempotency_token": "t"})[0] == 200
+    status, retry_after, body = post(emu, "runs/submit", {**NOTEBOOK, "idempotency_token": "u"})
+    assert (status, retry_after, body["error_code"]) == (429, "1", "REQUEST_LIMIT_EXCEEDED")
+    assert post(emu, "runs/cancel", {"run_id": emu.runs[0]})[0] == 429
+    assert emu.runs_created == 2 and "u" not in emu.submissions and emu.cancels == []
+    assert emu.throttled == {"POST runs/submit": 1, "POST runs/cancel": 1}
+    assert emu.calls["POST runs/submit"] == 3 and emu.stats()["throttled"] == 2
+    emu.reset()  # keeps the limit, refills the bucket, forgets the counts
+    assert emu.stats()["throttled"] == 0
+    assert [post(emu, "runs/submit", NOTEBOOK)[0] for _ in range(3)] == [200, 200, 429]
+
+
+def test_the_hook_gets_through_a_rate_limit_by_its_own_retries(emu) -> None:
+    run_id = hook().submit_run(NOTEBOOK)
+    emu.rate_limit(5, burst=1)
+    limited = hook(attempts=20, wait=0.05)
+    states = [limited.get_run_state(run_id) for _ in range(10)]
+    assert [s.life_cycle_state for s in states] == ["PENDING"] * 10
+    assert emu.throttled["GET runs/get"] > 0
+    assert emu.calls["GET runs/get"] - emu.throttled["GET runs/get"] == 10
+
+
+def test_a_limit_of_none_lets_everything_through() -> None:
+    emulator = DatabricksEmulator(manual_clock=True, rate_limit_per_second=0.001)  # burst 1
+    auth = f"Bearer {emulator.token}"
+    assert [emulator.handle("GET", "/api/2.2/jobs/runs/list", {}, auth)[0] for _ in range(2)] == [200, 429]
+    emulator.rate_limit(None)
+    assert {emulator.handle("GET", "/api/2.2/jobs/runs/list", {}, auth)[0] for _ in range(50)} == {200}
+    assert emulator.throttled == {"GET runs/list": 1}
+    with pytest.raises(ValueError, match="positive"):
+        emulator.rate_limit(0)
 
 
 async def test_the_async_path_sends_get_with_a_json_body(emu) -> None:
