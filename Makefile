@@ -52,10 +52,12 @@ typecheck: $(VENV)
 docs: $(VENV)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
 
-# The benchmarks rewrite their sections of docs/benchmarks.md (chaos: about 15 minutes).
+# The benchmarks rewrite their sections of docs/benchmarks.md (chaos: about 15 minutes; the
+# reattach storm: about 2).
 bench: $(VENV)
 	$(BIN)/python bench/overhead.py --write docs/benchmarks.md
 	$(BIN)/python bench/chaos.py --write docs/benchmarks.md
+	$(BIN)/python bench/storm.py --tasks 500 --rate 30 --write docs/benchmarks.md
 
 # `make test`: every check, in two phases, each running its parts side by side (their output is
 # printed part by part as each ends). Phase 1: ruff, mypy and the strict docs build; every tier but

@@ -222,6 +222,12 @@ class ResumableDatabricksSubmitRunOperator(_ResumableDatabricksRun, DatabricksSu
     ``success_with_failures`` ("fail", the default, or "succeed") for runs whose result is
     SUCCESS_WITH_FAILURES. ``polling_period_seconds`` is the first poll interval (it backs off
     to twice that unless ``max_poll_interval`` says otherwise).
+
+    Args:
+        success_with_failures: What a run whose result is ``SUCCESS_WITH_FAILURES`` (some of its
+            tasks failed, the run counted as a success by Databricks) means for the task: ``"fail"``
+            (the default) fails it, ``"succeed"`` accepts it.
+        **kwargs: The provider operator's parameters and :class:`~resumable.ResumableMixin`'s.
     """
 
     operator_extra_links = _links(DatabricksSubmitRunOperator)
@@ -246,6 +252,12 @@ class ResumableDatabricksRunNowOperator(_ResumableDatabricksRun, DatabricksRunNo
     ``repair_run=True`` repairs a run that fails while this attempt waits, once per run.
     ``cancel_previous_runs`` cancels the job's other runs before a new submission, never when a
     retry repeats the token of a run that may already exist.
+
+    Args:
+        success_with_failures: What a run whose result is ``SUCCESS_WITH_FAILURES`` (some of its
+            tasks failed, the run counted as a success by Databricks) means for the task: ``"fail"``
+            (the default) fails it, ``"succeed"`` accepts it.
+        **kwargs: The provider operator's parameters and :class:`~resumable.ResumableMixin`'s.
     """
 
     operator_extra_links = _links(DatabricksRunNowOperator)

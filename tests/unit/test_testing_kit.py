@@ -76,12 +76,35 @@ def test_the_testing_extra_brings_what_the_kit_imports_and_the_plugin_makes_the_
     assert callable(pytest_plugin.airflow_metadata_db)
 
 
-def test_every_argument_of_the_mixin_is_documented_in_its_args_section() -> None:
+def _undocumented(cls: type) -> list[str]:
+    """The arguments of ``cls.__init__`` (its own, not ``**kwargs``) its ``Args:`` section leaves out."""
     import inspect
 
+    doc = inspect.getdoc(cls) or ""
+    args = doc.split("Args:", 1)[1] if "Args:" in doc else ""
+    names = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "kwargs")]
+    return [n for n in names if f"\n    {n}:" not in "\n" + args]
+
+
+def test_every_argument_of_the_mixin_is_documented_in_its_args_section() -> None:
     from resumable.mixin import ResumableMixin
 
-    doc = inspect.getdoc(ResumableMixin) or ""
-    args = doc.split("Args:", 1)[1] if "Args:" in doc else ""
-    names = [p for p in inspect.signature(ResumableMixin.__init__).parameters if p not in ("self", "kwargs")]
-    assert names and [n for n in names if f"\n    {n}:" not in "\n" + args] == []
+    assert _undocumented(ResumableMixin) == []
+
+
+def test_every_operators_own_arguments_are_documented_in_its_args_section() -> None:
+    import resumable.operators.databricks as databricks
+    import resumable.operators.emr as emr
+    from resumable.mixin import ResumableMixin
+
+    operators = [
+        value
+        for module in (databricks, emr)
+        for value in vars(module).values()
+        if isinstance(value, type)
+        and issubclass(value, ResumableMixin)
+        and value.__name__.endswith("Operator")
+        and value.__module__ == module.__name__
+    ]
+    assert len(operators) == 6, operators
+    assert {op.__name__: _undocumented(op) for op in operators} == {op.__name__: [] for op in operators}

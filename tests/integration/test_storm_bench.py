@@ -1,0 +1,36 @@
+"""``bench/storm.py`` in small: retries that reattach at once against a throttled emulator all get
+their jobs back, submit and cancel nothing, and the figures the bench reports add up."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "storm.py"
+
+
+def load_bench():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("storm_bench", BENCH)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_small_storm_against_a_throttled_service_loses_nothing(airflow_db, monkeypatch) -> None:
+    storm = load_bench()
+    monkeypatch.setenv("AIRFLOW__RESUMABLE__STATE_BACKEND", "memory")
+    result = storm.storm(24, 8.0, job_seconds=6.0, poll_interval=3.0)
+
+    assert result.failed == {}
+    assert (result.submitted, result.cancelled) == (0, 0)
+    assert result.throttled > 0, "the limit must have been reached, or the storm tested nothing"
+    assert len(result.repolled) == 24
+    # 24 status calls at 8 a second cannot all be answered in under 3 s.
+    assert max(result.repolled) >= (24 - 8) / 8.0
+
+    text = storm.markdown(result, "python bench/storm.py --tasks 24 --rate 8")
+    assert text.startswith(storm.MARKER_BEGIN) and text.endswith(storm.MARKER_END)
+    assert "| 24 | 8/s | 0 | 0 | 0 |" in text
