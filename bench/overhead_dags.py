@@ -1,9 +1,10 @@
-"""DAG for bench/overhead.py: one job per task, finished at the first status call, timed from inside.
+"""DAG for bench/overhead.py: one job per task, timed from inside.
 
-Each task runs one attempt of a job that ends at once, and pushes to XCom ``{"round_trips": n,
-"state_ms": x}``: how many times it went to its state store and how long those calls took.
-``ours_<backend>`` run ResumableMixin with that state backend; ``airflow33`` runs Airflow 3.3's
-``ResumableJobMixin`` on the same fake service.
+Each task runs one attempt of a job and pushes to XCom ``{"round_trips": n, "state_ms": x}``: how
+many times it went to its state store and how long those calls took. ``ours_<backend>`` run
+ResumableMixin with that state backend; ``airflow33`` runs Airflow 3.3's ``ResumableJobMixin`` on
+the same fake service. The job of a task ends at its first status call; that of its ``_polled``
+twin after ``POLLS`` more (what polling a running job costs).
 """
 
 from __future__ import annotations
@@ -18,7 +19,12 @@ from airflow.sdk import DAG, BaseOperator, ResumableJobMixin
 import resumable.attempt
 from resumable.testing.fake import FakeJobOperator, FakeJobService
 
-SERVICE = FakeJobService(name="bench", polls=0)
+#: Status calls that find the ``_polled`` tasks' jobs still running (bench/overhead.py sets it).
+POLLS = int(os.environ.get("BENCH_POLLS", "10"))
+SERVICES = {
+    "bench": FakeJobService(name="bench", polls=0),
+    "bench_polled": FakeJobService(name="bench_polled", polls=POLLS),
+}
 BACKEND_METHODS = ("get", "put", "delete")
 ACCESSOR_METHODS = ("get", "set", "delete")
 
@@ -55,16 +61,16 @@ class Meter:
 
 
 class OursTimed(FakeJobOperator):
-    def __init__(self, *, backend: str, **kwargs: Any) -> None:
-        super().__init__(service="bench", poll_interval=0.01, **kwargs)
-        self.backend = backend
+    def __init__(self, *, backend: str, database: str = "", **kwargs: Any) -> None:
+        super().__init__(poll_interval=0.01, **kwargs)
+        self.backend, self.database = backend, database
 
     def execute(self, context: Any) -> Any:
         meter = Meter()
         os.environ["AIRFLOW__RESUMABLE__STATE_BACKEND"] = self.backend
         if self.backend == "sql":
             os.environ["AIRFLOW__RESUMABLE__SQL_ALCHEMY_CONN"] = os.environ[
-                f"BENCH_SQL_{self.task_id.upper()}"
+                f"BENCH_SQL_{self.database.upper()}"
             ]
         original = resumable.attempt.backend_for
         if self.backend == "airflow":
@@ -81,6 +87,10 @@ class OursTimed(FakeJobOperator):
 class Airflow33Timed(ResumableJobMixin, BaseOperator):
     external_id_key = "bench_job_id"
 
+    def __init__(self, *, service: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.service = service
+
     def execute(self, context: Any) -> Any:
         meter = Meter()
         context["task_state_store"] = meter.wrap(context["task_state_store"], ACCESSOR_METHODS)
@@ -88,10 +98,10 @@ class Airflow33Timed(ResumableJobMixin, BaseOperator):
         return meter.result()
 
     def submit_job(self, context: Any) -> Any:
-        return SERVICE.submit(f"a33-{context['ti'].id}", "bench")
+        return SERVICES[self.service].submit(f"a33-{context['ti'].id}", "bench")
 
     def get_job_status(self, external_id: Any, context: Any) -> str:
-        return SERVICE.status(str(external_id)).value
+        return SERVICES[self.service].status(str(external_id)).value
 
     def is_job_active(self, status: str) -> bool:
         return status in ("PENDING", "RUNNING")
@@ -110,8 +120,11 @@ class Airflow33Timed(ResumableJobMixin, BaseOperator):
 with DAG(
     "resumable_overhead", schedule=None, start_date=datetime(2025, 1, 1), catchup=False, max_active_runs=1
 ):
-    OursTimed(task_id="ours_airflow", backend="airflow")
-    OursTimed(task_id="ours_sqlite", backend="sql")
-    if os.environ.get("BENCH_SQL_OURS_POSTGRES"):
-        OursTimed(task_id="ours_postgres", backend="sql")
-    Airflow33Timed(task_id="airflow33")
+    for service, suffix in (("bench", ""), ("bench_polled", "_polled")):
+        OursTimed(task_id=f"ours_airflow{suffix}", backend="airflow", service=service)
+        OursTimed(task_id=f"ours_sqlite{suffix}", backend="sql", database="ours_sqlite", service=service)
+        if os.environ.get("BENCH_SQL_OURS_POSTGRES"):
+            OursTimed(
+                task_id=f"ours_postgres{suffix}", backend="sql", database="ours_postgres", service=service
+            )
+        Airflow33Timed(task_id=f"airflow33{suffix}", service=service)

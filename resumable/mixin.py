@@ -22,7 +22,6 @@ from resumable.errors import (
     AttemptInterrupted,
     JobFailedError,
     RecordError,
-    RecordUnreadableHere,
     SupersededError,
     TransientJobError,
     VersionConflict,
@@ -568,7 +567,8 @@ class ResumableMixin:
             if limit is not None and time.monotonic() - started > limit:
                 self._give_up_waiting(attempt, handle, f"this attempt's wait limit of {limit:.0f} s")
             if attempt is not None:
-                self._check_owner_while_polling(attempt, handle)
+                if not attempt.backend.fences_replaced_attempts:
+                    self._check_owner_while_polling(attempt, handle)
                 if last is None or status.state is not last.state:
                     attempt.write_as_owner(attempt.record.evolve(last_status=status))  # type: ignore[union-attr]
             if last is None or status.raw != last.raw:
@@ -578,19 +578,12 @@ class ResumableMixin:
             interval = min(interval * 1.5, self.max_poll_interval)
 
     def _check_owner_while_polling(self, attempt: Attempt, handle: JobHandle) -> None:
-        try:
-            attempt.check_owner()
-        except RecordUnreadableHere:
-            if attempt.backend.name != "airflow":
-                raise
-            # A clear or a retry replaced this attempt's task instance before Airflow told the
-            # worker to stop: settle it as on_kill would (a clear cancels, a successor keeps).
-            self._stopping.requested.set()
-            self._stopping.settle(attempt, handle, None)
-            raise SupersededError(
-                "this attempt's task instance was replaced in Airflow; "
-                + describe_stop(self._stopping, handle)
-            ) from None
+        """On a store that does not fence replaced attempts itself (``sql``): a newer try or a new
+        lineage that took the record over makes this attempt stop, without cancelling. Where the store
+        fences them (``airflow``: the API server refuses a replaced task instance's calls, and Airflow
+        stops its process), polling reads nothing: an attempt costs the same per poll as without state.
+        """
+        attempt.check_owner()
 
     def _give_up_waiting(self, attempt: Attempt | None, handle: JobHandle, why: str) -> None:
         """The job is still active (just read) and this attempt's wait budget is spent."""

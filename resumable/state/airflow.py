@@ -5,9 +5,10 @@ the store only with its own id, and a retry or a clear gives the task instance a
 zombie or a replaced attempt can neither read nor overwrite its successor's record. Within the
 attempt that runs now, ``put`` checks the expected version against the version this backend last
 read or wrote, and reads the store again only for a key it has not seen. So an attempt costs one
-read and one write per record change, like Airflow 3.3's own mixin per value. A person who changes
-the record through the REST API while the attempt runs is noticed at its next ownership check
-(every poll), not at its next write.
+read and one write per record change, like Airflow 3.3's own mixin per value, and nothing per poll:
+an attempt whose task instance was replaced learns it from Airflow, which stops its process (its
+kill rules then read the record once, and a refused read keeps the job). A person who changes the
+record through the REST API while the attempt runs is not noticed until the attempt's next write.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class AirflowStoreBackend(StateBackend):
 
     name: ClassVar[str] = "airflow"
     atomic_compare_and_set: ClassVar[bool] = False
+    fences_replaced_attempts: ClassVar[bool] = True
 
     def __init__(self, accessor: Any, scope: TaskScope) -> None:
         self._store = accessor

@@ -45,6 +45,9 @@ class StateBackend(ABC):
     name: ClassVar[str]
     #: Whether ``put`` is an atomic compare-and-set; if not, it is read-check-write.
     atomic_compare_and_set: ClassVar[bool]
+    #: Whether the store itself refuses the calls of an attempt that was replaced (a retry, a clear):
+    #: then an attempt need not read its record while it polls to find out that it was.
+    fences_replaced_attempts: ClassVar[bool] = False
 
     @abstractmethod
     def get(self, scope: TaskScope, key: str) -> Versioned | None:

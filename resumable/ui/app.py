@@ -102,10 +102,13 @@ def _with_task_states(entries: list[Entry]) -> list[Entry]:
 
     wanted = {(e.scope.dag_id, e.scope.run_id, e.scope.task_id, e.scope.map_index) for e in missing}
     states: dict[tuple[str, str, str, int], str] = {}
+    runs_of: dict[str, set[str]] = {}
+    for dag_id, run_id, _, _ in wanted:
+        runs_of.setdefault(dag_id, set()).add(run_id)
     with create_session() as session:
-        for dag_id in {w[0] for w in wanted}:
+        for dag_id, run_ids in runs_of.items():
             query = sa.select(TI.dag_id, TI.run_id, TI.task_id, TI.map_index, TI.state).where(
-                TI.dag_id == dag_id
+                TI.dag_id == dag_id, TI.run_id.in_(sorted(run_ids))
             )
             for row in session.execute(query):
                 scope = (row.dag_id, row.run_id, row.task_id, row.map_index)

@@ -95,7 +95,10 @@ def test_a_newer_owner_is_never_cancelled_by_a_stopping_attempt(make_dag) -> Non
     assert probe.asked == 0, "fencing decides before Airflow is asked"
 
 
-def test_polling_stops_without_cancelling_when_a_newer_try_owns_the_record(make_dag) -> None:
+def test_polling_stops_without_cancelling_when_a_newer_try_owns_the_record(make_dag, monkeypatch) -> None:
+    # The sql backend: its attempts check ownership while they poll. (On the airflow backend a newer
+    # try is another task instance, whose writes the API server keeps from reaching this one's.)
+    monkeypatch.setenv("AIRFLOW__RESUMABLE__STATE_BACKEND", "sql")
     dag, svc = make_dag(FakeJobService(polls=1000), retries=0)
 
     def newer_try_takes_over() -> None:
@@ -114,7 +117,11 @@ def test_polling_stops_without_cancelling_when_a_newer_try_owns_the_record(make_
 
 
 def test_execution_timeout_cancels_the_job(make_dag) -> None:
-    dag, svc = make_dag(FakeJobService(polls=10**6), retries=0, execution_timeout=timedelta(seconds=2))
+    # A job that would end after about 20 s of polling: a timeout that never fired fails the test
+    # (the job succeeded), instead of leaving it polling.
+    dag, svc = make_dag(
+        FakeJobService(polls=400), retries=0, max_poll_interval=0.05, execution_timeout=timedelta(seconds=2)
+    )
     dr = run_dag(dag)
     assert task_states(dr) == {"job": "failed"}
     assert svc.cancelled == [svc.created[0]]

@@ -16,7 +16,13 @@ def test_providers_manager_lists_the_package_its_link_and_its_config() -> None:
     assert "resumable.links.ResumableJobLink" in manager.extra_links_class_names
     configs = dict(manager.provider_configs)  # (package, {section: {...}}) pairs
     section = configs["airflow-resumable"]["resumable"]["options"]
-    assert set(section) == {"state_backend", "sql_alchemy_conn", "state_retention_days", "deployment_id"}
+    assert set(section) == {
+        "state_backend",
+        "sql_alchemy_conn",
+        "state_retention_days",
+        "deployment_id",
+        "ui_enabled",
+    }
 
 
 def test_airflow_cli_shows_the_provider_and_its_default_option(tmp_path) -> None:
