@@ -78,9 +78,9 @@ def main() -> int:
                     f"dags/resumable_overhead/dagRuns/{run_id}/taskInstances/{task}/xcomEntries/return_value"
                 )
                 samples[task].append(stack.api("GET", path, params={"deserialize": True})["value"])
-                polled = path.replace(f"/taskInstances/{task}/", f"/taskInstances/{task}_polled/")
+                twin = path.replace(f"/taskInstances/{task}/", f"/taskInstances/{task}_polled/")
                 samples[f"{task}_polled"].append(
-                    stack.api("GET", polled, params={"deserialize": True})["value"]
+                    stack.api("GET", twin, params={"deserialize": True})["value"]
                 )
     if pg_url:
         server = sa.create_engine(POSTGRES, isolation_level="AUTOCOMMIT")

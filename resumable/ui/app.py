@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote, urlparse
 
@@ -27,6 +28,7 @@ from pydantic import BaseModel
 
 from resumable import clearing, config
 from resumable.errors import StateBackendError
+from resumable.job import JobState
 from resumable.records import Entry, MetadataSource, SqlSource, resolve_backend
 
 log = logging.getLogger(__name__)
@@ -128,19 +130,26 @@ def task_instance_path(entry: Entry) -> str:
     return path + (f"/mapped/{s.map_index}" if s.map_index >= 0 else "")
 
 
-def rows(
-    user: Any,
-    *,
-    dag_id: str | None = None,
-    run_id: str | None = None,
-    phase: str | None = None,
-    status: str | None = None,
-    limit: int = 500,
-) -> dict[str, Any]:
+@dataclass
+class Filters:
+    """What the page (and ``/records``) is asked for: query parameters, each optional."""
+
+    dag_id: str | None = None
+    run_id: str | None = None
+    #: A record's phase, ``checkpoint`` or ``unusable`` (:data:`PHASES`).
+    phase: str | None = None
+    #: The job's last status (a ``JobState`` value).
+    status: str | None = None
+    #: At most this many rows, the newest.
+    limit: int = 500
+
+
+def rows(user: Any, filters: Filters) -> dict[str, Any]:
     """What the page shows: the rows (newest first), how many matched, the backend, or the error."""
+    phase, status = filters.phase, filters.status
     try:
         where = source()
-        found = where.entries(dag_id or None, run_id or None, None, None)
+        found = where.entries(filters.dag_id or None, filters.run_id or None, None, None)
     except StateBackendError as error:
         return {"backend": None, "error": str(error), "rows": [], "matched": 0}
     readable = _auth_manager().get_authorized_dag_ids(user=user, method="GET")
@@ -151,7 +160,7 @@ def rows(
         found = [e for e in found if (e.last_state or "") == status]
     found.sort(key=lambda e: str(e.updated_at or ""), reverse=True)
     matched = len(found)
-    shown = _with_task_states(found[: max(limit, 0)])
+    shown = _with_task_states(found[: max(filters.limit, 0)])
     editable = {dag: _may_edit(user, dag) for dag in {e.scope.dag_id for e in shown}}
     out = []
     for e in shown:
@@ -213,45 +222,26 @@ def _load_task(entry: Entry) -> Any:
 def create_app() -> FastAPI:
     app = FastAPI(title="Resumable jobs", docs_url=None, redoc_url=None, openapi_url=None)
     user_dependency = Depends(_get_user())
+    filters_dependency = Depends(Filters)
 
     @app.get("/", response_class=HTMLResponse)
     def page(
-        request: Request,
-        user: Any = user_dependency,
-        dag_id: str | None = None,
-        run_id: str | None = None,
-        phase: str | None = None,
-        status: str | None = None,
-        limit: int = 500,
+        request: Request, user: Any = user_dependency, filters: Filters = filters_dependency
     ) -> HTMLResponse:
-        view = rows(user, dag_id=dag_id, run_id=run_id, phase=phase, status=status, limit=limit)
         html = _templates.get_template("records.html").render(
-            **view,
+            **rows(user, filters),
             user=user.get_name(),
-            filters={
-                "dag_id": dag_id or "",
-                "run_id": run_id or "",
-                "phase": phase or "",
-                "status": status or "",
-            },
+            filters=filters,
             phases=PHASES,
-            statuses=("PENDING", "RUNNING", "STOPPING", "SUCCEEDED", "FAILED", "CANCELLED", "NOT_FOUND"),
-            limit=limit,
+            statuses=tuple(state.value for state in JobState),
             clear_url=request.scope.get("root_path", "") + "/clear",
             action_header=ACTION_HEADER,
         )
         return HTMLResponse(html)
 
     @app.get("/records")
-    def records(
-        user: Any = user_dependency,
-        dag_id: str | None = None,
-        run_id: str | None = None,
-        phase: str | None = None,
-        status: str | None = None,
-        limit: int = 500,
-    ) -> JSONResponse:
-        view = rows(user, dag_id=dag_id, run_id=run_id, phase=phase, status=status, limit=limit)
+    def records(user: Any = user_dependency, filters: Filters = filters_dependency) -> JSONResponse:
+        view = rows(user, filters)
         return JSONResponse(
             json.loads(json.dumps(view, default=str)), status_code=503 if view["error"] else 200
         )
