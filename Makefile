@@ -96,7 +96,7 @@ chromium:
 		echo "Chromium is not installed and could not be (apt-get install chromium as root): the browser test will say so"
 
 # Airflow 3.X (`make test-e2e-airflow-3.0`): the real-Airflow tests marked every_airflow.
-test-e2e-airflow-%: .venvs/airflow-%
+test-e2e-airflow-%: .venvs/airflow-% chromium
 	.venvs/airflow-$*/bin/$(PYTEST) -m every_airflow tests/e2e
 
 # The every_airflow tests on each of $(E2E_AIRFLOW), one after the other (each boots an Airflow).
