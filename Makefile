@@ -67,7 +67,7 @@ bench: $(VENV)
 # after the other. The parts wait on services and emulated jobs far more than they compute, which
 # is what lets them share this machine's two cores.
 # `make test-fast`: phase 1 on Airflow 3.3 only, for iterating.
-test: $(VENV) $(OLD_AIRFLOW_VENVS)
+test: $(VENV) $(OLD_AIRFLOW_VENVS) chromium
 	$(MAKE) --no-print-directory -j8 -Otarget lint typecheck docs test-tiers $(addprefix test-tiers-airflow-,$(OLD_AIRFLOW))
 	$(MAKE) --no-print-directory -j2 -Otarget test-e2e test-e2e-old
 
