@@ -78,10 +78,11 @@ class StormResult:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-def _operator(task_id: str, poll_interval: float) -> Any:
+def _operator(task_id: str, poll_interval: float, **kwargs: Any) -> Any:
     from resumable.operators.databricks import ResumableDatabricksSubmitRunOperator
 
     return ResumableDatabricksSubmitRunOperator(
+        **kwargs,
         task_id=task_id,
         json={"run_name": task_id, "tasks": [{"task_key": "main", "notebook_task": {"notebook_path": "/x"}}]},
         polling_period_seconds=poll_interval,
@@ -116,8 +117,11 @@ def _first_try_left(task_id: str, run_id: int, url: str, poll_interval: float) -
     attempt.write(attempt.stamp(record.evolve(operator=attempt.operator, handle=handle)))
 
 
-def storm(tasks: int, rate: float, *, job_seconds: float = 40.0, poll_interval: float = 20.0) -> StormResult:
-    """Run one storm of ``tasks`` reattaches against a service limited to ``rate`` requests a second."""
+def storm(
+    tasks: int, rate: float, *, job_seconds: float = 40.0, poll_interval: float = 20.0, **operator_kwargs: Any
+) -> StormResult:
+    """Run one storm of ``tasks`` reattaches against a service limited to ``rate`` requests a second
+    (``operator_kwargs`` go to the second tries' operators)."""
     os.environ["AIRFLOW__RESUMABLE__STATE_BACKEND"] = "memory"
     from airflow.providers.databricks.hooks.databricks import DatabricksHook
 
@@ -139,7 +143,7 @@ def storm(tasks: int, rate: float, *, job_seconds: float = 40.0, poll_interval: 
         gate = threading.Barrier(tasks + 1)
 
         def second_try(task_id: str) -> None:
-            op = _operator(task_id, poll_interval)
+            op = _operator(task_id, poll_interval, **operator_kwargs)
             gate.wait()
             try:
                 op.execute(_context(op, 2))
@@ -156,9 +160,8 @@ def storm(tasks: int, rate: float, *, job_seconds: float = 40.0, poll_interval: 
         seconds = time.time() - started
         after = emu.stats()
         runs = [int(r) for r in before["runs"]]
-        repolled = [
-            min(t for t in emu.polls.get(r, []) if t >= started) - started for r in runs if emu.polls.get(r)
-        ]
+        answered = [[t for t in emu.polls.get(r, []) if t >= started] for r in runs]
+        repolled = [min(times) - started for times in answered if times]
         return StormResult(
             tasks=tasks,
             rate=rate,

@@ -94,6 +94,18 @@ def is_transient(error: BaseException) -> bool:
     )
 
 
+def is_throttled(error: BaseException) -> bool:
+    """A 429 ``REQUEST_LIMIT_EXCEEDED``, or the hook giving up on its own retries of 429s."""
+    if isinstance(error, DatabricksApiError):
+        return error.http_status_code == 429
+    cause = error.__cause__
+    if isinstance(cause, RetryError):
+        last = cause.last_attempt.exception() if cause.last_attempt else None
+        response = getattr(last, "response", None)
+        return getattr(response, "status_code", None) == 429
+    return False
+
+
 def _provider_kwargs(cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
     """Turn the provider's own persistence off where it has one (provider >= 7.23 on Airflow >= 3.3)."""
     if "durable" in inspect.signature(cls).parameters:
@@ -188,6 +200,9 @@ class _ResumableDatabricksRun(ResumableMixin):
 
     def is_transient_error(self, error: BaseException) -> bool:
         return is_transient(error) or super().is_transient_error(error)
+
+    def is_throttled(self, error: BaseException) -> bool:
+        return is_throttled(error)
 
     def announce_job(self, context: Mapping[str, Any], handle: JobHandle) -> None:
         self.run_id = int(handle.job_id)

@@ -52,6 +52,16 @@ THROTTLING_CODES = frozenset(
         "InternalFailure",
     }
 )
+#: Of the transient codes, those that mean the caller is over a rate limit.
+THROTTLED_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+    }
+)
 NOT_FOUND_CODES = frozenset({"ResourceNotFoundException", "ValidationException", "InvalidRequestException"})
 
 #: Step states, ours rather than the hook's (a CANCEL_PENDING step is still active).
@@ -111,6 +121,14 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(error, (EndpointConnectionError, ConnectionClosedError, ReadTimeoutError))
 
 
+def is_throttled(error: BaseException) -> bool:
+    """The AWS ways of saying "slow down": a throttling error code or HTTP 429."""
+    if not isinstance(error, ClientError):
+        return False
+    status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    return error_code(error) in THROTTLED_CODES or status == 429
+
+
 def is_not_found(error: BaseException) -> bool:
     """The services' ways of saying "no such job": ResourceNotFound, Validation or InvalidRequest."""
     return error_code(error) in NOT_FOUND_CODES
@@ -142,6 +160,9 @@ class _ResumableEmr(ResumableMixin):
 
     def is_transient_error(self, error: BaseException) -> bool:
         return is_transient(error) or super().is_transient_error(error)
+
+    def is_throttled(self, error: BaseException) -> bool:
+        return is_throttled(error)
 
     def _console(self, fragment: str) -> str:
         region = self.hook.conn_region_name

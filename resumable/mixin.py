@@ -13,7 +13,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
 
 from resumable import faults
 from resumable._compat import AirflowTaskTimeout, BaseOperatorMeta, stats_incr
@@ -73,7 +80,8 @@ class ResumableMixin:
         max_poll_interval: the longest wait between two status reads (default: twice ``poll_interval``).
         state_key: the key of the record in the task's state; change it only to run two jobs in one task.
         status_retry_attempts: how many times a status, discovery or cancel call is tried when the
-            system answers with a transient error (with exponential backoff and jitter).
+            system answers with a transient error (with exponential backoff and jitter); a call the
+            system throttles is retried for ``throttled_retry_seconds`` (900) instead.
         **kwargs: the operator's own arguments (``BaseOperator``'s and the provider operator's).
     """
 
@@ -81,6 +89,10 @@ class ResumableMixin:
     job_system: str = "job"
     #: Whether reaching :meth:`wait_limit` cancels the job (it always fails the attempt).
     cancel_at_wait_limit: bool = True
+    #: Seconds a status, discovery or cancel call that the system keeps throttling (:meth:`is_throttled`)
+    #: is retried before the attempt fails: a whole fleet reattaching at once is throttled for as long
+    #: as the service takes to answer every task once, however many tries that takes.
+    throttled_retry_seconds: float = 900.0
 
     if TYPE_CHECKING:  # provided by BaseOperator, which every user of the mixin also inherits
         log: Any
@@ -183,6 +195,11 @@ class ResumableMixin:
     def is_transient_error(self, error: BaseException) -> bool:
         """Whether a failed status, discovery or cancel call is worth trying again."""
         return isinstance(error, (TransientJobError, ConnectionError, TimeoutError))
+
+    def is_throttled(self, error: BaseException) -> bool:
+        """Whether the system refused a call for its rate limit (HTTP 429 and the like): retried for
+        :attr:`throttled_retry_seconds` rather than ``status_retry_attempts`` times."""
+        return False
 
     # ---- execute -----------------------------------------------------------------------------
 
@@ -641,9 +658,17 @@ class ResumableMixin:
 
     def _call(self, fn: Callable[[], T], what: str) -> T:
         """Call the external system, retrying transient errors only (with backoff and jitter)."""
+        tries = stop_after_attempt(self.status_retry_attempts)
+        throttled_for = stop_after_delay(self.throttled_retry_seconds)
+
+        def stop(state: RetryCallState) -> bool:
+            error = state.outcome.exception() if state.outcome else None
+            throttled = error is not None and self.is_throttled(error)
+            return throttled_for(state) if throttled else tries(state)
+
         retrying = Retrying(
             retry=retry_if_exception(self.is_transient_error),
-            stop=stop_after_attempt(self.status_retry_attempts),
+            stop=stop,
             wait=wait_exponential_jitter(initial=min(1.0, self.poll_interval), max=30),
             before_sleep=lambda rs: self.log.warning(
                 "resumable: could not %s (attempt %s): %s; retrying",

@@ -34,3 +34,15 @@ def test_a_small_storm_against_a_throttled_service_loses_nothing(airflow_db, mon
     text = storm.markdown(result, "python bench/storm.py --tasks 24 --rate 8")
     assert text.startswith(storm.MARKER_BEGIN) and text.endswith(storm.MARKER_END)
     assert "| 24 | 8/s | 0 | 0 | 0 |" in text
+
+
+def test_throttling_is_retried_for_its_own_budget_not_the_error_budget(airflow_db, monkeypatch) -> None:
+    """With one try for errors, a status call the service throttles is still retried until answered:
+    a fleet's storm lasts as long as the service takes to answer every task once."""
+    storm = load_bench()
+    monkeypatch.setenv("AIRFLOW__RESUMABLE__STATE_BACKEND", "memory")
+    result = storm.storm(24, 4.0, job_seconds=8.0, poll_interval=4.0, status_retry_attempts=1)
+
+    assert result.failed == {}
+    assert result.throttled > 0
+    assert (result.submitted, result.cancelled) == (0, 0)
