@@ -39,19 +39,6 @@ from resumable.protocol import CancelOnKill
 #: The tag a resumable cluster carries, whose value is the submission's token.
 TOKEN_TAG = "resumable-token"
 
-THROTTLING_CODES = frozenset(
-    {
-        "ThrottlingException",
-        "Throttling",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "ServiceUnavailable",
-        "ServiceUnavailableException",
-        "InternalServerException",
-        "InternalFailure",
-    }
-)
 #: Of the transient codes, those that mean the caller is over a rate limit.
 THROTTLED_CODES = frozenset(
     {
@@ -60,6 +47,15 @@ THROTTLED_CODES = frozenset(
         "RequestThrottledException",
         "TooManyRequestsException",
         "RequestLimitExceeded",
+    }
+)
+#: Error codes worth another try: throttling, and the services' 5xx-like failures.
+TRANSIENT_CODES = THROTTLED_CODES | frozenset(
+    {
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "InternalServerException",
+        "InternalFailure",
     }
 )
 NOT_FOUND_CODES = frozenset({"ResourceNotFoundException", "ValidationException", "InvalidRequestException"})
@@ -117,7 +113,7 @@ def is_transient(error: BaseException) -> bool:
     """Throttling, 5xx and connection failures: worth another try."""
     if isinstance(error, ClientError):
         status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-        return error_code(error) in THROTTLING_CODES or status == 429 or status >= 500
+        return error_code(error) in TRANSIENT_CODES or status == 429 or status >= 500
     return isinstance(error, (EndpointConnectionError, ConnectionClosedError, ReadTimeoutError))
 
 

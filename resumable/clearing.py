@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from resumable.records import Entry, Source
+from resumable.records import Entry, Source, find
 
 #: Task-instance states in which an attempt runs (or is about to) and may write the record.
 LIVE_TI_STATES = frozenset(
@@ -119,26 +119,22 @@ def delete(source: Source, entry: Entry, said: list[Said] | None = None) -> Outc
             said.append(Said(f"Deleted {entry.key!r} of {entry.scope.describe()}."))
             return Outcome("done", said)
         scope = current.scope
-        found = [
-            e
-            for e in source.entries(scope.dag_id, scope.run_id, scope.task_id, scope.map_index)
-            if e.key == current.key
-        ]
-        if not found:
+        found = find(source, scope, current.key)
+        if found is None:
             said.append(Said(f"{entry.key!r} of {entry.scope.describe()} was deleted meanwhile."))
             return Outcome("done", said)
-        now = found[0].handle
-        if _names(found[0]) != _names(entry):
+        now = found.handle
+        if _names(found) != _names(entry):
             said.append(
                 Said(
                     f"the task wrote {entry.key!r} of {scope.describe()} while this clear ran; it now "
-                    f"names job {now.job_id if now else '(none yet)'} (phase {found[0].phase}), not the one "
+                    f"names job {now.job_id if now else '(none yet)'} (phase {found.phase}), not the one "
                     "this clear looked at. Look at it with `resumable state show` and clear it again.",
                     "Kept",
                 )
             )
             return Outcome("refused", said)
-        current = found[0]  # the same job, written again (its status, its cancel): delete that
+        current = found  # the same job, written again (its status, its cancel): delete that
     said.append(Said(f"{entry.key!r} of {entry.scope.describe()} kept changing; kept it. Clear it again."))
     return Outcome("refused", said)
 

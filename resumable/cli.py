@@ -177,6 +177,7 @@ def _source(args: argparse.Namespace) -> Any:
 def _state(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from resumable.records import find
     from resumable.state import TaskScope
 
     if args.verb == "purge":
@@ -201,9 +202,9 @@ def _state(args: argparse.Namespace) -> int:
         _print_unusable(entries, source, err)
         return EXIT_OK
     scope = TaskScope(args.dag_id, args.run_id, args.task_id, args.map_index)
-    of_task = source.entries(args.dag_id, args.run_id, args.task_id, args.map_index)
-    found = [e for e in of_task if e.key == args.key]
-    if not found:
+    entry = find(source, scope, args.key)
+    if entry is None:
+        of_task = source.entries(args.dag_id, args.run_id, args.task_id, args.map_index)
         others = ", ".join(repr(e.key) for e in of_task)
         err.print(
             escape(
@@ -212,7 +213,6 @@ def _state(args: argparse.Namespace) -> int:
             )
         )
         return EXIT_NO_RECORD
-    entry = found[0]
     print(entry.show())
     _print_unusable([entry], source, err)
     if args.verb == "show":

@@ -221,6 +221,20 @@ class Source(Protocol):
         ...
 
 
+def find(source: Source, scope: TaskScope, key: str) -> Entry | None:
+    """The value ``key`` of the task ``scope`` in ``source``, or ``None`` when there is none."""
+    for entry in source.entries(scope.dag_id, scope.run_id, scope.task_id, scope.map_index):
+        if entry.key == key:
+            return entry
+    return None
+
+
+def api_fix_command(scope: TaskScope, key: str, backend_name: str, url: str) -> str:
+    """The ``resumable state clear`` command for ``key`` of ``scope`` through the REST API at ``url``."""
+    command = cli_clear_hint(scope, key, backend=backend_name)
+    return f"{command} --api-url {shlex.quote(url)}"
+
+
 def _unwrap(value: Any) -> Any:
     if isinstance(value, dict) and _ENVELOPE in value:
         return value.get("value")
@@ -314,8 +328,7 @@ class ApiSource:
             )
 
     def fix_command(self, scope: TaskScope, key: str) -> str:
-        command = cli_clear_hint(scope, key, backend=self.backend_name)
-        return f"{command} --api-url {shlex.quote(self.base_url)}"
+        return api_fix_command(scope, key, self.backend_name, self.base_url)
 
     def _login(self, username: str, password: str) -> str:
         response = self._request("POST", "/auth/token", json={"username": username, "password": password})
@@ -433,8 +446,7 @@ class MetadataSource:
             ) from error
 
     def fix_command(self, scope: TaskScope, key: str) -> str:
-        command = cli_clear_hint(scope, key, backend=self.backend_name)
-        return f"{command} --api-url {shlex.quote(self.api_url)}"
+        return api_fix_command(scope, key, self.backend_name, self.api_url)
 
     def entries(
         self, dag_id: str | None, run_id: str | None, task_id: str | None, map_index: int | None

@@ -29,7 +29,8 @@ from pydantic import BaseModel
 from resumable import clearing, config
 from resumable.errors import StateBackendError
 from resumable.job import JobState
-from resumable.records import Entry, MetadataSource, SqlSource, resolve_backend
+from resumable.records import Entry, MetadataSource, SqlSource, find, resolve_backend
+from resumable.state import TaskScope
 
 log = logging.getLogger(__name__)
 
@@ -276,18 +277,14 @@ def _clear(request: Request, body: ClearBody, user: Any) -> tuple[int, clearing.
         )
     try:
         where = source()
-        found = [
-            e
-            for e in where.entries(body.dag_id, body.run_id, body.task_id, body.map_index)
-            if e.key == body.key
-        ]
+        found = find(where, TaskScope(body.dag_id, body.run_id, body.task_id, body.map_index), body.key)
     except StateBackendError as error:
         return refused(503, str(error))
-    if not found:
+    if found is None:
         return refused(
             404, f"No record {body.key!r} of {body.dag_id}.{body.task_id} in run {body.run_id}: it is gone."
         )
-    entry = _with_task_states(found)[0]
+    entry = _with_task_states([found])[0]
     said = clearing.refusal(entry, where, cancel_job=body.job == "cancel", leave_job=body.job == "leave")
     if said is not None:
         return 409, clearing.Outcome("refused", [said])
