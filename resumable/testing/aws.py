@@ -2,7 +2,8 @@
 
 The driver moves steps, EMR Serverless and EMR on EKS job runs and clusters through their real
 states on a clock the test controls, deduplicates ``clientToken`` as AWS does, implements
-``CancelSteps``, throttles on demand and counts what was created, cancelled and consumed.
+``CancelSteps``, throttles on demand or over a request-rate limit and counts what was created,
+cancelled and consumed.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ STOP_SECONDS = 1.0
 #: Operations that create a job; :attr:`AwsEmulator.submit_delay` holds their answers.
 SUBMIT_OPERATIONS = frozenset({"StartJobRun", "AddJobFlowSteps", "RunJobFlow"})
 ACCOUNT = "123456789012"
+#: What the emulator's own fixture requests (:meth:`AwsEmulator.create_cluster` and the like) add to
+#: their User-Agent: the rate limit lets them through and does not spend a token on them.
+_FIXTURE_AGENT = "resumable-emulator-fixture"
 # moto keeps its state per process. Emulators running at the same time act in accounts of their
 # own, so that one emulator's reset does not wipe another's clusters; the first is ACCOUNT.
 _LIVE_ACCOUNTS: set[str] = set()
@@ -88,6 +92,8 @@ class AwsEmulator(Emulator):
     Use it as a context manager (or :meth:`start` / :meth:`stop`); :meth:`use_as` makes it an
     Airflow AWS connection. The clock runs at ``speed`` emulated seconds per real second, or only
     when :meth:`advance` is called with ``manual_clock=True``.
+
+    ``rate_limit_per_second`` turns on the request-rate limit of :meth:`rate_limit` from the start.
     """
 
     default_conn_id = "aws_default"
@@ -100,6 +106,7 @@ class AwsEmulator(Emulator):
         region: str = "us-east-1",
         default_script: JobScript | None = None,
         own_account: bool = False,
+        rate_limit_per_second: float | None = None,
     ) -> None:
         super().__init__(speed=speed, manual_clock=manual_clock)
         #: The AWS account this emulator's requests act in, chosen at start: ACCOUNT, unless another
@@ -111,9 +118,16 @@ class AwsEmulator(Emulator):
         self.default_script = default_script or JobScript()
         self._server: Any = None
         self._thread: threading.Thread | None = None
+        # The token bucket of rate_limit(): requests per real second, bucket size, tokens left and
+        # when (time.monotonic()) they were counted. _clear() refills it but keeps the limit.
+        self._rate: float | None = None
+        self._burst = 1
         self._clear()
+        if rate_limit_per_second is not None:
+            self.rate_limit(rate_limit_per_second)
 
     def _clear(self) -> None:
+        self._bucket, self._refilled_at = float(self._burst), time.monotonic()
         self._jobs: dict[str, _Job] = {}
         self._queues: dict[str, list[JobScript]] = {kind: [] for kind in KINDS}
         self._tokens: dict[tuple[str, str], dict[str, Any]] = {}
@@ -131,8 +145,13 @@ class AwsEmulator(Emulator):
         self.cancels: list[str] = []
         #: API calls per operation name, e.g. ``"AddJobFlowSteps"``, ``"GetJobRun"``.
         self.calls: Counter[str] = Counter()
+        #: Wall-clock times (``time.time()``) of the ``GetJobRun`` calls per job run id (Serverless, EKS).
+        self.polls: dict[str, list[float]] = {}
         #: The part of ``calls`` made by async clients (aiobotocore: the amazon provider's triggers).
         self.async_calls: Counter[str] = Counter()
+        #: Calls refused by the rate limit (:meth:`rate_limit`), per operation name; they are counted in
+        #: :attr:`calls` too. Calls refused by :meth:`throttle_next` are not counted here.
+        self.throttled: Counter[str] = Counter()
         #: Real seconds a StartJobRun, AddJobFlowSteps or RunJobFlow holds its answer after the job
         #: exists: a test can stop or kill the caller in that window, before it has seen the job's id.
         self.submit_delay: float = 0.0
@@ -175,7 +194,11 @@ class AwsEmulator(Emulator):
         return f"arn:aws:iam::{self.account_id}:role/{name}"
 
     def reset(self) -> None:
-        """Forget every cluster, application, job run, script, fault and counter."""
+        """Forget every cluster, application, job run, script, fault and counter.
+
+        The rate limit set by :meth:`rate_limit` is part of how the service is configured, not of
+        what happened, so it stays; its bucket is refilled, as after a quiet spell.
+        """
         with self._lock:
             self._reset_moto()
             self._clear()
@@ -217,6 +240,12 @@ class AwsEmulator(Emulator):
             **kwargs,
         )
 
+    def _fixture_client(self, service: str) -> Any:
+        """A client for the emulator's own fixture requests, which the rate limit lets through."""
+        from botocore.config import Config
+
+        return self.client(service, config=Config(user_agent_extra=_FIXTURE_AGENT))
+
     # ---- clock, fixtures, scripts, faults ------------------------------------------------------
 
     def script_next(self, kind: str, *scripts: JobScript, replace: bool = False) -> None:
@@ -236,11 +265,44 @@ class AwsEmulator(Emulator):
         with self._lock:
             self._throttle = [service] * n
 
+    def rate_limit(self, per_second: float | None, burst: int | None = None) -> None:
+        """Limit the API to ``per_second`` requests per real second, as AWS's control planes do
+        (``None`` turns the limit off).
+
+        A token bucket of ``burst`` tokens (by default ``max(1, int(per_second))``) refills at
+        ``per_second`` tokens per real second (``time.monotonic()``, not the emulated clock: the limit
+        is on the callers' real pace). Every request to any of the services takes a token, except the
+        emulator's own fixture requests (:meth:`create_cluster` and the like); with none left it is
+        answered ``ThrottlingException`` exactly as :meth:`throttle_next` answers it, takes no effect
+        and is counted in :attr:`throttled` (and, like every request, in :attr:`calls`). Setting a
+        limit starts with a full bucket.
+        """
+        if per_second is not None and not per_second > 0:
+            raise ValueError(f"per_second must be positive (or None for no limit), not {per_second!r}")
+        if burst is not None and burst < 1:
+            raise ValueError(f"burst must be at least 1, not {burst!r}")
+        with self._lock:
+            self._rate = per_second
+            self._burst = burst if burst is not None else max(1, int(per_second or 1))
+            self._bucket, self._refilled_at = float(self._burst), time.monotonic()
+
+    def _take_token(self) -> bool:
+        """Take a token from the rate limit's bucket (call with the lock held); False if none is left."""
+        if self._rate is None:
+            return True
+        now = time.monotonic()
+        self._bucket = min(float(self._burst), self._bucket + (now - self._refilled_at) * self._rate)
+        self._refilled_at = now
+        if self._bucket >= 1.0:
+            self._bucket -= 1.0
+            return True
+        return False
+
     def create_cluster(
         self, name: str = "test-cluster", *, state: str = "WAITING", step_concurrency: int = 1
     ) -> str:
         """A cluster that is ``state`` from the start (steps can be added while it is WAITING or RUNNING)."""
-        response = self.client("emr").run_job_flow(
+        response = self._fixture_client("emr").run_job_flow(
             Name=name,
             ReleaseLabel="emr-7.0.0",
             Instances={
@@ -270,7 +332,7 @@ class AwsEmulator(Emulator):
 
     def create_serverless_application(self, name: str = "app", release_label: str = "emr-7.0.0") -> str:
         """A started EMR Serverless application; returns its id."""
-        client = self.client("emr-serverless")
+        client = self._fixture_client("emr-serverless")
         app_id = str(
             client.create_application(name=name, releaseLabel=release_label, type="SPARK")["applicationId"]
         )
@@ -279,7 +341,7 @@ class AwsEmulator(Emulator):
 
     def create_virtual_cluster(self, name: str = "vc") -> str:
         """An EMR on EKS virtual cluster; returns its id."""
-        response = self.client("emr-containers").create_virtual_cluster(
+        response = self._fixture_client("emr-containers").create_virtual_cluster(
             name=name,
             containerProvider={"id": "eks-cluster", "type": "EKS", "info": {"eksInfo": {"namespace": name}}},
         )
@@ -340,6 +402,7 @@ class AwsEmulator(Emulator):
                 "cancels": list(self.cancels),
                 "calls": dict(self.calls),
                 "async_calls": dict(self.async_calls),
+                "throttled": dict(self.throttled),
                 "compute_seconds": round(self.compute_seconds(), 3),
             }
 
@@ -532,6 +595,9 @@ class AwsEmulator(Emulator):
             operation = _operation(service, environ)
             with self._lock:
                 self.calls[operation] += 1
+                if operation == "GetJobRun":
+                    job_run = environ.get("PATH_INFO", "").rstrip("/").split("/")[-1]
+                    self.polls.setdefault(job_run, []).append(time.time())
                 if "aiobotocore" in environ.get("HTTP_USER_AGENT", ""):
                     self.async_calls[operation] += 1
                 self._sync()
@@ -560,6 +626,9 @@ class AwsEmulator(Emulator):
     def _intercept(
         self, service: str, operation: str, environ: dict[str, Any], body: bytes
     ) -> tuple[str, list[tuple[str, str]], bytes] | None:
+        if _FIXTURE_AGENT not in environ.get("HTTP_USER_AGENT", "") and not self._take_token():
+            self.throttled[operation] += 1
+            return _throttled(service)
         if self._throttle and (self._throttle[0] is None or self._throttle[0] == service):
             self._throttle.pop(0)
             return _throttled(service)
@@ -662,11 +731,13 @@ _REST = [
     ("POST", r"/applications/[^/]+/start/?$", "StartApplication"),
     ("GET", r"/applications/[^/]+/?$", "GetApplication"),
     ("POST", r"/applications/?$", "CreateApplication"),
+    ("GET", r"/applications/?$", "ListApplications"),
     ("POST", r"/virtualclusters/[^/]+/jobruns/?$", "StartJobRun"),
     ("GET", r"/virtualclusters/[^/]+/jobruns/[^/]+/?$", "DescribeJobRun"),
     ("DELETE", r"/virtualclusters/[^/]+/jobruns/[^/]+/?$", "CancelJobRun"),
     ("GET", r"/virtualclusters/[^/]+/jobruns/?$", "ListJobRuns"),
     ("POST", r"/virtualclusters/?$", "CreateVirtualCluster"),
+    ("GET", r"/virtualclusters/?$", "ListVirtualClusters"),
 ]
 
 

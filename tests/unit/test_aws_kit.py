@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
@@ -28,6 +29,7 @@ def server() -> Iterator[AwsEmulator]:
 @pytest.fixture
 def aws(server: AwsEmulator) -> AwsEmulator:
     server.reset()
+    server.rate_limit(None)  # reset() keeps a rate limit an earlier test set
     return server
 
 
@@ -192,6 +194,70 @@ def test_throttling_arrives_as_a_throttling_exception(aws, service) -> None:
         call()
     assert error.value.response["Error"]["Code"] == "ThrottlingException"
     call()  # the next call goes through
+
+
+def codes(call, n: int) -> list[str]:
+    """The error code of each of ``n`` calls ("" for an answer)."""
+    found = []
+    for _ in range(n):
+        try:
+            call()
+            found.append("")
+        except ClientError as error:
+            found.append(error.response["Error"]["Code"])
+    return found
+
+
+def test_requests_over_the_rate_limit_are_throttled_and_counted(aws) -> None:
+    serverless = client(aws, "emr-serverless")
+    aws.rate_limit(5, burst=5)
+    found = codes(serverless.list_applications, 20)
+    throttled = found.count("ThrottlingException")
+    assert found[:5] == [""] * 5 and throttled > 0 and set(found) == {"", "ThrottlingException"}
+    assert aws.throttled == {"ListApplications": throttled}
+    assert aws.calls["ListApplications"] == 20  # throttled calls are calls too, as with throttle_next
+    assert aws.stats()["throttled"] == {"ListApplications": throttled}
+    time.sleep(0.5)  # 2.5 tokens come back
+    assert codes(serverless.list_applications, 2) == ["", ""]
+    aws.rate_limit(None)
+    assert codes(serverless.list_applications, 20) == [""] * 20
+    assert aws.throttled == {"ListApplications": throttled}
+
+
+def test_a_throttled_request_takes_no_effect_and_fixtures_are_not_limited(aws) -> None:
+    aws.rate_limit(0.001, burst=1)  # one token, the next one in ~17 minutes
+    app_id = aws.create_serverless_application()  # two fixture requests, let through
+    serverless = client(aws, "emr-serverless")
+    args = {
+        "applicationId": app_id,
+        "executionRoleArn": aws.role_arn(),
+        "jobDriver": {"sparkSubmit": {"entryPoint": "s3://b/x.py"}},
+    }
+    serverless.start_job_run(**args, clientToken="tok-1")
+    assert codes(lambda: serverless.start_job_run(**args, clientToken="tok-2"), 1) == ["ThrottlingException"]
+    assert codes(client(aws, "emr").list_clusters, 1) == ["ThrottlingException"]
+    assert aws.job_runs_created == {"tok-1": 1} and aws.start_requests == {"tok-1": 1}
+    assert aws.throttled == {"StartJobRun": 1, "ListClusters": 1}
+    aws.reset()  # keeps the limit, refills the bucket
+    assert aws.throttled == {}
+    assert codes(client(aws, "emr").list_clusters, 2) == ["", "ThrottlingException"]
+
+
+def test_the_rate_limit_can_be_set_from_the_start() -> None:
+    with AwsEmulator(manual_clock=True, rate_limit_per_second=0.001) as emu:  # burst 1
+        assert codes(client(emu, "emr").list_clusters, 2) == ["", "ThrottlingException"]
+        emu.rate_limit(None)
+        assert codes(client(emu, "emr").list_clusters, 2) == ["", ""]
+        assert emu.throttled == {"ListClusters": 1}
+
+
+@pytest.mark.parametrize("per_second, burst", [(0, None), (-1.0, None), (1.0, 0)])
+def test_a_bad_rate_limit_is_refused(per_second, burst) -> None:
+    emu = AwsEmulator(manual_clock=True)
+    with pytest.raises(ValueError, match="per_second" if burst is None else "burst"):
+        emu.rate_limit(per_second, burst)
+    with pytest.raises(ValueError, match="per_second"):
+        AwsEmulator(rate_limit_per_second=0)
 
 
 def test_an_unknown_cluster_is_an_invalid_request(aws) -> None:
