@@ -96,10 +96,18 @@ class Attempt:
             run_after=f.run_after,
         )
 
-    def read(self) -> Record | RecordError | None:
-        """The record as stored, an error saying why it cannot be used, or ``None``."""
-        found = self.backend.get(self.scope, self.key)
+    def read(self, *, first: bool = False) -> Record | RecordError | None:
+        """The record as stored, an error saying why it cannot be used, or ``None``.
+
+        ``first``: the first read of ``execute``. On a store whose values start empty for every
+        DAG run (``values_die_with_dag_run``), the first try's first read would only find nothing,
+        so it is not made.
+        """
         self.record, self.version = None, None
+        if first and self.facts.try_number <= 1 and self.backend.values_die_with_dag_run:
+            self.backend.known_absent(self.scope, self.key)
+            return None
+        found = self.backend.get(self.scope, self.key)
         if found is None:
             return None
         self.version = found.version
@@ -159,9 +167,19 @@ class Attempt:
             )
         self.version = found.version  # type: ignore[union-attr]
 
+    def know(self, record: Record) -> None:
+        """Take ``record`` as this attempt's view without writing it (what the store need not keep)."""
+        self.record = record
+
     def check_resumed_owner(self, record: Record) -> None:
-        """After a deferral: the stored record must still name this try as its owner."""
-        if record.owner != self.facts.try_number or record.lineage != self.facts.lineage:
+        """After a deferral: the stored record must still name this try as its owner.
+
+        A store that fences replaced attempts (``airflow``) never lets a replaced try resume, and
+        there a retry that reattached in its own lineage leaves the owner as it was (nothing else
+        changed): only the lineage is checked.
+        """
+        owner_ok = record.owner == self.facts.try_number or self.backend.fences_replaced_attempts
+        if not owner_ok or record.lineage != self.facts.lineage:
             raise SupersededError(
                 f"try {record.owner} (lineage {record.lineage}) owns the job of {self.where} now, not try "
                 f"{self.facts.try_number}; this attempt stops and does not cancel it"

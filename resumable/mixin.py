@@ -218,8 +218,8 @@ class ResumableMixin:
 
     def _run(self, attempt: Attempt) -> Any:
         facts = attempt.facts
-        for _ in range(MAX_DECISIONS):
-            record = attempt.read()
+        for n in range(MAX_DECISIONS):
+            record = attempt.read(first=n == 0)
             try:
                 self._claim(attempt, record)
             except VersionConflict:
@@ -405,12 +405,18 @@ class ResumableMixin:
             handle = self._repair(attempt, handle, decision.reason)
         else:
             assert isinstance(record, Record) and handle is not None
-            attempt.write(
-                attempt.stamp(record.evolve(phase=Phase.SUBMITTED, handle=handle, stop_reason=None))
-            )
-            self.log.info(
-                "resumable: took ownership of job %s as try %s", handle.job_id, attempt.facts.try_number
-            )
+            adopted = attempt.stamp(record.evolve(phase=Phase.SUBMITTED, handle=handle, stop_reason=None))
+            if attempt.backend.fences_replaced_attempts and _same_but_owner(adopted, record):
+                # Airflow fences the replaced try; the record already says all a later try needs.
+                attempt.know(record)
+                self.log.info(
+                    "resumable: reattached to job %s as try %s", handle.job_id, attempt.facts.try_number
+                )
+            else:
+                attempt.write(adopted)
+                self.log.info(
+                    "resumable: took ownership of job %s as try %s", handle.job_id, attempt.facts.try_number
+                )
             stats_incr("resumable.reattach", self._tags())
         self._handle = handle
         self._announce(attempt.context, handle)
@@ -530,7 +536,13 @@ class ResumableMixin:
             self.resubmitting_token = False
         stats_incr("resumable.submit", self._tags())
         faults.fault_point(faults.AFTER_SUBMIT, ctx)
-        attempt.write(intent.evolve(phase=Phase.SUBMITTED, handle=handle))
+        try:
+            attempt.write(intent.evolve(phase=Phase.SUBMITTED, handle=handle))
+        except Exception:
+            # The job exists and the intent (its token) stays for the next attempt to find it; a stop
+            # that came while the submit was in flight is still decided, now that its id is known.
+            self._stop_if_asked(attempt, handle, "while submitting (its id could not be recorded)")
+            raise
         self.log.info(
             "resumable: submitted job %s with token %s (%s)", handle.job_id, token, handle.url or "no url"
         )
@@ -586,7 +598,7 @@ class ResumableMixin:
             if attempt is not None:
                 if not attempt.backend.fences_replaced_attempts:
                     self._check_owner_while_polling(attempt, handle)
-                if last is None or status.state is not last.state:
+                if attempt.backend.records_outcomes and (last is None or status.state is not last.state):
                     attempt.write_as_owner(attempt.record.evolve(last_status=status))  # type: ignore[union-attr]
             if last is None or status.raw != last.raw:
                 self.log.info("resumable: job %s is %s", handle.job_id, status.describe())
@@ -622,7 +634,11 @@ class ResumableMixin:
 
     def _finish(self, attempt: Attempt, handle: JobHandle, status: JobStatus) -> Any:
         if attempt.record is not None:
-            attempt.write_as_owner(attempt.record.evolve(phase=Phase.DONE, handle=handle, last_status=status))
+            done = attempt.record.evolve(phase=Phase.DONE, handle=handle, last_status=status)
+            if attempt.backend.records_outcomes:
+                attempt.write_as_owner(done)
+            else:  # the next attempt reads the outcome from the job
+                attempt.know(done)
         stats_incr(f"resumable.job.{status.state.value.lower()}", self._tags())
         if status.state is not JobState.SUCCEEDED:
             raise JobFailedError(
@@ -700,6 +716,12 @@ class ResumableMixin:
 
     def _tags(self) -> dict[str, str]:
         return {"operator": type(self).__name__}
+
+
+def _same_but_owner(adopted: Record, record: Record) -> bool:
+    """Whether taking ``record`` over changes nothing but its owner (a retry in the same lineage)."""
+    fields = ("phase", "handle", "stop_reason", "lineage", "retries", "clear_number", "run_after")
+    return all(getattr(adopted, f) == getattr(record, f) for f in fields)
 
 
 #: Returned by a step after which the protocol decides again from the record.

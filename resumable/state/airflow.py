@@ -4,11 +4,14 @@ The store has no compare-and-set. What fences attempts is the API server: a task
 the store only with its own id, and a retry or a clear gives the task instance a new id, so a
 zombie or a replaced attempt can neither read nor overwrite its successor's record. Within the
 attempt that runs now, ``put`` checks the expected version against the version this backend last
-read or wrote, and reads the store again only for a key it has not seen. So an attempt costs one
-read and one write per record change, like Airflow 3.3's own mixin per value, and nothing per poll:
-an attempt whose task instance was replaced learns it from Airflow, which stops its process (its
-kill rules then read the record once, and a refused read keeps the job). A person who changes the
-record through the REST API while the attempt runs is not noticed until the attempt's next write.
+read or wrote, and reads the store again only for a key it has not seen.
+
+So an attempt costs what Airflow 3.3's own mixin costs: a first try reads nothing (the store starts
+empty for every DAG run) and writes its intent and its job's id; a retry reads once. Polling costs
+nothing: an attempt whose task instance was replaced learns it from Airflow, which stops its process
+(its kill rules then read the record once, and a refused read keeps the job). Nor is the outcome
+written: the next attempt, if any, reads it from the job. A person who changes the record through
+the REST API while the attempt runs is not noticed until the attempt's next write.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ class AirflowStoreBackend(StateBackend):
     name: ClassVar[str] = "airflow"
     atomic_compare_and_set: ClassVar[bool] = False
     fences_replaced_attempts: ClassVar[bool] = True
+    values_die_with_dag_run: ClassVar[bool] = True
+    records_outcomes: ClassVar[bool] = False
 
     def __init__(self, accessor: Any, scope: TaskScope) -> None:
         self._store = accessor
@@ -52,6 +57,10 @@ class AirflowStoreBackend(StateBackend):
         found = _unwrap(stored)
         self._seen[key] = None if found is None else found.version
         return found
+
+    def known_absent(self, scope: TaskScope, key: str) -> None:
+        self._check_scope(scope)
+        self._seen[key] = None
 
     def put(self, scope: TaskScope, key: str, value: Any, expected_version: int | None) -> int:
         self._check_scope(scope)

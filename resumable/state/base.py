@@ -48,6 +48,13 @@ class StateBackend(ABC):
     #: Whether the store itself refuses the calls of an attempt that was replaced (a retry, a clear):
     #: then an attempt need not read its record while it polls to find out that it was.
     fences_replaced_attempts: ClassVar[bool] = False
+    #: Whether every task instance's values start empty and go with its DAG run (Airflow's task
+    #: state store): the first try of a task instance then has nothing to read.
+    values_die_with_dag_run: ClassVar[bool] = False
+    #: Whether the mixin writes a job's status as it changes and its outcome. A store that fences
+    #: replaced attempts itself needs neither: the next attempt reads both from the job, so an
+    #: attempt that submits writes only its intent and its job's id.
+    records_outcomes: ClassVar[bool] = True
 
     @abstractmethod
     def get(self, scope: TaskScope, key: str) -> Versioned | None:
@@ -63,6 +70,9 @@ class StateBackend(ABC):
     @abstractmethod
     def delete(self, scope: TaskScope, key: str) -> None:
         """Remove ``key``; no error if it is absent."""
+
+    def known_absent(self, scope: TaskScope, key: str) -> None:  # noqa: B027 - most need not know
+        """Note that nothing is stored under ``key``, known without a read (``values_die_with_dag_run``)."""
 
     def check(self) -> None:  # noqa: B027 - most backends have nothing to check
         """Raise :class:`~resumable.errors.StateBackendError` if the backend cannot be used now."""

@@ -105,7 +105,9 @@ def test_the_page_lists_a_crash_tests_records_links_them_and_lets_only_editors_c
     admin.goto(page_of(lab, run))
     expect(admin.locator("#records tbody tr")).to_have_count(2)
     record = admin.locator('tr[data-key="resumable.job"]')
-    expect(record.locator(".phase")).to_have_text("done")
+    # Airflow's store (3.3+) is written only for the intent and the job's id: the retry reattached
+    # in its lineage without a write, and the job's end is read from the job, not recorded.
+    expect(record.locator(".phase")).to_have_text("submitted" if NATIVE_STORE else "done")
     job_link = record.locator("a.job")
     expect(job_link).to_have_text(job_id)
     assert job_link.get_attribute("href") == lab.databricks.run(int(job_id))["run_page_url"]
@@ -115,7 +117,8 @@ def test_the_page_lists_a_crash_tests_records_links_them_and_lets_only_editors_c
     )
     cells = [c.strip() for c in record.locator("td").all_inner_texts()]
     # owner try, lineage (the task instance's max_tries), last job status
-    assert cells[4:7] == ["try 2", str(lab.task(run)["max_tries"]), "SUCCEEDED"]
+    owner, last_status = ("try 1", "-") if NATIVE_STORE else ("try 2", "SUCCEEDED")
+    assert cells[4:7] == [owner, str(lab.task(run)["max_tries"]), last_status]
     broken = admin.locator('tr[data-key="resumable.broken"]')
     expect(broken.locator(".phase")).to_have_text("unusable")
     fix = broken.locator(".problem code").inner_text()

@@ -54,14 +54,17 @@ def test_viewers_read_the_records_and_only_editors_clear_them_each_clear_audited
     listed = client.get("/resumable/records", params={"dag_id": dag_id}, headers=viewer)
     assert listed.status_code == 200, listed.text
     [row] = listed.json()["rows"]
+    # Airflow's store (auto on 3.3) is not written when the job ends: the next attempt asks the job.
+    on_airflow_store = os.environ["AIRFLOW__RESUMABLE__STATE_BACKEND"] == "auto" and native_store()
+    phase, last_status = ("submitted", None) if on_airflow_store else ("done", "SUCCEEDED")
     assert (row["run_id"], row["task_id"], row["key"], row["phase"]) == (
         run_id,
         "job",
         "resumable.job",
-        "done",
+        phase,
     )
     assert (row["last_status"], row["owner_try"], row["ti_state"], row["can_clear"]) == (
-        "SUCCEEDED",
+        last_status,
         1,
         "success",
         False,
@@ -97,6 +100,11 @@ def test_viewers_read_the_records_and_only_editors_clear_them_each_clear_audited
         ("admin", "done"),
         ("admin", "refused"),
     ]
+
+
+def native_store() -> bool:
+    found = airflow_version()
+    return found is not None and found.release >= Version("3.3").release
 
 
 def audit_log(dag_id: str) -> list[tuple[str, str]]:

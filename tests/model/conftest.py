@@ -11,9 +11,10 @@ import pytest
 from tests.model.world import World
 
 
-@pytest.fixture(params=["memory", "sql"])
+@pytest.fixture(params=["memory", "sql", "airflow"])
 def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., World]]:
-    """Makes a World on each backend (the sql one on a SQLite file of the test's own)."""
+    """Makes a World on each backend (the sql one on a SQLite file of the test's own; the airflow one
+    on a model of Airflow's task state store)."""
     made: list[World] = []
 
     def make(**options: Any) -> World:

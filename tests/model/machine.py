@@ -175,7 +175,7 @@ class ResumeMachine(RuleBasedStateMachine):
     def job_expires(self) -> None:
         self.w.job_expires()
 
-    @precondition(lambda self: self.world is not None and not self.w.record_corrupt)
+    @precondition(lambda self: self.world is not None and not self.w.record_corrupt and self.w.may_corrupt)
     @rule(kind=st.sampled_from(sorted(CORRUPTIONS)))
     def record_corrupted(self, kind: str) -> None:
         self.w.record_corrupted(kind)

@@ -22,8 +22,10 @@ Nothing here imports Hypothesis: ``machine.py`` drives a World with random seque
 
 from __future__ import annotations
 
+import copy
 import functools
 import itertools
+import json
 import os
 import sys
 import threading
@@ -41,6 +43,7 @@ from resumable.errors import RecordError, ResumableError, StateBackendError
 from resumable.job import JobState
 from resumable.record import Phase, Record
 from resumable.state import MemoryBackend, SqlBackend, StateBackend, TaskScope
+from resumable.state.airflow import AirflowStoreBackend
 from resumable.testing.fake import FakeJob, FakeJobOperator, FakeJobService, ServiceUnavailable
 
 KEY = "resumable.job"
@@ -183,6 +186,33 @@ def is_running(job: FakeJob) -> bool:
     return job.state.is_active and not job.cancel_requested
 
 
+class ModelTaskStateStore:
+    """``context["task_state_store"]`` of one attempt (``attempt=None``: a person's, through the REST
+    API). Like Airflow's API server, it refuses the calls of a try that was replaced (a newer try, or
+    a re-created DAG run); a new DAG run starts with no values."""
+
+    def __init__(self, world: World, attempt: Attempt | None) -> None:
+        self.world, self.attempt = world, attempt
+
+    def _refuse_replaced(self) -> None:
+        a, ti = self.attempt, self.world.ti
+        if a is not None and (a.generation != ti.generation or a.try_number != ti.try_number):
+            raise StateBackendError(f"the API server refuses try {a.try_number}: it was replaced (model)")
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self._refuse_replaced()
+        return copy.deepcopy(self.world.values.get(key, default))
+
+    def set(self, key: str, value: Any, retention: Any = None) -> None:
+        self._refuse_replaced()
+        json.dumps(value)
+        self.world.values[key] = copy.deepcopy(value)
+
+    def delete(self, key: str) -> None:
+        self._refuse_replaced()
+        self.world.values.pop(key, None)
+
+
 @dataclass
 class ModelService(FakeJobService):
     """The fake service, telling the world about every job created and every cancel."""
@@ -278,8 +308,8 @@ class World:
         cancel_polls: int = 0,
         ignore: frozenset[str] = frozenset(),
     ) -> None:
-        if backend not in ("memory", "sql"):
-            raise ValueError(f"backend must be memory or sql, not {backend!r}")
+        if backend not in ("memory", "sql", "airflow"):
+            raise ValueError(f"backend must be memory, sql or airflow, not {backend!r}")
         if backend == "sql" and not sql_url:
             raise ValueError("the sql backend needs sql_url")
         n = next(_names)
@@ -328,8 +358,19 @@ class World:
         for name, value in env.items():
             self._saved_env[name] = os.environ.get(name)
             os.environ[name] = value
-        backend_cls: type[StateBackend] = SqlBackend if self.backend_name == "sql" else MemoryBackend
-        self._store: StateBackend = SqlBackend(self.sql_url) if self.sql_url else MemoryBackend()
+        backends: dict[str, type[StateBackend]] = {
+            "sql": SqlBackend,
+            "memory": MemoryBackend,
+            "airflow": AirflowStoreBackend,
+        }
+        backend_cls = backends[self.backend_name]
+        #: The airflow backend's task state store: the values of the task instance, by key.
+        self.values: dict[str, Any] = {}
+        self._store: StateBackend
+        if self.backend_name == "airflow":
+            self._store = AirflowStoreBackend(ModelTaskStateStore(self, None), self.scope)
+        else:
+            self._store = SqlBackend(self.sql_url) if self.sql_url else MemoryBackend()
         self._get: Callable[..., Any] = backend_cls.get
         self._put: Callable[..., Any] = backend_cls.put
         world = self
@@ -431,12 +472,15 @@ class World:
             retries=ti.retries,
         )
         op.task_state_probe = self.probe
+        store = ModelTaskStateStore(self, None)
         context = {
             "ti": ModelTi(self.dag_id, self.run_id, ti.try_number, ti.max_tries, op),
             "dag_run": ModelDagRun(self.dag_id, self.run_id, ti.run_after, ti.clear_number, ti.start_date),
             "run_id": self.run_id,
+            **({"task_state_store": store} if self.backend_name == "airflow" else {}),
         }
-        return Attempt(ti.try_number, ti.max_tries, ti.generation, op, context)
+        store.attempt = Attempt(ti.try_number, ti.max_tries, ti.generation, op, context)
+        return store.attempt
 
     def _run(self, a: Attempt) -> None:
         """``execute`` as Airflow's task runner calls it (on execution_timeout it calls on_kill), then
@@ -643,7 +687,7 @@ class World:
         ``record_kept=False``: the record went with the run (Airflow's task state store does that;
         the sql backend's retention purge too)."""
         assert self.ti.finished and not self.running_jobs(), "only a finished run with no running job"
-        if not record_kept:
+        if not record_kept or self.backend_name == "airflow":  # Airflow's store deletes it with the run
             self._store.delete(self.scope, KEY)
             self.record_corrupt = False
         self.stale |= set(self.svc.created)
@@ -687,6 +731,12 @@ class World:
         self.either_ok |= set(self.svc.created)
 
     # ---- what the world knows -------------------------------------------------------------------
+
+    @property
+    def may_corrupt(self) -> bool:
+        """Whether a damaged record can be there: Airflow's store holds nothing a try did not write
+        (a new DAG run starts empty), so on it the first try of a run has nothing to read."""
+        return self.backend_name != "airflow" or self.ti.try_number >= 1
 
     @property
     def has_jobs(self) -> bool:
