@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
 
-.PHONY: demo test test-fast lint typecheck docs clean bench test-tiers test-e2e test-e2e-old
+.PHONY: demo test test-fast lint typecheck docs clean bench bench-fleet test-tiers test-e2e test-e2e-old
 PYTEST := pytest -q -p no:cacheprovider
 
 $(VENV): pyproject.toml constraints.txt
@@ -58,6 +58,15 @@ bench: $(VENV)
 	$(BIN)/python bench/overhead.py --write docs/benchmarks.md
 	$(BIN)/python bench/chaos.py --write docs/benchmarks.md
 	$(BIN)/python bench/storm.py --tasks 500 --rate 30 --write docs/benchmarks.md
+
+# The fleet benchmark (bench/fleet.py): PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379,
+# CeleryExecutor with two workers and the triggerer, all killed while every job runs. FLEET_TASKS is
+# per contender at scale 1 (the bench's own default is 200; a Celery slot holds about 300 MB, and on
+# a 2-core, 24 GB machine 24 is what fits; about 20 minutes).
+FLEET_TASKS ?= 24
+bench-fleet: $(VENV)
+	$(BIN)/python bench/fleet.py --tasks $(FLEET_TASKS) --scales 1,2,4 --write docs/benchmarks.md \
+		--plot docs/images/fleet.svg
 
 # `make test`: every check, in two phases, each running its parts side by side (their output is
 # printed part by part as each ends). Phase 1: ruff, mypy and the strict docs build; every tier but

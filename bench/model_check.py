@@ -83,7 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=1, help="Hypothesis seed (default %(default)s)")
     parser.add_argument(
-        "--backend", nargs="+", choices=["memory", "sql"], default=["memory", "sql"], help="state backends"
+        "--backend",
+        nargs="+",
+        choices=["memory", "sql", "airflow"],
+        default=["memory", "sql", "airflow"],
+        help="state backends",
     )
     parser.add_argument(
         "--max-findings", type=int, default=12, help="stop a backend after this many violation kinds"

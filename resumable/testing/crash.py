@@ -61,6 +61,10 @@ class CrashLab:
     sql_alchemy_conn: str | None = None
     broker_url: str | None = None
     celery_workers: int = 0
+    #: Task slots per Celery worker.
+    celery_concurrency: int = 4
+    #: The scheduler's and executor's limit of task instances running at once.
+    parallelism: int = 8
     env: dict[str, str] = field(default_factory=dict)
     keep_home: bool = False
     #: Emulated seconds per real second on both emulators.
@@ -96,6 +100,8 @@ class CrashLab:
             sql_alchemy_conn=self.sql_alchemy_conn,
             broker_url=self.broker_url,
             celery_workers=self.celery_workers,
+            celery_concurrency=self.celery_concurrency,
+            parallelism=self.parallelism,
             keep_home=self.keep_home,
         )
         try:

@@ -78,6 +78,8 @@ class AirflowStack:
     sql_alchemy_conn: str | None = None
     broker_url: str | None = None
     celery_workers: int = 0
+    #: Task slots per Celery worker.
+    celery_concurrency: int = 4
     heartbeat_timeout: int = 10
     parallelism: int = 8
     home: Path | None = None
@@ -137,7 +139,7 @@ class AirflowStack:
         if self.executor == "CeleryExecutor":
             env["AIRFLOW__CELERY__BROKER_URL"] = self.broker_url or "redis://127.0.0.1:6379/0"
             env["AIRFLOW__CELERY__RESULT_BACKEND"] = "db+" + conn
-            env["AIRFLOW__CELERY__WORKER_CONCURRENCY"] = "4"
+            env["AIRFLOW__CELERY__WORKER_CONCURRENCY"] = str(self.celery_concurrency)
         return env
 
     def start(self) -> AirflowStack:
@@ -166,10 +168,7 @@ class AirflowStack:
             self._spawn("dag-processor", ["dag-processor"])
             self._spawn("triggerer", ["triggerer"])
             for number in range(1, self.celery_workers + 1):
-                self._spawn(
-                    f"celery-worker-{number}",
-                    ["celery", "worker", "--celery-hostname", f"worker{number}@%h", "--concurrency", "4"],
-                )
+                self._spawn(f"celery-worker-{number}", self._celery_worker_args(number))
             self._wait(self._healthy, "the API server to answer", self.boot_timeout)
         except BaseException:
             self.stop()
@@ -197,9 +196,19 @@ class AirflowStack:
             self.kill(name, sig)
         args = {"api-server": ["api-server", "--port", str(self.port)]}.get(name, [name])
         if name.startswith("celery-worker-"):
-            number = name.rsplit("-", 1)[1]
-            args = ["celery", "worker", "--celery-hostname", f"worker{number}@%h", "--concurrency", "4"]
+            args = self._celery_worker_args(int(name.rsplit("-", 1)[1]))
         self._spawn(name, args)
+
+    def _celery_worker_args(self, number: int) -> list[str]:
+        hostname = f"worker{number}@%h"
+        return [
+            "celery",
+            "worker",
+            "--celery-hostname",
+            hostname,
+            "--concurrency",
+            str(self.celery_concurrency),
+        ]
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Send ``sig`` to one of the stack's processes and all its children, and reap it."""
