@@ -596,8 +596,12 @@ class ResumableMixin:
             if limit is not None and time.monotonic() - started > limit:
                 self._give_up_waiting(attempt, handle, f"this attempt's wait limit of {limit:.0f} s")
             if attempt is not None:
+                # On a store that does not fence replaced attempts itself (``sql``), a newer try or a
+                # new lineage that took the record over makes this attempt stop, without cancelling.
+                # Where the store fences them (``airflow``: the API server refuses a replaced task
+                # instance's calls, and Airflow stops its process), polling reads nothing.
                 if not attempt.backend.fences_replaced_attempts:
-                    self._check_owner_while_polling(attempt, handle)
+                    attempt.check_owner()
                 if attempt.backend.records_outcomes and (last is None or status.state is not last.state):
                     attempt.write_as_owner(attempt.record.evolve(last_status=status))  # type: ignore[union-attr]
             if last is None or status.raw != last.raw:
@@ -605,14 +609,6 @@ class ResumableMixin:
             last = status
             self._stopping.requested.wait(interval * random.uniform(0.9, 1.1))
             interval = min(interval * 1.5, self.max_poll_interval)
-
-    def _check_owner_while_polling(self, attempt: Attempt, handle: JobHandle) -> None:
-        """On a store that does not fence replaced attempts itself (``sql``): a newer try or a new
-        lineage that took the record over makes this attempt stop, without cancelling. Where the store
-        fences them (``airflow``: the API server refuses a replaced task instance's calls, and Airflow
-        stops its process), polling reads nothing: an attempt costs the same per poll as without state.
-        """
-        attempt.check_owner()
 
     def _give_up_waiting(self, attempt: Attempt | None, handle: JobHandle, why: str) -> None:
         """The job is still active (just read) and this attempt's wait budget is spent."""
@@ -644,8 +640,12 @@ class ResumableMixin:
             raise JobFailedError(
                 f"job {handle.job_id} ended {status.describe()}"
                 + (f" ({handle.url})" if handle.url else "")
-                + ". The outcome is recorded; a retry applies on_prior_failure="
-                + f"{self.on_prior_failure.value!r}."
+                + (
+                    ". The outcome is recorded"
+                    if attempt.backend.records_outcomes
+                    else ". The record keeps the job"
+                )
+                + f"; a retry applies on_prior_failure={self.on_prior_failure.value!r}."
             )
         self.log.info("resumable: job %s succeeded", handle.job_id)
         return self.job_result(attempt.context, handle, status)

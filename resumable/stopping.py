@@ -152,7 +152,7 @@ class StopControl:
         op, log = self._op, self._op.log
         finished = attempt.record if attempt is not None and attempt.record is not None else None
         if finished is not None and finished.phase is Phase.DONE:
-            # The job already ended and its outcome is recorded (the stop came after it, while the
+            # The job already ended and this attempt knows its outcome (the stop came after it, while the
             # task was reporting): there is nothing to stop, and the record stays as it is.
             log.info(
                 "resumable: stopped after job %s ended (%s); nothing to cancel",
