@@ -110,10 +110,14 @@ class Attempt:
         found = self.backend.get(self.scope, self.key)
         if found is None:
             return None
-        self.version = found.version
+        return self.take(found.value, found.version)
+
+    def take(self, value: Any, version: int | None) -> Record | RecordError:
+        """The record ``value`` (stored at ``version``), read or handed over, checked as :meth:`read` does."""
+        self.version = version
         hint = self.backend.clear_hint(self.scope, self.key)
         try:
-            record = Record.from_json(found.value, where=self.where, clear_hint=hint)
+            record = Record.from_json(value, where=self.where, clear_hint=hint)
         except RecordError as error:
             return error
         if _DAG_FILE_MODULE.sub("", record.operator) != self.operator:

@@ -275,10 +275,20 @@ class ResumableMixin:
         ):
             attempt.write(record.evolve(owner=attempt.facts.try_number))
 
-    def execute_complete(self, context: Any, event: Any = None) -> Any:
-        """Where a deferred task resumes: the trigger's event is the job's status (or a reason to stop)."""
+    def execute_complete(
+        self, context: Any, event: Any = None, record: Any = None, record_version: int | None = None
+    ) -> Any:
+        """Where a deferred task resumes: the trigger's event is the job's status (or a reason to stop).
+
+        ``record`` and ``record_version``: the record as the deferring attempt left it, handed over
+        by Airflow with the deferral on a store that fences replaced attempts (``airflow``): a
+        deferred try cannot have been replaced and still resume, so it need not read it again.
+        """
         attempt = self._begin(context)
-        record = attempt.read()
+        if record is not None and attempt.backend.fences_replaced_attempts:
+            record = attempt.take(record, record_version)
+        else:
+            record = attempt.read()
         if not isinstance(record, Record) or record.handle is None:
             raise RecordError(
                 f"The resumable record of {attempt.where} was missing or unusable when the trigger fired "
@@ -658,7 +668,10 @@ class ResumableMixin:
     def _defer(self, attempt: Attempt, handle: JobHandle) -> None:
         self.log.info("resumable: job %s recorded; deferring to the triggerer", handle.job_id)
         trigger = self.job_trigger(attempt.context, handle)
-        self.defer(trigger=trigger, method_name="execute_complete")
+        handed: dict[str, Any] | None = None
+        if attempt.backend.fences_replaced_attempts and attempt.record is not None:
+            handed = {"record": attempt.record.to_json(), "record_version": attempt.version}
+        self.defer(trigger=trigger, method_name="execute_complete", kwargs=handed)
 
     # ---- stopping ----------------------------------------------------------------------------
 

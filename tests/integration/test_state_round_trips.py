@@ -47,6 +47,10 @@ class CountingOperator(FakeJobOperator):
         context["task_state_store"] = Counting(context["task_state_store"])
         return super().execute(context)
 
+    def execute_complete(self, context: Any, *args: Any, **kwargs: Any) -> Any:
+        context["task_state_store"] = Counting(context["task_state_store"])
+        return super().execute_complete(context, *args, **kwargs)
+
 
 @pytest.mark.parametrize("polls", [0, 12])
 def test_a_first_try_writes_twice_and_reads_nothing(airflow_db, monkeypatch, polls) -> None:
@@ -81,3 +85,35 @@ def test_a_retry_that_reattaches_reads_once(airflow_db, monkeypatch) -> None:
     assert task_states(run_dag(dag)) == {"job": "success"}
     assert service.calls["submit"] == 1
     assert list(CALLS) == ["set", "set", "get"]
+
+
+def test_a_deferral_hands_the_record_to_the_resumed_attempt(airflow_db, monkeypatch) -> None:
+    """The deferring attempt gives Airflow its record with the deferral (``next_kwargs``, which the
+    triggerer keeps beside the event); the resumed attempt takes it and reads nothing. ``dag.test()``
+    keeps only the event, so the handover is driven here as Airflow's task runner does it, on the
+    accessor of a real task instance's context."""
+    from airflow.sdk.exceptions import TaskDeferred
+
+    monkeypatch.setenv("AIRFLOW__RESUMABLE__STATE_BACKEND", "airflow")
+    service = FakeJobService(polls=2)
+    handed: dict[str, Any] = {}
+
+    class Handing(CountingOperator):
+        def execute(self, context: Any) -> Any:
+            try:
+                return super().execute(context)
+            except TaskDeferred as deferred:
+                handed.update(deferred.kwargs or {})
+                CALLS.append("deferred")
+                status = self.get_job_status(self._handle)  # type: ignore[arg-type]
+                while status.state.is_active:
+                    status = self.get_job_status(self._handle)  # type: ignore[arg-type]
+                event = {"job_id": self._handle.job_id, "state": status.state.value}  # type: ignore[union-attr]
+                return self.execute_complete(context, event=event, **handed)
+
+    CALLS.clear()
+    with new_dag("round_trips_handover") as dag:
+        Handing(task_id="job", service=service.name, deferrable=True, start_date=datetime(2025, 1, 1))
+    assert task_states(run_dag(dag)) == {"job": "success"}
+    assert handed["record"]["phase"] == "submitted" and handed["record_version"] == 2
+    assert list(CALLS) == ["set", "set", "deferred"]
