@@ -31,3 +31,18 @@ def a_record(phase: str, state: str | None, job_id: str = "42") -> dict[str, Any
         "handle": None if phase == "submitting" else handle,
         "last_status": last,
     }
+
+
+def load_bench(name: str) -> Any:
+    """The module of ``bench/<name>.py`` (the benches are scripts, not a package)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_bench", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module

@@ -94,6 +94,10 @@ class AwsEmulator(Emulator):
     when :meth:`advance` is called with ``manual_clock=True``.
 
     ``rate_limit_per_second`` turns on the request-rate limit of :meth:`rate_limit` from the start.
+    It limits every request to any of the services but the emulator's own fixture requests
+    (:meth:`create_cluster` and the like); one over the limit is answered ``ThrottlingException``
+    exactly as :meth:`throttle_next` answers it and is counted in :attr:`throttled` (and, like every
+    request, in :attr:`calls`).
     """
 
     default_conn_id = "aws_default"
@@ -118,16 +122,12 @@ class AwsEmulator(Emulator):
         self.default_script = default_script or JobScript()
         self._server: Any = None
         self._thread: threading.Thread | None = None
-        # The token bucket of rate_limit(): requests per real second, bucket size, tokens left and
-        # when (time.monotonic()) they were counted. _clear() refills it but keeps the limit.
-        self._rate: float | None = None
-        self._burst = 1
         self._clear()
         if rate_limit_per_second is not None:
             self.rate_limit(rate_limit_per_second)
 
     def _clear(self) -> None:
-        self._bucket, self._refilled_at = float(self._burst), time.monotonic()
+        self._limit.refill()
         self._jobs: dict[str, _Job] = {}
         self._queues: dict[str, list[JobScript]] = {kind: [] for kind in KINDS}
         self._tokens: dict[tuple[str, str], dict[str, Any]] = {}
@@ -264,39 +264,6 @@ class AwsEmulator(Emulator):
         """Throttle the next ``n`` calls (to "emr", "emr-serverless" or "emr-containers"; None: any)."""
         with self._lock:
             self._throttle = [service] * n
-
-    def rate_limit(self, per_second: float | None, burst: int | None = None) -> None:
-        """Limit the API to ``per_second`` requests per real second, as AWS's control planes do
-        (``None`` turns the limit off).
-
-        A token bucket of ``burst`` tokens (by default ``max(1, int(per_second))``) refills at
-        ``per_second`` tokens per real second (``time.monotonic()``, not the emulated clock: the limit
-        is on the callers' real pace). Every request to any of the services takes a token, except the
-        emulator's own fixture requests (:meth:`create_cluster` and the like); with none left it is
-        answered ``ThrottlingException`` exactly as :meth:`throttle_next` answers it, takes no effect
-        and is counted in :attr:`throttled` (and, like every request, in :attr:`calls`). Setting a
-        limit starts with a full bucket.
-        """
-        if per_second is not None and not per_second > 0:
-            raise ValueError(f"per_second must be positive (or None for no limit), not {per_second!r}")
-        if burst is not None and burst < 1:
-            raise ValueError(f"burst must be at least 1, not {burst!r}")
-        with self._lock:
-            self._rate = per_second
-            self._burst = burst if burst is not None else max(1, int(per_second or 1))
-            self._bucket, self._refilled_at = float(self._burst), time.monotonic()
-
-    def _take_token(self) -> bool:
-        """Take a token from the rate limit's bucket (call with the lock held); False if none is left."""
-        if self._rate is None:
-            return True
-        now = time.monotonic()
-        self._bucket = min(float(self._burst), self._bucket + (now - self._refilled_at) * self._rate)
-        self._refilled_at = now
-        if self._bucket >= 1.0:
-            self._bucket -= 1.0
-            return True
-        return False
 
     def create_cluster(
         self, name: str = "test-cluster", *, state: str = "WAITING", step_concurrency: int = 1
@@ -626,7 +593,7 @@ class AwsEmulator(Emulator):
     def _intercept(
         self, service: str, operation: str, environ: dict[str, Any], body: bytes
     ) -> tuple[str, list[tuple[str, str]], bytes] | None:
-        if _FIXTURE_AGENT not in environ.get("HTTP_USER_AGENT", "") and not self._take_token():
+        if _FIXTURE_AGENT not in environ.get("HTTP_USER_AGENT", "") and not self._limit.take():
             self.throttled[operation] += 1
             return _throttled(service)
         if self._throttle and (self._throttle[0] is None or self._throttle[0] == service):

@@ -162,7 +162,9 @@ class DatabricksEmulator(Emulator):
     Airflow connection. The clock runs at ``speed`` emulated seconds per real second, or only
     when :meth:`advance` is called with ``manual_clock=True``.
 
-    ``rate_limit_per_second`` turns on the request-rate limit of :meth:`rate_limit` from the start.
+    ``rate_limit_per_second`` turns on the request-rate limit of :meth:`rate_limit` from the start:
+    every request under ``/api/2.x/jobs/`` takes a token, and one over the limit is answered 429
+    ``REQUEST_LIMIT_EXCEEDED`` with ``Retry-After: 1`` and counted in :attr:`throttled`.
     """
 
     default_conn_id = "databricks_default"
@@ -186,12 +188,6 @@ class DatabricksEmulator(Emulator):
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._random = random.Random(0)
-        # The token bucket of rate_limit(): requests per real second, bucket size, tokens left and
-        # when (time.monotonic()) they were counted. reset() refills it but keeps the limit.
-        self._rate: float | None = None
-        self._burst = 1
-        self._tokens = 0.0
-        self._refilled_at = 0.0
         self.reset()
         if rate_limit_per_second is not None:
             self.rate_limit(rate_limit_per_second)
@@ -206,7 +202,7 @@ class DatabricksEmulator(Emulator):
         """
         with self._lock:
             self._restart_clock()
-            self._tokens, self._refilled_at = float(self._burst), time.monotonic()
+            self._limit.refill()
             self._runs: dict[int, _Run] = {}
             self._jobs: dict[int, dict[str, Any]] = {}
             self._by_token: dict[str, int] = {}
@@ -315,37 +311,6 @@ class DatabricksEmulator(Emulator):
         with self._lock:
             self._fail_rate = (rate, status, path)
 
-    def rate_limit(self, per_second: float | None, burst: int | None = None) -> None:
-        """Limit the API to ``per_second`` requests per real second, as the service's control plane does
-        (``None`` turns the limit off).
-
-        A token bucket of ``burst`` tokens (by default ``max(1, int(per_second))``) refills at
-        ``per_second`` tokens per real second (``time.monotonic()``, not the emulated clock: the limit
-        is on the callers' real pace). Every request under ``/api/2.x/jobs/`` takes a token; with
-        none left it is answered 429 ``REQUEST_LIMIT_EXCEEDED`` with ``Retry-After: 1``, takes no
-        effect and is counted in :attr:`throttled`. Setting a limit starts with a full bucket.
-        """
-        if per_second is not None and not per_second > 0:
-            raise ValueError(f"per_second must be positive (or None for no limit), not {per_second!r}")
-        if burst is not None and burst < 1:
-            raise ValueError(f"burst must be at least 1, not {burst!r}")
-        with self._lock:
-            self._rate = per_second
-            self._burst = burst if burst is not None else max(1, int(per_second or 1))
-            self._tokens, self._refilled_at = float(self._burst), time.monotonic()
-
-    def _take_token(self) -> bool:
-        """Take a token from the rate limit's bucket (call with the lock held); False if none is left."""
-        if self._rate is None:
-            return True
-        now = time.monotonic()
-        self._tokens = min(float(self._burst), self._tokens + (now - self._refilled_at) * self._rate)
-        self._refilled_at = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return True
-        return False
-
     # ---- what tests assert ---------------------------------------------------------------------
 
     @property
@@ -409,7 +374,7 @@ class DatabricksEmulator(Emulator):
             time.sleep(self.latency)
         with self._lock:
             self.calls[f"{method} {name}"] += 1
-            if not self._take_token():
+            if not self._limit.take():
                 self.throttled[f"{method} {name}"] += 1
                 return 429, dict(_THROTTLED_BODY)
             if auth != f"Bearer {self.token}":

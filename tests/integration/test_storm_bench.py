@@ -3,24 +3,11 @@ their jobs back, submit and cancel nothing, and the figures the bench reports ad
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "storm.py"
-
-
-def load_bench():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("storm_bench", BENCH)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+from tests.helpers import load_bench
 
 
 def test_a_small_storm_against_a_throttled_service_loses_nothing(airflow_db, monkeypatch) -> None:
-    storm = load_bench()
+    storm = load_bench("storm")
     monkeypatch.setenv("AIRFLOW__RESUMABLE__STATE_BACKEND", "memory")
     result = storm.storm(24, 8.0, job_seconds=6.0, poll_interval=3.0)
 
@@ -39,7 +26,7 @@ def test_a_small_storm_against_a_throttled_service_loses_nothing(airflow_db, mon
 def test_throttling_is_retried_for_its_own_budget_not_the_error_budget(airflow_db, monkeypatch) -> None:
     """With one try for errors, a status call the service throttles is still retried until answered:
     a fleet's storm lasts as long as the service takes to answer every task once."""
-    storm = load_bench()
+    storm = load_bench("storm")
     monkeypatch.setenv("AIRFLOW__RESUMABLE__STATE_BACKEND", "memory")
     result = storm.storm(24, 4.0, job_seconds=8.0, poll_interval=4.0, status_retry_attempts=1)
 

@@ -5,24 +5,12 @@ docs promise."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "fleet.py"
+from tests.helpers import load_bench
 
-
-def load_bench():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("fleet_bench", BENCH)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-fleet = load_bench()
+fleet = load_bench("fleet")
 
 
 def test_percentile_is_nearest_rank() -> None:
