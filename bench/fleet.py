@@ -120,7 +120,8 @@ def job_figures(jobs: list[dict[str, Any]], restarted_at: float) -> dict[str, An
 
 
 class MemoryPeaks(threading.Thread):
-    """Samples the resident memory of the Celery workers' and the triggerer's process trees."""
+    """Samples the memory of the Celery workers' and the triggerer's process trees: the proportional
+    set size (PSS) of each process, so that pages a forked pool child shares with its parent count once."""
 
     def __init__(self, lab: CrashLab) -> None:
         super().__init__(daemon=True)
@@ -137,13 +138,16 @@ class MemoryPeaks(threading.Thread):
         total = 0
         for proc in procs:
             try:
-                total += proc.memory_info().rss
-            except psutil.Error:
-                continue
+                total += proc.memory_full_info().pss
+            except (psutil.Error, AttributeError):  # PSS is Linux's; elsewhere the resident size
+                try:
+                    total += proc.memory_info().rss
+                except psutil.Error:
+                    continue
         return total / 2**20
 
     def run(self) -> None:
-        while not self.stopped.wait(1.0):
+        while not self.stopped.wait(3.0):
             processes = dict(self.lab.stack.processes)
             workers = sum(
                 self._tree_mb(p.pid) for n, p in processes.items() if n.startswith("celery-worker-")
