@@ -499,8 +499,8 @@ def main() -> int:
     args = parser.parse_args()
     scales = [int(s) for s in args.scales.split(",")]
     polling = args.tasks // 2 * len(CONTENDERS)
-    # A Celery slot is a process with Airflow loaded (about 300 MB): room for every polling task and
-    # a few more for the deferrable ones, which hold a slot only until they defer.
+    # Room for every polling task of both contenders, and a few slots more for the deferrable ones,
+    # which hold a slot only until they defer.
     args.concurrency = args.concurrency or math.ceil(polling / args.workers) + 3
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     calls_file = Path(tempfile.mkdtemp(prefix="resumable-fleet-")) / "state-calls.txt"
