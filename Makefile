@@ -61,8 +61,8 @@ bench: $(VENV)
 
 # The fleet benchmark (bench/fleet.py): PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379,
 # CeleryExecutor with two workers and the triggerer, all killed while every job runs. FLEET_TASKS is
-# per contender at scale 1 (the bench's own default is 200; 24 runs in about 12 minutes on 2 cores).
-FLEET_TASKS ?= 24
+# per contender at scale 1 (the bench's own default is 200; 48 runs in about 21 minutes on 2 cores).
+FLEET_TASKS ?= 48
 bench-fleet: $(VENV)
 	$(BIN)/python bench/fleet.py --tasks $(FLEET_TASKS) --scales 1,2,4 --write docs/benchmarks.md \
 		--plot docs/images/fleet.svg

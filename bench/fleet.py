@@ -24,7 +24,7 @@ calls per task (the whole round, and per minute while polling) and the task stat
 afterwards. Per round: peak memory of the Celery workers (with their task processes) and of the
 triggerer.
 
-    python bench/fleet.py --tasks 24 --scales 1,2,4 --write docs/benchmarks.md --plot docs/images/fleet.svg
+    python bench/fleet.py --tasks 48 --scales 1,2,4 --write docs/benchmarks.md --plot docs/images/fleet.svg
 """
 
 from __future__ import annotations
