@@ -443,12 +443,33 @@ class ResumableEmrServerlessStartJobOperator(_ResumableEmr, EmrServerlessStartJo
             args["configurationOverrides"] = overrides
         job_run_id = self.hook.conn.start_job_run(**args)["jobRunId"]
         self.job_id = job_run_id
+        return self._job_run_handle(job_run_id)
+
+    def _job_run_handle(self, job_run_id: str) -> JobHandle:
         return JobHandle(
             self.job_system,
             job_run_id,
             self._console(f"serverless-applications/{self.application_id}/job-runs/{job_run_id}"),
             {"application_id": self.application_id},
         )
+
+    def find_job(self, context: Mapping[str, Any], token: str) -> JobHandle | None:
+        """The run named after ``token`` (the name a submission gets unless ``name`` is given): found by
+        listing the application's runs, so a stop need not wait for a slow StartJobRun's answer."""
+        if self.name or self.config.get("name"):
+            return None  # the name is the author's: only a repeated submit with the token finds the run
+        name = f"{self.task_id}-{token}"
+        try:
+            pages = self.hook.conn.get_paginator("list_job_runs").paginate(applicationId=self.application_id)
+            for page in pages:
+                for run in page.get("jobRuns", []):
+                    if run.get("name") == name:
+                        return self._job_run_handle(str(run["id"]))
+        except ClientError as error:
+            if error_code(error) == "ResourceNotFoundException":  # an application with no runs yet
+                return None
+            raise
+        return None
 
     def get_job_status(self, handle: JobHandle) -> JobStatus:  # type: ignore[override]
         answer = self._describe(

@@ -462,7 +462,7 @@ class ResumableMixin:
             self._call(lambda: self.cancel_job(handle), "cancel the job")
         final = self._poll(attempt, handle, waiting_for_stop=True)
         self.log.info("resumable: job %s has stopped: %s", handle.job_id, final.describe())
-        attempt.write_as_owner(attempt.record.evolve(phase=Phase.DONE, last_status=final))  # type: ignore[union-attr]
+        attempt.write_as_owner(attempt.record.evolve(phase=Phase.DONE, handle=handle, last_status=final))  # type: ignore[union-attr]
         return _DECIDE_AGAIN
 
     def _cancel_stale(self, handle: JobHandle) -> None:
@@ -523,17 +523,22 @@ class ResumableMixin:
             )
         )
         if prior is not None and reuse_token:
-            # The old lineage stays on the record until the job the service returns is looked at.
+            # The old lineage stays on the record until the job the service returns is looked at, and so
+            # does a stop asked for before that job's id was known: the job is cancelled, not adopted.
             intent = intent.evolve(
                 lineage=prior.lineage,
                 retries=prior.retries,
                 clear_number=prior.clear_number,
                 created_at=prior.created_at,
+                stop_reason=prior.stop_reason,
             )
         faults.fault_point(faults.BEFORE_INTENT, ctx)
         attempt.write(intent)
         faults.fault_point(faults.AFTER_INTENT, ctx)
+        # From here a stop is about the job of this token, whether or not its id ever comes back.
+        self._stopping.submitting = token
         if self._stopping.requested.is_set():
+            self._stopping.submitting = None
             raise AttemptInterrupted(
                 f"the task was told to stop before submitting; nothing was submitted ({attempt.where})"
             )
@@ -544,10 +549,13 @@ class ResumableMixin:
             handle = self.submit_job(ctx, token)
         finally:
             self.resubmitting_token = False
+            self._stopping.submitting = None
         stats_incr("resumable.submit", self._tags())
         faults.fault_point(faults.AFTER_SUBMIT, ctx)
+        # A stop that came while the call was in flight wrote its reason into the record: keep it.
+        sent = attempt.record if attempt.record is not None and attempt.record.token == token else intent
         try:
-            attempt.write(intent.evolve(phase=Phase.SUBMITTED, handle=handle))
+            attempt.write(sent.evolve(phase=Phase.SUBMITTED, handle=handle))
         except Exception:
             # The job exists and the intent (its token) stays for the next attempt to find it; a stop
             # that came while the submit was in flight is still decided, now that its id is known.
@@ -591,8 +599,7 @@ class ResumableMixin:
         while True:
             if self._stopping.requested.is_set():
                 self._stopping.wait_for_decision()
-                if not self._stopping.decided:
-                    self._stopping.settle_checking_owner(attempt, handle)
+                self._stopping.settle_checking_owner(attempt, handle)
                 raise AttemptInterrupted(
                     f"the task was told to stop; {describe_stop(self._stopping, handle)}"
                 )

@@ -54,6 +54,15 @@ def get_provider_info() -> dict[str, Any]:
                         "example": "30",
                         "default": "90",
                     },
+                    "stop_follow_up_seconds": {
+                        "description": "Seconds the follow-up process of a stop that came while a submit "
+                        "call was in flight looks for the job of its token (a repeated submit with the "
+                        "token, or find_job) to cancel it, after Airflow has killed the task process.",
+                        "version_added": "0.1.0",
+                        "type": "float",
+                        "example": "300",
+                        "default": "900",
+                    },
                     "deployment_id": {
                         "description": "What tells this Airflow deployment's idempotency tokens from "
                         "another's (staging and production running the same DAG against one Databricks "

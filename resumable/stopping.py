@@ -35,7 +35,9 @@ class StopControl:
     """One attempt's stop: requested at most once, decided at most once, whoever comes to it first.
 
     ``on_kill``, the polling loop (which notices a replaced task instance), the submit path
-    (a stop that came while the submit call was in flight) and the timeout path all end here.
+    (a stop that came while the submit call was in flight) and the timeout path all end here. The
+    decision (cancel or keep) is taken once; a "cancel" is then applied to every job this attempt
+    comes to know, including one whose id arrives after the decision.
     """
 
     def __init__(self, operator: ResumableMixin) -> None:
@@ -44,10 +46,19 @@ class StopControl:
         self.timed_out = False
         #: Whether this attempt asked the system to cancel its job.
         self.cancelled = False
+        #: The token of the submit call in flight (its answer, the job's id, has not come back yet).
+        self.submitting: str | None = None
+        #: Whether a stop came before this attempt began (Airflow installs its SIGTERM handler
+        #: before it renders templates and calls ``execute``): the attempt it belongs to starts stopped.
+        self._before_begin = False
         self._lock = threading.RLock()
         self._deciding = False
-        self._decided: bool | None = None
+        self._verdict: KillDecision | None = None
+        self._owns: bool | None = None
+        self._cancelled_jobs: set[str] = set()
         self._thread: threading.Thread | None = None
+        #: The process that goes on looking for the job of the in-flight submit after this one is killed.
+        self.follower: int | None = None
 
     def __deepcopy__(self, memo: dict[int, Any]) -> StopControl:
         """A copy belongs to the copied operator, with no stop of its own (locks and events are not
@@ -55,60 +66,89 @@ class StopControl:
         return StopControl(copy.deepcopy(self._op, memo))
 
     def reset(self) -> None:
-        """Forget the previous attempt's stop (an operator object can run more than one attempt)."""
-        self.requested.clear()
+        """Forget the previous attempt's stop (an operator object can run more than one attempt); a stop
+        that came before this attempt began is kept: it is this attempt's."""
+        if self._before_begin:
+            self._before_begin = False
+            self._op.log.warning(
+                "resumable: this attempt was told to stop before it began; it submits nothing and decides "
+                "about any job it finds by the same rules"
+            )
+        else:
+            self.requested.clear()
         self.timed_out = self.cancelled = False
-        self._decided, self._thread = None, None
+        self.submitting = None
+        self._verdict, self._owns, self._thread, self.follower = None, None, None, None
+        self._cancelled_jobs = set()
 
     @property
     def decided(self) -> bool:
-        return self._decided is not None
+        return self._verdict is not None
 
     def on_kill(self, attempt: Attempt | None, handle: JobHandle | None) -> None:
-        """Remember the stop; when the job is known, decide it now (or once Airflow can be asked)."""
+        """Remember the stop and decide it now (or once Airflow can be asked), job id known or not."""
         log = self._op.log
         self.requested.set()
-        if handle is None:
+        if attempt is None:
+            self._before_begin = True
+            log.info("resumable: told to stop before this attempt began; it will submit nothing")
+            return
+        token = self.submitting
+        if handle is None and token is None:
             log.info(
                 "resumable: told to stop before the job's id was known; nothing is submitted from now on, "
-                "and a job whose submit is in flight is stopped by the same rules as soon as its id arrives"
+                "and a job found or submitted meanwhile is stopped by the same rules as soon as it is known"
             )
             return
-        if self.decided:
+        if handle is not None and self.decided and handle.job_id in self._cancelled_jobs:
             log.info("resumable: the stop of job %s was already decided by this attempt", handle.job_id)
             return
+        if handle is None:
+            # Airflow SIGKILLs the task a few seconds after SIGTERM: the submit's answer may never come.
+            # Decide now, without it: the job is learnt from its token (here or after this process).
+            log.warning(
+                "resumable: told to stop while the submit of token %s is in flight (its job's id has not "
+                "come back); deciding now without waiting for it",
+                token,
+            )
         if in_supervisor_call():
             # SIGTERM runs this in the main thread, which was waiting for the supervisor's answer:
             # a call from here would wait behind it forever. Decide in a thread that proceeds as
             # soon as the interrupted call returns; the attempt waits for it before it ends.
             log.info(
-                "resumable: the stop interrupted a call to Airflow; deciding about job %s once it returns",
-                handle.job_id,
+                "resumable: the stop interrupted a call to Airflow; deciding about %s once it returns",
+                f"job {handle.job_id}" if handle else f"the job of token {token}",
             )
             self._thread = threading.Thread(
                 target=self.settle_checking_owner,
                 args=(attempt, handle),
+                kwargs={"before_sigkill": True},
                 name="resumable-on-kill",
                 daemon=True,
             )
             self._thread.start()
             return
-        self.settle_checking_owner(attempt, handle)
+        self.settle_checking_owner(attempt, handle, before_sigkill=True)
 
     def wait_for_decision(self) -> None:
         """Wait for the decision on_kill handed to a thread (the supervisor bounds the wait)."""
         if self._thread is not None:
             self._thread.join()
 
-    def settle_checking_owner(self, attempt: Attempt | None, handle: JobHandle | None) -> bool:
-        """Decide the stop after asking the record whether this attempt still owns the job."""
+    def settle_checking_owner(
+        self, attempt: Attempt | None, handle: JobHandle | None, *, before_sigkill: bool = False
+    ) -> bool:
+        """Decide the stop after asking the record whether this attempt still owns the job, then apply it
+        to ``handle`` (or, when no id is known, to the job of the in-flight submit's token)."""
         with self._lock:  # a decision in progress on another thread is waited for
-            if self._deciding or self._decided is not None:
-                return bool(self._decided)
-            owns: bool | None = True if attempt is None else self._owns(attempt)
-            return self.settle(attempt, handle, owns)
+            if self._deciding:
+                return False
+            if self._verdict is None:
+                owns: bool | None = True if attempt is None else self._read_ownership(attempt)
+                return self.settle(attempt, handle, owns, before_sigkill=before_sigkill)
+            return self._apply(attempt, handle, before_sigkill=before_sigkill)
 
-    def _owns(self, attempt: Attempt) -> bool | None:
+    def _read_ownership(self, attempt: Attempt) -> bool | None:
         """Whether this attempt still owns its record; ``None`` when that cannot be told from here."""
         for tries_left in range(OWNER_READ_TRIES - 1, -1, -1):
             try:
@@ -128,27 +168,34 @@ class StopControl:
                     time.sleep(OWNER_READ_PAUSE)
         return None
 
-    def settle(self, attempt: Attempt | None, handle: JobHandle | None, owns: bool | None) -> bool:
-        """Apply the "who asked?" rules once; returns whether the job was cancelled.
+    def settle(
+        self,
+        attempt: Attempt | None,
+        handle: JobHandle | None,
+        owns: bool | None,
+        *,
+        before_sigkill: bool = False,
+    ) -> bool:
+        """Apply the "who asked?" rules once; returns whether a job was (or is being) cancelled.
 
         ``owns=None``: the airflow backend reads the record through this attempt's task-instance
         id, which a clear or a retry replaces; the record is then out of reach, not gone, and
         Airflow's view of the task instance decides. The first caller decides for the attempt;
-        later callers get its answer. A caller coming in on the thread that is deciding (SIGTERM
-        in the middle of it) returns at once and leaves the decision to it.
+        later callers get its answer applied to the job they know. A caller coming in on the thread
+        that is deciding (SIGTERM in the middle of it) returns at once and leaves the decision to it.
         """
         with self._lock:
             if self._deciding:
                 return False
-            if self._decided is None:
+            if self._verdict is None:
                 self._deciding = True
                 try:
-                    self._decided = self._decide(attempt, handle, owns)
+                    self._verdict, self._owns = self._decide(attempt, handle, owns), owns
                 finally:
                     self._deciding = False
-            return self._decided
+            return self._apply(attempt, handle, before_sigkill=before_sigkill)
 
-    def _decide(self, attempt: Attempt | None, handle: JobHandle | None, owns: bool | None) -> bool:
+    def _decide(self, attempt: Attempt | None, handle: JobHandle | None, owns: bool | None) -> KillDecision:
         op, log = self._op, self._op.log
         finished = attempt.record if attempt is not None and attempt.record is not None else None
         if finished is not None and finished.phase is Phase.DONE:
@@ -159,14 +206,12 @@ class StopControl:
                 finished.handle.job_id if finished.handle else "?",
                 finished.last_status.describe() if finished.last_status else "outcome recorded",
             )
-            return False
+            return KillDecision(False, "the job had already ended")
         ti_state = None
         if op.cancel_on_kill is not CancelOnKill.NEVER and owns is not False:
             ti_state = op.task_state_probe.state_of(attempt.context if attempt else {})
         verdict = decide_kill(KillFacts(op.cancel_on_kill, self.timed_out, owns, ti_state))
         stats_incr("resumable.kill." + ("cancel" if verdict.cancel else "keep"), op._tags())
-        if handle is None and verdict.cancel and attempt is not None:
-            handle = op._recover_handle(attempt)
         what = f"job {handle.job_id}" if handle else "no job id known yet"
         log.warning(
             "resumable: stopping with %s: %s -> %s",
@@ -174,11 +219,41 @@ class StopControl:
             verdict.reason,
             "cancel the job" if verdict.cancel else "keep the job",
         )
-        if not verdict.cancel or handle is None:
+        return verdict
+
+    def _apply(self, attempt: Attempt | None, handle: JobHandle | None, *, before_sigkill: bool) -> bool:
+        """Carry the decision out on ``handle``, or on the job of the record's token when no id is known."""
+        verdict = self._verdict
+        assert verdict is not None
+        if not verdict.cancel:
             return False
-        if not self._record_cancel(attempt, handle, verdict, owns):
+        record = attempt.record if attempt is not None else None
+        if handle is None and record is not None and record.phase is not Phase.SUBMITTING:
+            handle = record.handle  # the job this attempt was about to look at
+        if handle is None:
+            if attempt is None or attempt.record is None or attempt.record.phase is not Phase.SUBMITTING:
+                return False
+            if not self._record_stop(attempt, attempt.record, None, verdict):
+                return False
+            if before_sigkill:
+                self._follow_after_this_process(attempt, attempt.record.token, verdict)
+                return True
+            handle = self._op._recover_handle(attempt)
+            if handle is None:
+                self._op.log.warning(
+                    "resumable: no job of token %s was found; nothing to cancel. The record keeps the stop: "
+                    "the next attempt cancels a job of that token if one turns up",
+                    attempt.record.token,
+                )
+                return False
+        if handle.job_id in self._cancelled_jobs:
+            return True
+        record = attempt.record if attempt is not None else None
+        if record is not None and not self._record_stop(attempt, record, handle, verdict):
             return False
+        self._cancelled_jobs.add(handle.job_id)
         self.cancelled = True
+        op, log = self._op, self._op.log
         try:
             op._call(lambda: op.cancel_job(handle), "cancel the job")
         except Exception as error:  # noqa: BLE001 - logged with what was kept; the next attempt asks again
@@ -192,21 +267,49 @@ class StopControl:
         log.warning("resumable: asked the system to cancel job %s (%s)", handle.job_id, verdict.stop_reason)
         return True
 
-    def _record_cancel(
-        self, attempt: Attempt | None, handle: JobHandle, verdict: KillDecision, owns: bool | None
+    def _follow_after_this_process(self, attempt: Attempt, token: str, verdict: KillDecision) -> None:
+        """Hand the job of ``token`` to a process that outlives this one: Airflow SIGKILLs this one a few
+        seconds after SIGTERM, and the submit's answer (the job's id) may come later than that."""
+        from resumable import follow_up
+
+        seconds = follow_up.budget_seconds()
+        self.follower = follow_up.start(self._op, attempt, token)
+        if self.follower is None:
+            self._op.log.warning(
+                "resumable: could not start a process to stop the job of token %s after this one ends; the "
+                "record keeps the stop, and the next attempt, `resumable state` or the page cancels it",
+                token,
+            )
+            return
+        self._op.log.warning(
+            "resumable: process %s looks for the job of token %s for up to %.0f s (a repeated submit with "
+            "the token, or find_job) and cancels it (%s), whether or not this process is killed first; "
+            "the record keeps the stop for whoever comes next",
+            self.follower,
+            token,
+            seconds,
+            verdict.stop_reason,
+        )
+
+    def _record_stop(
+        self, attempt: Attempt | None, record: Any, handle: JobHandle | None, verdict: KillDecision
     ) -> bool:
-        """Write "cancel asked for" before asking; ``False`` when a newer try took the record meanwhile."""
-        if owns is None or attempt is None or attempt.record is None:
+        """Write "cancel asked for" before asking (with the job, or with its token only when its id is
+        unknown); ``False`` when a newer try took the record meanwhile."""
+        owns = self._owns
+        if owns is None or attempt is None:
             if owns is None:
                 self._op.log.info(
                     "resumable: the record is out of this attempt's reach (its task instance was replaced); "
                     "the next attempt reads the job's state instead"
                 )
             return True
+        if handle is None:
+            stopped = record.evolve(stop_reason=verdict.stop_reason)
+        else:
+            stopped = record.evolve(phase=Phase.SUBMITTED, handle=handle, stop_reason=verdict.stop_reason)
         try:
-            attempt.write(
-                attempt.record.evolve(phase=Phase.SUBMITTED, handle=handle, stop_reason=verdict.stop_reason)
-            )
+            attempt.write(stopped)
         except VersionConflict as conflict:
             self._op.log.warning(
                 "resumable: a newer try changed the record while this attempt stopped (%s): not cancelling",

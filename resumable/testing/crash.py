@@ -194,6 +194,12 @@ class CrashLab:
         """Jobs cancelled since ``run`` started."""
         return int(self.counters(run.system)["cancelled"] - run.before["cancelled"])
 
+    def cancelled_jobs(self, run: Run) -> list[str]:
+        """Ids of ``run``'s jobs that were asked to cancel (each once, however many cancels it got)."""
+        cancels = self.databricks.cancels if run.system == "databricks" else self.aws.cancels
+        asked = {str(job) for job in cancels}
+        return [job for job in self.job_ids(run) if job in asked]
+
     def job_ids(self, run: Run) -> list[str]:
         """Ids of the jobs created since ``run`` started, oldest first."""
         if run.system == "databricks":

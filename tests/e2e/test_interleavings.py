@@ -25,9 +25,11 @@ pytestmark = pytest.mark.e2e
 
 SYSTEMS = ["databricks", "emr_serverless"]
 RUN_ID_XCOM = {"databricks": "run_id", "emr_serverless": "return_value"}
-#: Seconds the service holds its answer to a submission (the supervisor escalates SIGTERM to
-#: SIGKILL after 5 s, so the answer has to come before that for the stop to be applied).
-SUBMIT_HOLD = 4.0
+#: Seconds the service holds its answer to a submission: a slow control plane, longer than the 5 s
+#: in which Airflow's supervisor escalates a stopped task's SIGTERM to SIGKILL, and much longer.
+SUBMIT_HOLDS = [12.0, 60.0]
+#: Every system the crash DAGs cover: the token-based ones and EMR steps, found by discovery.
+ALL_SYSTEMS = ["databricks", "emr_serverless", "emr_steps"]
 #: Seconds a cancelled job stays TERMINATING / CANCELLING: the rerun starts some seconds after the
 #: cancel and then polls it (every 1-2 s) many times before it has stopped.
 STOPPING_SECONDS = 20.0
@@ -39,7 +41,7 @@ STOPPING_STATES = {"TERMINATING", "CANCELLING"}
 @pytest.fixture(autouse=True)
 def _emulators_back_to_normal(lab: CrashLab) -> Iterator[None]:
     yield
-    for system in SYSTEMS:
+    for system in ALL_SYSTEMS:
         lab.hold_submit(system, 0)
         lab.stop_takes(system, None)
 
@@ -130,23 +132,49 @@ def test_clear_after_a_crash_in_the_submit_window_without_retries_reattaches(
     assert f"took ownership of job {job}" in lab.task_log(run, 2), logs(lab, run)
 
 
-@pytest.mark.parametrize("system", SYSTEMS)
-def test_marked_failed_while_the_submit_answer_is_held_cancels_the_job(lab: CrashLab, system: str) -> None:
-    lab.script(system, 60)
-    lab.hold_submit(system, SUBMIT_HOLD)
+@pytest.mark.parametrize("hold", SUBMIT_HOLDS)
+@pytest.mark.parametrize("system", ALL_SYSTEMS)
+def test_marked_failed_while_the_submit_answer_is_held_cancels_the_job(
+    lab: CrashLab, system: str, hold: float
+) -> None:
+    """A slow control plane holds the submit's answer past Airflow's SIGTERM-to-SIGKILL escalation: the
+    task process is killed before the job's id reaches it, and the stop is applied all the same."""
+    lab.script(system, 600)
+    lab.hold_submit(system, hold)
     run = lab.start_run(system)
     lab.wait_until_submitted(run)  # the job exists; its id is still on its way to the worker
+    time.sleep(2)
     lab.stack.mark(run.dag_id, run.run_id, "job", "failed")
 
-    lab.wait_until_cancelled(run)
     assert lab.finish(run) == "failed", logs(lab, run)
-    assert lab.task(run)["state"] == "failed"
-    assert lab.submitted(run) == 1, logs(lab, run)
-    assert lab.cancelled(run) == 1, logs(lab, run)
+    lab.wait_until_cancelled(run, timeout=hold + 60)
     (job,) = lab.job_ids(run)
-    lab.wait(lambda: not lab.active_jobs(run), f"job {job} to stop", timeout=30)
-    # the stop did come while the submit call was in flight
-    assert "before the job's id was known" in lab.task_log(run, 1), logs(lab, run)
+    lab.wait(lambda: not lab.active_jobs(run), f"job {job} to stop", timeout=60)
+    assert lab.task(run)["state"] == "failed"
+    assert lab.task(run)["try_number"] == 1
+    assert lab.submitted(run) == 1, logs(lab, run)
+    assert lab.cancelled_jobs(run) == [job], logs(lab, run)
+    log = lab.task_log(run, 1)
+    assert "while the submit of token" in log, logs(lab, run)
+    # the answer never reached the task: Airflow killed it first
+    assert f"submitted job {job}" not in log, logs(lab, run)
+
+
+@pytest.mark.parametrize("system", ALL_SYSTEMS)
+def test_execution_timeout_during_a_held_submit_cancels_the_job(lab: CrashLab, system: str) -> None:
+    """execution_timeout (12 s) fires while the service holds the submit's answer for 60 s."""
+    lab.script(system, 600)
+    lab.hold_submit(system, 60)
+    run = lab.start_run(system, dag_id=f"crash_{system}_timeout")
+    lab.wait_until_submitted(run)
+
+    assert lab.finish(run, timeout=240) == "failed", logs(lab, run)
+    lab.wait_until_cancelled(run, timeout=120)
+    (job,) = lab.job_ids(run)
+    lab.wait(lambda: not lab.active_jobs(run), f"job {job} to stop", timeout=60)
+    assert lab.submitted(run) == 1, logs(lab, run)
+    assert lab.cancelled_jobs(run) == [job], logs(lab, run)
+    assert "execution_timeout fired" in lab.task_log(run, 1), logs(lab, run)
 
 
 @pytest.mark.parametrize("system", SYSTEMS)

@@ -120,6 +120,11 @@ class ResumeMachine(RuleBasedStateMachine):
         self.w.person_stops(action, where)
 
     @precondition(schedulable)
+    @rule(action=st.sampled_from(["mark_failed", "mark_success", "clear", "evicted"]))
+    def stopped_while_the_submit_answer_is_held(self, action: str) -> None:
+        self.w.stopped_while_the_submit_answer_is_held(action)
+
+    @precondition(schedulable)
     @rule(where=wheres)
     def execution_timeout(self, where: str | int) -> None:
         self.w.execution_timeout(where)

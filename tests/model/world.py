@@ -38,8 +38,9 @@ from typing import Any, TypeVar
 import tenacity
 from sqlalchemy.exc import OperationalError
 
+from resumable import follow_up
 from resumable._compat import AirflowTaskTimeout
-from resumable.errors import RecordError, ResumableError, StateBackendError
+from resumable.errors import InjectedFault, RecordError, ResumableError, StateBackendError
 from resumable.job import JobState
 from resumable.record import Phase, Record
 from resumable.state import MemoryBackend, SqlBackend, StateBackend, TaskScope
@@ -335,6 +336,9 @@ class World:
         self.outage_in_step = False
         #: Jobs whose cancel was rightly asked for: a later try may carry it out.
         self.stop_asked: set[str] = set()
+        #: Tokens a person stopped while their submit's answer was held: every job of such a token may be
+        #: cancelled, also one that a later repeated submit with the token creates (a stop means no job runs).
+        self.stopped_tokens: set[str] = set()
         #: Jobs made before a person deleted the record, or cleared the running task with
         #: cancel_on_kill='never': reusing them and running the job again are both the person's choice.
         self.either_ok: set[str] = set()
@@ -383,6 +387,9 @@ class World:
 
         self._patch(backend_cls, "get", get)
         self._patch(backend_cls, "put", put)
+        # The follow-up of a stop during a submit is a process of its own in Airflow (it outlives the
+        # killed task); here it runs at once, in this process, against the world's service.
+        self._patch(follow_up, "start", self._follow_up)
         # Status calls retried on transient errors back off with up to a second of jitter each;
         # the model skips the sleeps (the retries themselves still happen).
         for module in [m for name, m in sys.modules.items() if name.startswith("resumable") and m]:
@@ -503,6 +510,10 @@ class World:
             self._check_success(a)
         self._attempt_ended(a)
 
+    def _follow_up(self, op: Any, attempt: Any, token: str) -> int:
+        follow_up.follow(op, attempt, token, budget=60.0, sleep=lambda _: None, max_rounds=12)
+        return 0
+
     def _on_kill(self, a: Attempt) -> None:
         with self._acting(a):
             try:
@@ -571,17 +582,36 @@ class World:
         """A person marks the running task failed or success, or clears it; Airflow then sends SIGTERM."""
         a = self._start_attempt()
 
-        def person() -> None:
-            if action == "clear":
-                self._clear_running()
-            else:
-                self.ti.state = {"mark_failed": "failed", "mark_success": "success"}[action]
+        self._at(where, lambda: self._stopped(a, action))
+        self._run(a)
+
+    def _stopped(self, a: Attempt, action: str) -> None:
+        """A person's ``action`` on the running try ``a`` (or its eviction), then Airflow's SIGTERM."""
+        if action == "clear":
+            self._clear_running()
+        elif action != "evicted":
+            self.ti.state = {"mark_failed": "failed", "mark_success": "success"}[action]
+        in_flight = a.op._stopping.submitting
+        if action != "evicted":
             a.stop_may_cancel = self._may_not_cancel(a) is None
+            if in_flight and a.stop_may_cancel and self.cancel_on_kill != "never":
+                self.stopped_tokens.add(in_flight)
             if self.cancel_on_kill != "never":
                 self.stop_expected = f"a person's {action} of try {a.try_number}"
-            self._on_kill(a)
+        self._on_kill(a)
 
-        self._at(where, person)
+    @step
+    def stopped_while_the_submit_answer_is_held(self, action: str) -> None:
+        """A slow control plane holds the submit's answer past Airflow's kill grace: a person marks the
+        task failed or success or clears it, or the worker is evicted; Airflow sends SIGTERM, then
+        SIGKILLs the process before the answer (the job's id) arrives."""
+        a = self._start_attempt()
+
+        def stop_then_kill() -> None:
+            self._stopped(a, action)
+            raise InjectedFault("SIGKILL before the submit's answer arrived (model)")
+
+        self._at("submit", stop_then_kill)
         self._run(a)
 
     @step
@@ -810,6 +840,9 @@ class World:
         actor = self._actor()
         if actor is None or job_id in self.stop_asked:
             return  # a person did it by hand, or a try carries out a cancel rightly asked for earlier
+        job = self.svc.jobs.get(job_id)
+        if job is not None and job.token in self.stopped_tokens:
+            return  # a job of a token a person stopped before its id was known
         why_not = self._may_not_cancel(actor)
         if why_not:
             self._violation(

@@ -20,6 +20,7 @@ def test_providers_manager_lists_the_package_its_link_and_its_config() -> None:
         "state_backend",
         "sql_alchemy_conn",
         "state_retention_days",
+        "stop_follow_up_seconds",
         "deployment_id",
         "ui_enabled",
     }
