@@ -40,6 +40,13 @@ class _StopsJobOnAPersonsStop:
         raise NotImplementedError
 
     async def on_kill(self) -> None:
+        if TRIGGERER_CALLS_ON_KILL and await self._still_deferred():
+            # Airflow >= 3.3 calls on_kill for a person's action; a task instance that is still deferred
+            # was not stopped (its trigger moved to another triggerer, say): the job is kept.
+            self.log.info(
+                "resumable: the trigger was stopped but its task is still deferred; keeping the job"
+            )
+            return
         if not self.cancel_on_kill:
             self.log.info(
                 "resumable: the deferred task was stopped by a person; cancel_on_kill keeps the job"
@@ -60,9 +67,18 @@ class _StopsJobOnAPersonsStop:
 
     async def _stopped_by_a_person(self) -> bool:
         """Before Airflow 3.3: a cancelled trigger whose task is no longer deferred: a person's stop."""
+        state = await self._task_state()
+        return state is not _UNKNOWN and state != "deferred"
+
+    async def _still_deferred(self) -> bool:
+        return await self._task_state() == "deferred"
+
+    async def _task_state(self) -> str | object:
+        """The deferred task instance's state now (``"none"`` for no state: a person cleared it), or
+        ``_UNKNOWN`` when Airflow cannot be asked."""
         ti = getattr(self, "task_instance", None)
         if ti is None:
-            return False
+            return _UNKNOWN
         with contextlib.suppress(Exception):  # Airflow unreachable: keep the job, the task reconciles it
             from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
 
@@ -73,9 +89,24 @@ class _StopsJobOnAPersonsStop:
                 run_ids=[ti.run_id],
                 map_index=ti.map_index,
             )
-            state = states.get(ti.run_id, {}).get(ti.task_id)
-            return state is not None and str(getattr(state, "value", state)).lower() != "deferred"
-        return False
+            return task_state_in(states, ti.run_id, ti.task_id, ti.map_index)
+        return _UNKNOWN
+
+
+#: A task-instance state that could not be read.
+_UNKNOWN = object()
+
+
+def task_state_in(states: Any, run_id: str, task_id: str, map_index: int | None) -> str | object:
+    """The state of one task instance in ``get_task_states``'s answer (``{run_id: {key: state}}``, where
+    the Execution API keys a mapped task instance ``"<task_id>_<map_index>"``), lower case, ``"none"``
+    for no state, or ``_UNKNOWN`` when the answer does not name it."""
+    key = f"{task_id}_{map_index}" if map_index is not None and map_index >= 0 else task_id
+    by_task = (states or {}).get(run_id, {})
+    if key not in by_task:
+        return _UNKNOWN
+    state = by_task[key]
+    return "none" if state is None else str(getattr(state, "value", state)).lower()
 
 
 class ResumableEmrAddStepsTrigger(_StopsJobOnAPersonsStop, EmrAddStepsTrigger):

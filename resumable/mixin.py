@@ -206,7 +206,9 @@ class ResumableMixin:
     def execute(self, context: Any) -> Any:
         if not self.resumable:
             return self._execute_plain(context)
-        attempt = self._begin(context)
+        return self._run_timed(self._begin(context))
+
+    def _run_timed(self, attempt: Attempt) -> Any:
         try:
             return self._run(attempt)
         except AirflowTaskTimeout:
@@ -225,15 +227,27 @@ class ResumableMixin:
             except VersionConflict:
                 continue
             handle, status = self._observe(attempt, record)
-            if handle is not None and status is not None and status.state.is_active:
-                # From here on a stop is about the running job this attempt looked at (it reattaches
-                # to it, or waits for it to stop); one that came while it looked is decided now.
-                self._handle = handle
-                self._stop_if_asked(attempt, handle, "while this attempt looked at its job")
             decision = decide(record, status, facts)
             # Only the first read can find another DAG run's record; later ones read this attempt's writes.
             facts = replace(facts, run_started_at=None)
             self._log_decision(record, status, decision)
+            if handle is not None and status is not None and status.state.is_active:
+                # From here on a stop is about the running job this attempt looked at (it reattaches
+                # to it, or waits for it to stop); one that came while it looked is decided now.
+                self._handle = handle
+                if self._stopping.requested.is_set() and decision.action is Action.REATTACH:
+                    # Whatever the stop decides, the job is this lineage's now: the next try must find
+                    # it so, not as the job of a lineage that a clear ended (which it would run again).
+                    assert isinstance(record, Record)
+                    try:
+                        self._adopt(attempt, record, handle)
+                    except VersionConflict:
+                        continue
+                    except Exception as error:  # noqa: BLE001 - the stop is applied all the same
+                        self.log.warning(
+                            "resumable: could not record job %s as this lineage's (%s)", handle.job_id, error
+                        )
+                self._stop_if_asked(attempt, handle, "while this attempt looked at its job")
             try:
                 outcome = self._perform(attempt, record, handle, status, decision)
             except VersionConflict as conflict:
@@ -276,19 +290,38 @@ class ResumableMixin:
             attempt.write(record.evolve(owner=attempt.facts.try_number))
 
     def execute_complete(
-        self, context: Any, event: Any = None, record: Any = None, record_version: int | None = None
+        self,
+        context: Any,
+        event: Any = None,
+        record: Any = None,
+        record_version: int | None = None,
+        trigger_errors: int = 0,
     ) -> Any:
-        """Where a deferred task resumes: the trigger's event is the job's status (or a reason to stop).
+        """Where a deferred task resumes: the trigger's event says the job may have ended, that the trigger
+        reached its wait limit, or that it failed to watch; the job's own status decides which.
 
         ``record`` and ``record_version``: the record as the deferring attempt left it, handed over
         by Airflow with the deferral on a store that fences replaced attempts (``airflow``): a
         deferred try cannot have been replaced and still resume, so it need not read it again.
+        ``trigger_errors``: how many triggers in a row failed to watch the job before this one.
         """
         attempt = self._begin(context)
         if record is not None and attempt.backend.fences_replaced_attempts:
             record = attempt.take(record, record_version)
         else:
             record = attempt.read()
+        if isinstance(record, Record) and _of_another_lineage(record, attempt):
+            # Airflow keeps next_method and next_kwargs when a person clears a task that had resumed from
+            # a deferral: this try was not deferred at all. It starts as execute does.
+            self.log.warning(
+                "resumable: resumed with the record of lineage %s (try %s), but this is try %s of lineage %s "
+                "(the task was cleared after an earlier deferral): starting as a new attempt does",
+                record.lineage,
+                record.owner,
+                attempt.facts.try_number,
+                attempt.facts.lineage,
+            )
+            return self._run_timed(attempt)
         if not isinstance(record, Record) or record.handle is None:
             raise RecordError(
                 f"The resumable record of {attempt.where} was missing or unusable when the trigger fired "
@@ -297,10 +330,31 @@ class ResumableMixin:
         attempt.check_resumed_owner(record)
         handle = self._handle = record.handle
         give_up = self.trigger_gave_up(event)
+        trouble = None if give_up else self.trigger_failed(event)
         status = self._call(lambda: self.get_job_status(handle), "read the job status")
         if status.state.is_active and give_up:
             self._give_up_waiting(attempt, handle, give_up)
-        if status.state.is_active:
+        if status.state.is_active and trouble:
+            errors = trigger_errors + 1
+            if errors < MAX_TRIGGER_ERRORS:
+                self.log.warning(
+                    "resumable: the trigger failed to watch job %s (%s), which is %s: a failed wait, not an "
+                    "outcome; deferring again (%d failed trigger(s) in a row)",
+                    handle.job_id,
+                    trouble,
+                    status.describe(),
+                    errors,
+                )
+                self._defer(attempt, handle, trigger_errors=errors)
+            self.log.warning(
+                "resumable: %d triggers in a row failed to watch job %s (last: %s); this worker waits for it "
+                "instead",
+                errors,
+                handle.job_id,
+                trouble,
+            )
+            status = self._poll(attempt, handle)
+        elif status.state.is_active:
             self.log.info("resumable: trigger fired but job is %s; deferring again", status.describe())
             self._defer(attempt, handle)
         if status.state is JobState.FAILED and self.repair_in_attempt(context, handle, status):
@@ -310,16 +364,22 @@ class ResumableMixin:
         return self._finish(attempt, handle, status)
 
     def trigger_gave_up(self, event: Any) -> str | None:
-        """Why the trigger stopped waiting for a job that may still run (its wait budget), or ``None``.
+        """Why the trigger stopped waiting for a job that may still run because its wait budget was spent,
+        or ``None``. Only that cancels a job that is still active (as the operator's wait limit does).
 
         The default reads a ``{"status": ..., "message": ...}`` event, the form the provider's
-        triggers use: any status but ``"success"`` (their ``waiter_max_attempts`` running out ends
-        in ``"failure"`` or ``"error"``) means the trigger gave up. It only counts while the job is
-        still active: a job that ended is finished with its own outcome.
+        triggers use: their ``waiter_max_attempts`` running out says ``max attempts reached``. Any other
+        failure event (a network error, a 500 past botocore's retries) is :meth:`trigger_failed`.
         """
-        if isinstance(event, Mapping) and "status" in event and str(event["status"]).lower() != "success":
-            return f"the trigger stopped waiting ({event.get('message') or event['status']})"
+        message = _event_message(event)
+        if message is not None and "max attempts reached" in message.lower():
+            return f"the trigger stopped waiting ({message})"
         return None
+
+    def trigger_failed(self, event: Any) -> str | None:
+        """What went wrong when the trigger ended without the job's outcome and not at its wait limit (an
+        error while it watched), or ``None``. The job is then looked at: still active means wait on."""
+        return _event_message(event)
 
     def _execute_plain(self, context: Any) -> Any:
         ti = context["ti"]
@@ -415,18 +475,7 @@ class ResumableMixin:
             handle = self._repair(attempt, handle, decision.reason)
         else:
             assert isinstance(record, Record) and handle is not None
-            adopted = attempt.stamp(record.evolve(phase=Phase.SUBMITTED, handle=handle, stop_reason=None))
-            if attempt.backend.fences_replaced_attempts and _same_but_owner(adopted, record):
-                # Airflow fences the replaced try; the record already says all a later try needs.
-                attempt.know(record)
-                self.log.info(
-                    "resumable: reattached to job %s as try %s", handle.job_id, attempt.facts.try_number
-                )
-            else:
-                attempt.write(adopted)
-                self.log.info(
-                    "resumable: took ownership of job %s as try %s", handle.job_id, attempt.facts.try_number
-                )
+            self._adopt(attempt, record, handle)
             stats_incr("resumable.reattach", self._tags())
         self._handle = handle
         self._announce(attempt.context, handle)
@@ -447,6 +496,21 @@ class ResumableMixin:
             self._announce(attempt.context, handle)
             status = self._poll(attempt, handle)
         return self._finish(attempt, handle, status)
+
+    def _adopt(self, attempt: Attempt, record: Record, handle: JobHandle) -> None:
+        """Make ``record``'s active job this attempt's: its try, lineage and DAG run, no stop pending."""
+        adopted = attempt.stamp(record.evolve(phase=Phase.SUBMITTED, handle=handle, stop_reason=None))
+        if attempt.backend.fences_replaced_attempts and _same_but_owner(adopted, record):
+            # Airflow fences the replaced try; the record already says all a later try needs.
+            attempt.know(record)
+            self.log.info(
+                "resumable: reattached to job %s as try %s", handle.job_id, attempt.facts.try_number
+            )
+        else:
+            attempt.write(adopted)
+            self.log.info(
+                "resumable: took ownership of job %s as try %s", handle.job_id, attempt.facts.try_number
+            )
 
     def _await_stop(self, attempt: Attempt, record: Record, handle: JobHandle, status: JobStatus) -> object:
         """Wait for a job that is being stopped to end, then let the protocol decide again."""
@@ -672,13 +736,15 @@ class ResumableMixin:
     def _deferrable(self) -> bool:
         return bool(getattr(self, "deferrable", False))
 
-    def _defer(self, attempt: Attempt, handle: JobHandle) -> None:
+    def _defer(self, attempt: Attempt, handle: JobHandle, *, trigger_errors: int = 0) -> None:
         self.log.info("resumable: job %s recorded; deferring to the triggerer", handle.job_id)
         trigger = self.job_trigger(attempt.context, handle)
-        handed: dict[str, Any] | None = None
+        handed: dict[str, Any] = {}
         if attempt.backend.fences_replaced_attempts and attempt.record is not None:
             handed = {"record": attempt.record.to_json(), "record_version": attempt.version}
-        self.defer(trigger=trigger, method_name="execute_complete", kwargs=handed)
+        if trigger_errors:
+            handed["trigger_errors"] = trigger_errors
+        self.defer(trigger=trigger, method_name="execute_complete", kwargs=handed or None)
 
     # ---- stopping ----------------------------------------------------------------------------
 
@@ -744,6 +810,27 @@ def _same_but_owner(adopted: Record, record: Record) -> bool:
     return all(getattr(adopted, f) == getattr(record, f) for f in fields)
 
 
+def _of_another_lineage(record: Record, attempt: Attempt) -> bool:
+    """Whether ``record`` was written before a clear that started this attempt's lineage."""
+    facts = attempt.facts
+    if record.lineage != facts.lineage:
+        return True
+    # A clear can give max_tries its old value back; the DAG run's clear counter then tells (a clear of
+    # another task of the run raises it too, but leaves this try's own record in place).
+    cleared = record.clear_number is not None and facts.clear_number is not None
+    return cleared and record.clear_number != facts.clear_number and record.owner != facts.try_number
+
+
+def _event_message(event: Any) -> str | None:
+    """The message of a trigger event that did not bring the job's outcome (``status`` other than
+    ``success``), or ``None``."""
+    if isinstance(event, Mapping) and "status" in event and str(event["status"]).lower() != "success":
+        return str(event.get("message") or event["status"])
+    return None
+
+
+#: Triggers in a row that fail to watch a job still active before the worker waits for it itself.
+MAX_TRIGGER_ERRORS = 5
 #: Returned by a step after which the protocol decides again from the record.
 _DECIDE_AGAIN = object()
 #: Decisions one attempt makes at most (each after the record or the job changed).

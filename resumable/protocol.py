@@ -232,10 +232,14 @@ class CancelOnKill(str, Enum):
     NEVER = "never"
 
 
-#: Task-instance states that mean a newer try has taken over (or is about to): never cancel.
-SUPERSEDED_STATES = frozenset({"up_for_retry", "queued", "scheduled", "up_for_reschedule", "deferred"})
+#: Task-instance states that mean a newer try has taken over (or is about to): never cancel. No state
+#: (``none``) is one of them: Airflow gives it to a task instance the scheduler reset (its worker was
+#: lost) and to one a person cleared after it had ended; a clear of a running task is ``restarting``.
+SUPERSEDED_STATES = frozenset(
+    {"up_for_retry", "queued", "scheduled", "up_for_reschedule", "deferred", "none"}
+)
 #: States that mean a person cleared the task while it ran: cancel, and the next attempt reruns.
-CLEARED_STATES = frozenset({"restarting", "none"})
+CLEARED_STATES = frozenset({"restarting"})
 
 
 @dataclass(frozen=True)

@@ -42,11 +42,37 @@ def backend_for(context: Mapping[str, Any]) -> StateBackend:
 
         backend = AirflowStoreBackend(accessor, TaskScope.from_context(context))
     elif name == "sql":
-        backend = SqlBackend(config.sql_alchemy_conn())
+        url = config.sql_alchemy_conn()
+        _refuse_sqlite_on_many_machines(url)
+        backend = SqlBackend(url)
     else:
         backend = MemoryBackend()
     backend.check()
     return backend
+
+
+#: Executors whose tasks all run on the scheduler's machine, where one SQLite file is shared.
+ONE_MACHINE_EXECUTORS = frozenset({"", "LocalExecutor", "SequentialExecutor"})
+
+
+def _refuse_sqlite_on_many_machines(url: str) -> None:
+    """The ``sql`` backend on a SQLite file under an executor whose workers run on other machines: each
+    worker would keep its own file, and a retry on another worker would find no record and submit again."""
+    if not url.startswith("sqlite"):
+        return
+    from resumable._compat import conf_get
+
+    executor = conf_get("core", "executor", "").split(",")[0].strip()
+    if executor.rsplit(".", 1)[-1] in ONE_MACHINE_EXECUTORS:
+        return
+    raise StateBackendError(
+        f"The resumable state would be kept in a SQLite file on this worker ({url}), but [core] executor is "
+        f"{executor}, whose tasks run on many machines: a retry on another worker would not find this "
+        "attempt's record and would submit the job again. Nothing was submitted. Set "
+        "AIRFLOW__RESUMABLE__SQL_ALCHEMY_CONN (or [resumable] sql_alchemy_conn) to a PostgreSQL or MySQL "
+        "database every worker reaches (Airflow 3.3 and later need none: state_backend 'auto' uses "
+        "Airflow's own task state store there)."
+    )
 
 
 __all__ = [

@@ -29,6 +29,8 @@ KINDS = ("step", "serverless", "eks", "cluster")
 STOP_SECONDS = 1.0
 #: Operations that create a job; :attr:`AwsEmulator.submit_delay` holds their answers.
 SUBMIT_OPERATIONS = frozenset({"StartJobRun", "AddJobFlowSteps", "RunJobFlow"})
+#: Operations that read a job's status; :meth:`AwsEmulator.outage` answers them with 500.
+STATUS_OPERATIONS = frozenset({"GetJobRun", "DescribeJobRun", "DescribeStep", "ListSteps", "DescribeCluster"})
 ACCOUNT = "123456789012"
 #: What the emulator's own fixture requests (:meth:`AwsEmulator.create_cluster` and the like) add to
 #: their User-Agent: the rate limit lets them through and does not spend a token on them.
@@ -158,6 +160,10 @@ class AwsEmulator(Emulator):
         #: Emulated seconds a job cancelled (or a cluster terminated) from now on stays CANCELLING,
         #: CANCEL_PENDING or TERMINATING before it is CANCELLED or TERMINATED.
         self.stop_seconds: float = STOP_SECONDS
+        #: Until this ``time.monotonic()``, status reads are answered with HTTP 500 (:meth:`outage`).
+        self._outage_until = 0.0
+        #: Status reads answered with 500 during an outage, per operation name.
+        self.outage_answers: Counter[str] = Counter()
 
     # ---- life ---------------------------------------------------------------------------------
 
@@ -590,9 +596,23 @@ class AwsEmulator(Emulator):
 
         return serve
 
+    def outage(self, seconds: float) -> None:
+        """For the next ``seconds`` (real time), every status read (GetJobRun, DescribeJobRun,
+        DescribeStep, ListSteps, DescribeCluster) is answered with HTTP 500 InternalServerException, for
+        every client: a service blip longer than botocore's own retries, with an error code that the
+        amazon provider's waiters do not retry either."""
+        with self._lock:
+            self._outage_until = time.monotonic() + seconds
+
     def _intercept(
         self, service: str, operation: str, environ: dict[str, Any], body: bytes
     ) -> tuple[str, list[tuple[str, str]], bytes] | None:
+        if operation in STATUS_OPERATIONS and time.monotonic() < self._outage_until:
+            self.outage_answers[operation] += 1
+            if service == "emr":
+                payload = json.dumps({"__type": "InternalServerException", "message": "outage"}).encode()
+                return "500 Internal Server Error", [("Content-Type", "application/x-amz-json-1.1")], payload
+            return _rest_error(500, "InternalServerException", "Internal server error (outage)")
         if _FIXTURE_AGENT not in environ.get("HTTP_USER_AGENT", "") and not self._limit.take():
             self.throttled[operation] += 1
             return _throttled(service)
@@ -730,8 +750,11 @@ def _emr_error(code: str, message: str) -> tuple[str, list[tuple[str, str]], byt
     return "400 Bad Request", [("Content-Type", "application/x-amz-json-1.1")], payload
 
 
+_REASONS = {400: "Bad Request", 404: "Not Found", 429: "Too Many Requests", 500: "Internal Server Error"}
+
+
 def _rest_error(status: int, code: str, message: str) -> tuple[str, list[tuple[str, str]], bytes]:
-    reason = {400: "Bad Request", 404: "Not Found", 429: "Too Many Requests"}.get(status, "Error")
+    reason = _REASONS.get(status, "Error")
     headers = [("Content-Type", "application/json"), ("x-amzn-ErrorType", code)]
     return f"{status} {reason}", headers, json.dumps({"message": message}).encode()
 

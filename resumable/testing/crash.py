@@ -163,6 +163,13 @@ class CrashLab:
         else:
             self.aws.submit_delay = seconds
 
+    def outage(self, system: str, seconds: float) -> None:
+        """For the next ``seconds``, the service answers every status read with HTTP 500."""
+        if system == "databricks":
+            self.databricks.outage(seconds)
+        else:
+            self.aws.outage(seconds)
+
     def stop_takes(self, system: str, seconds: float | None) -> None:
         """Jobs cancelled from now on stay stopping (TERMINATING, CANCELLING, CANCEL_PENDING) this long.
 

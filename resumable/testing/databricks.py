@@ -213,6 +213,7 @@ class DatabricksEmulator(Emulator):
             self._repair_ids = itertools.count(700001)
             self._fail_next: list[tuple[int, str | None]] = []
             self._fail_rate: tuple[float, int, str | None] = (0.0, 503, None)
+            self._outage: tuple[float, int, str] = (0.0, 500, "runs/get")
             #: Submit and run-now requests per idempotency token (``None`` for none), repeats included.
             self.submissions: Counter[str | None] = Counter()
             #: Calls per ``"METHOD path"``, e.g. ``"GET runs/get"``.
@@ -306,6 +307,12 @@ class DatabricksEmulator(Emulator):
         with self._lock:
             self._fail_next = [(status, path)] * n
 
+    def outage(self, seconds: float, status: int = 500, path: str = "runs/get") -> None:
+        """For the next ``seconds`` (real time), calls whose path ends with ``path`` answer ``status``:
+        a blip longer than the hook's own retries."""
+        with self._lock:
+            self._outage = (time.monotonic() + seconds, status, path)
+
     def fail_rate(self, rate: float, status: int = 503, path: str | None = None) -> None:
         """Answer ``status`` to a seeded-random fraction ``rate`` of calls (matching ``path``)."""
         with self._lock:
@@ -398,7 +405,12 @@ class DatabricksEmulator(Emulator):
 
     def _injected_failure(self, name: str) -> tuple[int, Any] | None:
         status: int | None = None
-        if self._fail_next and (self._fail_next[0][1] is None or name.endswith(self._fail_next[0][1] or "")):
+        until, outage_status, outage_path = self._outage
+        if time.monotonic() < until and name.endswith(outage_path):
+            status = outage_status
+        elif self._fail_next and (
+            self._fail_next[0][1] is None or name.endswith(self._fail_next[0][1] or "")
+        ):
             status = self._fail_next.pop(0)[0]
         else:
             rate, rate_status, rate_path = self._fail_rate

@@ -247,3 +247,35 @@ def test_clear_of_a_running_task_whose_cancel_takes_many_polls_reruns_after_it_s
     assert watch.appeared[second] >= watch.ended[first], (watch.appeared, watch.ended)
     assert watch.ended[first] - watch.stopping_since[first] > STOPPING_SECONDS - 2, watch.states
     assert "decided await_stop" in lab.task_log(run, lab.task(run)["try_number"]), logs(lab, run)
+
+
+#: Real seconds the service answers every status read with HTTP 500: longer than the clients' own
+#: retries (botocore's, the Databricks hook's), so a deferred task's trigger ends with an error event.
+OUTAGE_SECONDS = 20.0
+
+
+@pytest.mark.parametrize(
+    ("system", "mode"),
+    [
+        ("databricks", "resumable"),
+        ("databricks", "deferrable"),
+        ("emr_serverless", "resumable"),
+        ("emr_serverless", "deferrable"),
+        ("emr_steps", "resumable"),
+    ],
+)
+def test_a_status_outage_longer_than_the_clients_retries_cancels_nothing(
+    lab: CrashLab, system: str, mode: str
+) -> None:
+    """The service answers status reads with 500 for 20 s while the job runs, polled or deferred: the
+    job is neither cancelled nor submitted again, and the task succeeds when it ends."""
+    lab.script(system, 45)
+    run = lab.start_run(system, dag_id=f"crash_{system}_{mode}")
+    lab.wait_until_submitted(run)
+    seen = lab.status_calls(system)
+    lab.wait(lambda: lab.status_calls(system) > seen + 1, "the job to be watched", timeout=90)
+    lab.outage(system, OUTAGE_SECONDS)
+
+    assert lab.finish(run, timeout=300) == "success", logs(lab, run)
+    assert lab.submitted(run) == 1, logs(lab, run)
+    assert lab.cancelled(run) == 0, logs(lab, run)

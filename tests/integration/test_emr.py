@@ -8,6 +8,7 @@ the task ended.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -275,6 +276,44 @@ def test_deferrable_records_the_job_before_deferring(kind, aws, fault) -> None:
     assert task_states(dr) == {"job": "success"}
     assert kind.created(aws) == kind.per_submission
     assert sum(aws.async_calls.values()) > 0, f"the retry did not defer: {aws.stats()['calls']}"
+
+
+#: Real seconds the service answers every status read with 500: longer than botocore's own retries, so
+#: the provider's trigger ends with an error event (``"failure"`` for Serverless, ``"error"`` for the
+#: steps, cluster and EKS waiters) while the job runs on.
+OUTAGE_SECONDS = 20.0
+
+
+@pytest.mark.parametrize("kind", [KINDS[0], KINDS[1]], ids=lambda k: k.name)
+def test_a_trigger_that_fails_to_watch_a_running_job_does_not_cancel_it(kind, aws) -> None:
+    """A network or service blip while deferred: the trigger's status calls fail past botocore's retries
+    and it fires an error event. The task looks at the job, finds it running and defers again; the job
+    is neither cancelled nor submitted again, and the task succeeds when it ends."""
+    aws.script_next(kind.script_kind, *[JobScript(duration=1e6, pending=0.0)] * kind.per_submission)
+    dag, _ = make(kind, aws, deferrable=True, **_trigger_delay(kind))
+    done = threading.Event()
+
+    def service() -> None:
+        while not done.is_set() and sum(aws.async_calls.values()) == 0:
+            time.sleep(0.05)  # the trigger watches the job
+        aws.outage(OUTAGE_SECONDS)
+        time.sleep(OUTAGE_SECONDS)
+        seen = sum(aws.async_calls.values())
+        while not done.is_set() and sum(aws.async_calls.values()) == seen:
+            time.sleep(0.05)  # a trigger watches it again after the outage
+        aws.advance(1e6 * kind.per_submission)  # and the job ends (steps run one after the other)
+
+    thread = threading.Thread(target=service, daemon=True)
+    thread.start()
+    try:
+        dr = run_dag(dag)
+    finally:
+        done.set()
+        thread.join()
+    assert sum(aws.outage_answers.values()) > 0, "the outage never reached the trigger"
+    assert task_states(dr) == {"job": "success"}
+    assert kind.created(aws) == kind.per_submission
+    assert aws.cancels == [], "a failed trigger is not a reason to cancel a running job"
 
 
 @pytest.mark.parametrize(("given", "meaning"), [(True, "user_stop"), (False, "never"), ("always", "always")])

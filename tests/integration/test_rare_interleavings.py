@@ -87,6 +87,18 @@ def test_a_stop_while_the_submit_call_is_in_flight_is_applied_once_the_job_id_ar
     assert svc.calls["status"] == 0, "a stopped attempt does not go on to poll"
 
 
+def test_a_stop_that_comes_before_execute_begins_submits_nothing(make_dag) -> None:
+    """Airflow installs its SIGTERM handler before it renders templates and calls ``execute``: a
+    person's stop in that window reaches ``on_kill`` first. The attempt starts stopped and submits
+    nothing (Airflow SIGKILLs it a few seconds later: a job submitted now would run on unwatched)."""
+    dag, svc = make_dag(FakeJobService(polls=1000), retries=0)
+    dag.task_dict["job"].task_state_probe = StubProbe("failed")
+    dag.task_dict["job"].pre_execute = lambda context: context["task"].on_kill()
+    dr = run_dag(dag)
+    assert task_states(dr) == {"job": "failed"}
+    assert svc.total_submissions == 0, "a stop before execute() began must not be forgotten"
+
+
 def test_execution_timeout_during_the_submit_call_cancels_the_job(make_dag) -> None:
     """execution_timeout fires while the submit answer is slow (the job already exists): the owner's
     budget is spent, so the job is found by its token and cancelled, not left running unwatched."""
@@ -239,3 +251,37 @@ def test_a_stop_after_the_job_ended_cancels_nothing_and_keeps_the_outcome(
     found = SqlBackend(url).get(TaskScope(dag.dag_id, dr.run_id, "job"), "resumable.job")
     assert found is not None
     assert (found.value["phase"], found.value["stop_reason"]) == ("done", None)
+
+
+class StaleNextMethod(FakeJobOperator):
+    """Resumes where Airflow's stale ``next_method`` points once told to (``stale``): Airflow keeps
+    ``next_method`` and ``next_kwargs`` when a person clears a task that had resumed from a deferral,
+    so the cleared task's next try starts in ``execute_complete``, not in ``execute``."""
+
+    stale = False
+
+    def execute(self, context):
+        if StaleNextMethod.stale:
+            return self.execute_complete(context, event={"status": "success", "job_id": "old"})
+        return super().execute(context)
+
+
+def test_a_cleared_task_handed_a_stale_deferral_starts_as_execute_does(make_dag) -> None:
+    """The next try of a task cleared after it resumed from a deferral gets the old deferral's method and
+    kwargs; the record it finds is of the earlier lineage. It must start as ``execute`` does (a clear of a
+    finished task reruns the job), not stop as a replaced attempt and fail the person's clear."""
+    svc = FakeJobService(polls=1)
+    FakeJobService._registry[svc.name] = svc
+    with DAG("stale_next_method", schedule=None, start_date=datetime(2025, 1, 1), catchup=False) as dag:
+        StaleNextMethod(task_id="job", service=svc.name, retries=0, poll_interval=0.01)
+    StaleNextMethod.stale = False
+    dr = run_dag(dag)
+    assert task_states(dr) == {"job": "success"}
+    assert svc.total_submissions == 1
+    StaleNextMethod.stale = True
+    try:
+        dr = clear_and_rerun(dag, dr)
+    finally:
+        StaleNextMethod.stale = False
+    assert task_states(dr) == {"job": "success"}
+    assert svc.total_submissions == 2, "a clear of a finished task runs the job again"

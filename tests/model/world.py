@@ -863,7 +863,9 @@ class World:
             return None
         if ti.state == "running":
             return "the task is still running in Airflow and this try's time was not spent: nobody asked"
-        return None  # failed, success, restarting, none: a person (or a final failure) stopped the task
+        if ti.state == "none":
+            return "the task has no state in Airflow (reset for a new try, or cleared after it had failed)"
+        return None  # failed, success, restarting: a person (or a final failure) stopped the task
 
     def _still_owns(self, a: Attempt) -> bool:
         """Whether the stored record still names ``a``'s try as the owner of its job."""

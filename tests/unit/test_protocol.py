@@ -187,7 +187,11 @@ KILL_TABLE = [
     (U, False, True, "failed", True, "user_stop"),  # marked failed
     (U, False, True, "success", True, "user_stop"),  # marked success
     (U, False, True, "restarting", True, STOP_CLEARED),  # cleared while running
-    (U, False, True, "none", True, STOP_CLEARED),  # cleared
+    # no state: the scheduler reset an orphaned task instance, or a person cleared the task after it
+    # had failed (a zombie thawing later): never a person's stop of this attempt
+    (U, False, True, "none", False, None),
+    (U, True, True, "none", False, None),
+    (U, False, None, "none", False, None),
     (U, False, True, "up_for_retry", False, None),  # superseded by a newer try
     (U, False, True, "queued", False, None),
     (U, False, False, "failed", False, None),  # a newer try owns the record: fenced

@@ -216,3 +216,18 @@ def test_airflow_backend_reads_before_writing_a_key_it_has_not_seen(monkeypatch)
         later.put(scope, "job", "second", None)
     assert later.put(scope, "job", "second", 1) == 2
     assert later.get(scope, "job").value == "second"  # type: ignore[union-attr]
+
+
+def test_a_sqlite_file_is_refused_under_an_executor_whose_workers_run_on_many_machines(
+    monkeypatch, tmp_path
+) -> None:
+    monkeypatch.setenv("AIRFLOW__RESUMABLE__STATE_BACKEND", "sql")
+    monkeypatch.setenv("AIRFLOW__RESUMABLE__SQL_ALCHEMY_CONN", f"sqlite:///{tmp_path / 'state.db'}")
+    monkeypatch.setenv("AIRFLOW__CORE__EXECUTOR", "CeleryExecutor")
+    with pytest.raises(StateBackendError, match="SQL_ALCHEMY_CONN.*PostgreSQL") as refused:
+        backend_for({})
+    assert "CeleryExecutor" in str(refused.value)
+    assert "Nothing was submitted" in str(refused.value)
+
+    monkeypatch.setenv("AIRFLOW__CORE__EXECUTOR", "LocalExecutor")
+    assert backend_for({}).name == "sql"
