@@ -27,6 +27,8 @@ from tenacity import RetryError
 
 from resumable.job import JobHandle, JobState, JobStatus
 from resumable.mixin import ResumableMixin
+from resumable.protocol import CancelOnKill
+from resumable.trigger_stop import StopsJobOnAPersonsStop
 
 #: Life-cycle states in which a run has not started its work yet.
 WAITING_STATES = frozenset({"PENDING", "QUEUED", "BLOCKED", "WAITING_FOR_RETRY"})
@@ -218,7 +220,8 @@ class _ResumableDatabricksRun(ResumableMixin):
         return bool(self.wait_for_termination)
 
     def job_trigger(self, context: Mapping[str, Any], handle: JobHandle) -> DatabricksExecutionTrigger:
-        return DatabricksExecutionTrigger(
+        return ResumableDatabricksExecutionTrigger(
+            cancel_on_kill=self.cancel_on_kill is not CancelOnKill.NEVER,
             run_id=int(handle.job_id),
             databricks_conn_id=self.databricks_conn_id,
             polling_period_seconds=self.polling_period_seconds,
@@ -227,6 +230,34 @@ class _ResumableDatabricksRun(ResumableMixin):
             retry_args=self.databricks_retry_args,
             run_page_url=handle.url,
         )
+
+
+class ResumableDatabricksExecutionTrigger(StopsJobOnAPersonsStop, DatabricksExecutionTrigger):
+    """``DatabricksExecutionTrigger`` whose run is cancelled when a person stops the deferred task, on
+    every Airflow version (before 3.3 the provider trigger's ``on_kill`` is never called), unless
+    ``cancel_on_kill`` is False; a triggerer restart or a trigger moved to another triggerer keeps it."""
+
+    def __init__(self, *args: Any, cancel_on_kill: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.cancel_on_kill = cancel_on_kill
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        _, kwargs = super().serialize()
+        return f"{type(self).__module__}.{type(self).__qualname__}", {
+            **kwargs,
+            "cancel_on_kill": self.cancel_on_kill,
+        }
+
+    async def stop_for_a_person(self) -> None:
+        if not self.cancel_on_kill:
+            self.log.info(
+                "resumable: the deferred task was stopped by a person; cancel_on_kill keeps the run"
+            )
+            return
+        self.log.warning(
+            "resumable: the deferred task was stopped by a person; cancelling run %s", self.run_id
+        )
+        await super().stop_for_a_person()
 
 
 class ResumableDatabricksSubmitRunOperator(_ResumableDatabricksRun, DatabricksSubmitRunOperator):  # type: ignore[misc]

@@ -33,7 +33,11 @@ from resumable.errors import ResumableError
 from resumable.job import JobHandle, JobState, JobStatus
 from resumable.links import JOB_URL_XCOM_KEY, ResumableJobLink
 from resumable.mixin import ResumableMixin
-from resumable.operators.emr_triggers import ResumableEmrAddStepsTrigger, ResumableEmrCreateJobFlowTrigger
+from resumable.operators.emr_triggers import (
+    ResumableEmrAddStepsTrigger,
+    ResumableEmrContainerTrigger,
+    ResumableEmrCreateJobFlowTrigger,
+)
 from resumable.protocol import CancelOnKill
 
 #: The tag a resumable cluster carries, whose value is the submission's token.
@@ -567,7 +571,7 @@ class ResumableEmrContainerOperator(_ResumableEmr, EmrContainerOperator):  # typ
         extra: dict[str, Any] = (
             {"waiter_max_attempts": self.max_polling_attempts} if self.max_polling_attempts else {}
         )
-        return EmrContainerTrigger(
+        return ResumableEmrContainerTrigger(
             virtual_cluster_id=handle.extras["virtual_cluster_id"],
             job_id=handle.job_id,
             waiter_delay=int(self.poll_interval),

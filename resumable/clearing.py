@@ -63,11 +63,20 @@ def refusal(entry: Entry, source: Source, *, cancel_job: bool, leave_job: bool) 
         )
     if cancel and handle is None:
         token = entry.fields.get("token")
+        stop = entry.fields.get("stop_reason")
+        asked = (
+            f" A stop ({stop}) was asked while its submit was in flight: the stopped task's follow-up "
+            "process looks for the job by that token and cancels it ([resumable] stop_follow_up_seconds), "
+            "and the next attempt of the task cancels it too."
+            if stop
+            else ""
+        )
         return Said(
             f"the record names no job id (phase {entry.phase}"
             + (f", token {token}" if token else "")
-            + "), so --cancel-job has nothing to cancel. Kept the record. Look for the job in its "
-            "system's console"
+            + "), so --cancel-job has nothing to cancel."
+            + asked
+            + " Kept the record. Look for the job in its system's console"
             + (" by that token" if token else "")
             + ", cancel it there, then run: "
             + source.fix_command(entry.scope, entry.key),

@@ -374,6 +374,16 @@ def test_clear_cancel_job_refuses_a_record_that_names_no_job(sql, capsys) -> Non
     assert sql.get(scope, "resumable.job") is not None
 
 
+def test_clear_cancel_job_says_what_happens_to_a_stop_asked_before_the_job_id_was_known(sql, capsys) -> None:
+    scope = TaskScope("d", RUN, "t")
+    sql.put(scope, "resumable.job", {**a_record("submitting", None), "stop_reason": "user_stop"}, None)
+    assert main(["state", "clear", *ARGS, "--cancel-job", "--yes"]) == 4
+    err = " ".join(capsys.readouterr().err.split())
+    assert "A stop (user_stop) was asked while its submit was in flight" in err
+    assert "follow-up process looks for the job by that token" in err and "rsm-x-3-1" in err
+    assert sql.get(scope, "resumable.job") is not None
+
+
 # ---- which backend: the one the tasks write to ----------------------------------------------
 
 

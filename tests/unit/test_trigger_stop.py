@@ -1,10 +1,10 @@
-"""How the EMR triggers read their deferred task instance's state from ``get_task_states``' answer."""
+"""How the resumable triggers read their deferred task instance's state from ``get_task_states``' answer."""
 
 from __future__ import annotations
 
 from airflow.utils.state import TaskInstanceState
 
-from resumable.operators.emr_triggers import _UNKNOWN, task_state_in
+from resumable.trigger_stop import UNKNOWN, task_state_in
 
 
 def test_a_mapped_task_instance_is_found_under_the_key_the_execution_api_gives_it() -> None:
@@ -20,6 +20,6 @@ def test_an_unmapped_task_instance_is_found_under_its_task_id() -> None:
 
 def test_no_state_is_a_state_and_a_missing_task_instance_is_unknown() -> None:
     assert task_state_in({"run": {"job": None}}, "run", "job", -1) == "none"  # cleared while deferred
-    assert task_state_in({"run": {}}, "run", "job", -1) is _UNKNOWN
-    assert task_state_in({}, "run", "job", 2) is _UNKNOWN
-    assert task_state_in(None, "run", "job", -1) is _UNKNOWN
+    assert task_state_in({"run": {}}, "run", "job", -1) is UNKNOWN
+    assert task_state_in({}, "run", "job", 2) is UNKNOWN
+    assert task_state_in(None, "run", "job", -1) is UNKNOWN
