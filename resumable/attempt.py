@@ -160,7 +160,9 @@ class Attempt:
         current = found.value if found is not None else None
         if mine is None or not isinstance(current, dict):
             raise RecordUnreadableHere(f"the record of {self.where} disappeared; not cancelling anything")
-        if (current.get("owner"), current.get("lineage"), current.get("token")) != (
+        owner = current.get("owner")
+        newer_try = isinstance(owner, int) and owner > self.facts.try_number
+        if newer_try or (owner, current.get("lineage"), current.get("token")) != (
             mine.owner,
             mine.lineage,
             mine.token,

@@ -231,7 +231,12 @@ class ResumableMixin:
             # Only the first read can find another DAG run's record; later ones read this attempt's writes.
             facts = replace(facts, run_started_at=None)
             self._log_decision(record, status, decision)
-            if handle is not None and status is not None and status.state.is_active:
+            if (
+                handle is not None
+                and status is not None
+                and status.state.is_active
+                and decision.action is not Action.STAND_DOWN  # a stale attempt touches nothing
+            ):
                 # From here on a stop is about the running job this attempt looked at (it reattaches
                 # to it, or waits for it to stop); one that came while it looked is decided now.
                 self._handle = handle

@@ -311,14 +311,30 @@ class StopControl:
         try:
             attempt.write(stopped)
         except VersionConflict as conflict:
+            if not self._still_owner_after(attempt, conflict):
+                return False
+            try:
+                attempt.write(stopped)
+            except Exception as error:  # noqa: BLE001 - ownership was just read: cancel anyway
+                self._op.log.warning("resumable: cancelling, but the record was not updated (%s)", error)
+        except Exception as error:  # noqa: BLE001 - a store that fails (any error) must not keep the job running
+            # Ownership was read a moment ago; the stop was asked for: the job is cancelled anyway.
+            self._op.log.warning("resumable: cancelling, but the record was not updated (%s)", error)
+        return True
+
+    def _still_owner_after(self, attempt: Attempt, conflict: VersionConflict) -> bool:
+        """After a write lost to a newer version: whether that version is this attempt's own (a write
+        whose answer was lost) rather than a newer try's. Reads the record again."""
+        try:
+            attempt.check_owner()
+        except SupersededError:
             self._op.log.warning(
                 "resumable: a newer try changed the record while this attempt stopped (%s): not cancelling",
                 conflict,
             )
             return False
-        except Exception as error:  # noqa: BLE001 - a store that fails (any error) must not keep the job running
-            # Ownership was read a moment ago; the stop was asked for: the job is cancelled anyway.
-            self._op.log.warning("resumable: cancelling, but the record was not updated (%s)", error)
+        except Exception as error:  # noqa: BLE001 - cannot tell: ownership was read a moment ago
+            self._op.log.warning("resumable: could not read the record again while stopping (%s)", error)
         return True
 
 

@@ -276,3 +276,49 @@ def test_a_retry_after_an_eviction_while_its_clear_looked_at_the_reused_tokens_j
     w.person_clears_finished_task()
     w.evicted(1)
     w.evicted("submit")
+
+
+def test_a_clear_after_a_stop_during_a_held_submit_whose_job_expired_does_not_count_its_token_job_as_usable(
+    world,
+) -> None:
+    """Found by a long run (seed 11, airflow backend): a person marks try 1 failed while its submit's
+    answer is held (the follow-up cancels the job), the job expires, and a person clears the task.
+    Try 2 submits with the stopped token (the service makes a new job of it) and freezes; try 3 finds
+    that job ended and runs the task again. A job of a token a person stopped is not one the clear
+    may use, so try 3 is right; and try 2, had it gone on, records the job under its own lineage
+    only while the job is active."""
+    w = world(retries=1, polls=1)
+    w.stopped_while_the_submit_answer_is_held("mark_failed")
+    w.job_expires()
+    w.person_clears_finished_task()
+    w.zombie(freeze_at=1, successor="finishes", thaw="sigterm")
+    assert w.ti.state == "success"
+
+
+def test_a_timeout_during_the_submit_whose_stop_write_loses_its_answer_still_cancels_the_job(world) -> None:
+    """Found by a long run (seed 11, airflow backend): execution_timeout fires while the submit's answer
+    is held; the stop is written before the job is looked for, that write commits but its answer is
+    lost, and the write with the job's id then met a newer version, taken for a newer try's: the job
+    was not cancelled (guarantee 4). The attempt reads the record again and finds it still its own."""
+    w = world(retries=0, polls=1)
+    w.attempt_runs()
+    w.person_clears_finished_task()
+    w.state_store_fails("put", nth=2, lost_ack=True)
+    w.execution_timeout("submit")
+    assert len(w.svc.created) == 2
+    assert w.svc.created[1] in w.svc.cancelled
+
+
+def test_a_zombie_of_a_recreated_dag_run_never_cancels_the_job_its_successor_submitted(world) -> None:
+    """Found by the model checker in CI (sql backend, cancel_on_kill='always'): try 1 of a DAG run
+    created again with the same run_id freezes while it looks at the earlier run's job; try 2 takes
+    over and submits its own job; try 1 thaws by SIGTERM, reads the record again and finds try 2's job
+    running. Ownership was told by comparing the stored record with the one just read, so try 1 took
+    itself for the owner and cancelled try 2's job (guarantee 2). A record of a newer try is never
+    this attempt's, and an attempt that stands down applies no stop."""
+    w = world(retries=0, cancel_on_kill="always", polls=2)
+    w.attempt_runs()
+    w.dag_run_recreated(record_kept=False, same_run_after=False)
+    w.evicted("submit")
+    w.dag_run_recreated(record_kept=True, same_run_after=False)
+    w.zombie(freeze_at=1, successor="while_polling", thaw="sigterm")

@@ -827,7 +827,12 @@ class World:
                     f"{who} submitted job {job_id} while job {other_id} of the same lineage was still "
                     f"{state.value} (cancel requested, not stopped yet)",
                 )
-            elif state is JobState.SUCCEEDED and facts.lineage == lineage and other_id not in self.stale:
+            elif (
+                state is JobState.SUCCEEDED
+                and facts.lineage == lineage
+                and other_id not in self.stale
+                and other.token not in self.stopped_tokens  # a person stopped its token: not to be used
+            ):
                 self._violation(
                     "rerun-of-usable-job",
                     3,
