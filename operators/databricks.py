@@ -233,9 +233,10 @@ class _ResumableDatabricksRun(ResumableMixin):
 
 
 class ResumableDatabricksExecutionTrigger(StopsJobOnAPersonsStop, DatabricksExecutionTrigger):
-    """``DatabricksExecutionTrigger`` whose run is cancelled when a person stops the deferred task, on
-    every Airflow version (before 3.3 the provider trigger's ``on_kill`` is never called), unless
-    ``cancel_on_kill`` is False; a triggerer restart or a trigger moved to another triggerer keeps it."""
+    """``DatabricksExecutionTrigger`` whose run is cancelled when a person stops the deferred task, also
+    before Airflow 3.3 (where the provider trigger's ``on_kill`` is never called; measured on 3.2, not
+    working on 3.0), unless ``cancel_on_kill`` is False; a triggerer restart or a trigger moved to
+    another triggerer keeps it."""
 
     def __init__(self, *args: Any, cancel_on_kill: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

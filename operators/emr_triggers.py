@@ -2,7 +2,7 @@
 
 The provider's steps and cluster triggers never stop their job when a person marks the deferred
 task failed or success or clears it, and its EMR on EKS trigger does so only on Airflow >= 3.3;
-these do on every version, with the operator's ``cancel_on_kill`` rule (a triggerer restart or
+these do also before 3.3, with the operator's ``cancel_on_kill`` rule (a triggerer restart or
 redistribution is not a person's stop and keeps the job): see :mod:`resumable.trigger_stop`.
 """
 
@@ -61,7 +61,7 @@ class ResumableEmrCreateJobFlowTrigger(_StopsJobOnAPersonsStop, EmrCreateJobFlow
 
 class ResumableEmrContainerTrigger(StopsJobOnAPersonsStop, EmrContainerTrigger):
     """``EmrContainerTrigger`` whose job run is cancelled (its own ``cancel_on_kill``) when a person
-    stops the deferred task, on every Airflow version: before 3.3 its ``on_kill`` is never called."""
+    stops the deferred task, also before Airflow 3.3, where its ``on_kill`` is never called."""
 
 
 __all__ = [

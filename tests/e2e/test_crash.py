@@ -188,25 +188,27 @@ def test_worker_killed_between_submit_and_defer(lab: CrashLab, system: str) -> N
     assert lab.submitted(run) == 1
 
 
-@pytest.mark.parametrize("action", ["failed", "clear"])
-@pytest.mark.parametrize("system", [pytest.param(s, marks=pytest.mark.every_airflow) for s in DEFERRABLE])
-def test_a_persons_stop_of_a_deferred_task_stops_its_job(lab: CrashLab, system: str, action: str) -> None:
-    """While deferred, the trigger is all that runs for the task: a person's mark failed or clear
-    reaches it (before Airflow 3.3 only as a cancellation, which a triggerer restart also causes) and
-    stops the job; a clear then runs the task again with a new job."""
+@pytest.mark.every_airflow
+@pytest.mark.xfail(
+    AIRFLOW_3_0,
+    strict=True,
+    reason="known gap on Airflow 3.0: the trigger's cancellation leads to no cancel (measured; "
+    "docs/concepts.md, Deferred tasks)",
+)
+@pytest.mark.parametrize("system", DEFERRABLE)
+def test_a_mark_failed_of_a_deferred_task_stops_its_job(lab: CrashLab, system: str) -> None:
+    """While deferred, the trigger is all that runs for the task: a person's mark failed reaches it
+    (Airflow 3.3 calls its on_kill; before, the triggerer cancels it and the trigger asks the task
+    instance's state) and stops the job."""
     lab.script(system, 60)
     run = lab.start_run(system, dag_id=f"crash_{system}_deferrable")
     lab.wait_for_state(run, ("deferred",))
     time.sleep(2)  # the trigger watches the job
     (job,) = lab.job_ids(run)
-    if action == "failed":
-        lab.stack.mark(run.dag_id, run.run_id, "job", "failed")
-    else:
-        lab.script(system, 8, replace=False)  # the job the cleared task submits again
-        lab.stack.clear(run.dag_id, run.run_id, ["job"])
+    lab.stack.mark(run.dag_id, run.run_id, "job", "failed")
 
     lab.wait_until_cancelled(run, timeout=60)
-    assert lab.finish(run) == ("failed" if action == "failed" else "success")
+    assert lab.finish(run) == "failed"
     assert lab.cancelled_jobs(run) == [job]
-    assert lab.submitted(run) == (1 if action == "failed" else 2)
+    assert lab.submitted(run) == 1
     lab.wait(lambda: job not in lab.active_jobs(run), f"job {job} to stop", timeout=60)

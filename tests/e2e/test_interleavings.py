@@ -269,7 +269,7 @@ def test_a_status_outage_longer_than_the_clients_retries_cancels_nothing(
 ) -> None:
     """The service answers status reads with 500 for 20 s while the job runs, polled or deferred: the
     job is neither cancelled nor submitted again, and the task succeeds when it ends."""
-    lab.script(system, 45)
+    lab.script(system, 35)
     run = lab.start_run(system, dag_id=f"crash_{system}_{mode}")
     lab.wait_until_submitted(run)
     seen = lab.status_calls(system)
