@@ -46,3 +46,42 @@ def load_bench(name: str) -> Any:
     sys.modules[spec.name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
+
+
+def stop_deferred_task(
+    trigger_path: str, kwargs: dict[str, Any], monkeypatch: Any, *, state: str, before_3_3: bool
+) -> None:
+    """Rebuild a trigger from its serialised form, as the triggerer does, and stop it the way Airflow
+    stops a deferred task's trigger: before 3.3 the triggerer cancels it without saying why (a
+    person's stop and a triggerer restart alike); from 3.3 it calls ``on_kill`` for a person's action.
+    ``state`` is what Airflow answers about the task instance then."""
+    import asyncio
+    from importlib import import_module
+
+    import pytest
+
+    from resumable import trigger_stop
+
+    module, _, name = trigger_path.rpartition(".")
+    trigger = getattr(import_module(module), name)(**kwargs)
+    trigger.task_instance = type(
+        "Ti", (), {"dag_id": "d", "run_id": "r", "task_id": "job", "map_index": -1}
+    )()
+    monkeypatch.setattr(trigger_stop, "TRIGGERER_CALLS_ON_KILL", not before_3_3)
+
+    async def task_state() -> str:
+        return state
+
+    monkeypatch.setattr(trigger, "_task_state", task_state)
+
+    async def stopped() -> None:
+        if not before_3_3:
+            await trigger.on_kill()
+            return
+        waiting = asyncio.ensure_future(trigger.run().__anext__())
+        await asyncio.sleep(0.5)  # the trigger watches the running job
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+
+    asyncio.run(stopped())

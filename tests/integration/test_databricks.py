@@ -22,7 +22,7 @@ from resumable.operators.databricks import (
 )
 from resumable.testing.airflow import clear_and_rerun, run_dag, task_states
 from resumable.testing.databricks import DatabricksEmulator, RunScript, TaskScript
-from tests.helpers import new_dag
+from tests.helpers import new_dag, stop_deferred_task
 
 NOTEBOOK = {"notebook_path": "/Shared/etl"}
 CLUSTER = {"spark_version": "15.4.x-scala2.12", "node_type_id": "i3.xlarge", "num_workers": 2}
@@ -270,10 +270,6 @@ def test_the_pytest_plugin_fixture_serves_a_dag_authors_test(airflow_db, databri
     assert databricks_emulator.runs_created == 1
 
 
-class _Ti:
-    dag_id, run_id, task_id, map_index = "d", "r", "run", -1
-
-
 @pytest.mark.parametrize("before_3_3", [True, False], ids=["airflow<3.3", "airflow>=3.3"])
 @pytest.mark.parametrize(
     ("state", "cancel_on_kill", "cancelled"),
@@ -290,12 +286,8 @@ def test_a_deferred_runs_trigger_cancels_it_only_on_a_persons_stop(
     """Before Airflow 3.3 the triggerer only cancels a trigger (a person's stop and a triggerer
     restart alike); from 3.3 it calls on_kill for a person's action. Either way the task instance's
     state decides, through the trigger as the triggerer rebuilds it from its serialised form."""
-    import asyncio
-    from importlib import import_module
-
     from airflow.providers.databricks.hooks.databricks import DatabricksHook
 
-    from resumable import trigger_stop
     from resumable.operators.databricks import ResumableDatabricksExecutionTrigger
 
     dbx.script_next(RunScript(duration=10_000.0, pending=0.0))
@@ -308,26 +300,8 @@ def test_a_deferred_runs_trigger_cancels_it_only_on_a_persons_stop(
         polling_period_seconds=1,
         cancel_on_kill=cancel_on_kill,
     ).serialize()
-    module, _, name = path.rpartition(".")
-    assert name == "ResumableDatabricksExecutionTrigger" and kwargs["cancel_on_kill"] is cancel_on_kill
-    trigger = getattr(import_module(module), name)(**kwargs)
-    trigger.task_instance = _Ti()
-    monkeypatch.setattr(trigger_stop, "TRIGGERER_CALLS_ON_KILL", not before_3_3)
-
-    async def task_state() -> str:
-        return state
-
-    monkeypatch.setattr(trigger, "_task_state", task_state)
-
-    async def stopped() -> None:
-        if not before_3_3:
-            await trigger.on_kill()
-            return
-        waiting = asyncio.ensure_future(trigger.run().__anext__())
-        await asyncio.sleep(0.5)  # the trigger polls the running run
-        waiting.cancel()  # the triggerer cancels it, without saying why
-        with pytest.raises(asyncio.CancelledError):
-            await waiting
-
-    asyncio.run(stopped())
+    assert (
+        path.endswith(".ResumableDatabricksExecutionTrigger") and kwargs["cancel_on_kill"] is cancel_on_kill
+    )
+    stop_deferred_task(path, kwargs, monkeypatch, state=state, before_3_3=before_3_3)
     assert dbx.cancels == ([run_id] if cancelled else [])

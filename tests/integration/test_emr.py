@@ -26,7 +26,7 @@ from resumable.operators.emr import (
 )
 from resumable.testing.airflow import clear_and_rerun, run_dag, task_states
 from resumable.testing.aws import AwsEmulator, JobScript
-from tests.helpers import new_dag
+from tests.helpers import new_dag, stop_deferred_task
 
 ROLE = "arn:aws:iam::123456789012:role/emr-job"
 SPARK_STEP = {
@@ -396,10 +396,6 @@ def test_deferred_serverless_and_eks_triggers_stop_their_job_on_a_persons_stop_u
             assert op.job_trigger({}, handle).cancel_on_kill is expected
 
 
-class _Ti:
-    dag_id, run_id, task_id, map_index = "d", "r", "job", -1
-
-
 @pytest.mark.parametrize("before_3_3", [True, False], ids=["airflow<3.3", "airflow>=3.3"])
 @pytest.mark.parametrize(("state", "cancelled"), [("failed", True), ("none", True), ("deferred", False)])
 def test_a_deferred_eks_jobs_trigger_cancels_it_only_on_a_persons_stop(
@@ -408,35 +404,11 @@ def test_a_deferred_eks_jobs_trigger_cancels_it_only_on_a_persons_stop(
     """Before Airflow 3.3 the provider's EMR on EKS trigger is only cancelled (its on_kill never runs),
     so a person's stop of the deferred task left the job running; from 3.3 its on_kill ran for any
     call. Ours asks the task instance's state on both: a person's stop cancels, a moved trigger keeps."""
-    import asyncio
-    from importlib import import_module
-
-    from resumable import trigger_stop
 
     aws.script_next("eks", JobScript(duration=10_000.0, pending=0.0))
     _, op = make(KINDS[2], aws, deferrable=True, poll_interval=1)
     handle = op.submit_job({}, "tok-eks-1")
     path, kwargs = op.job_trigger({}, handle).serialize()
-    module, _, name = path.rpartition(".")
-    assert name == "ResumableEmrContainerTrigger"
-    trigger = getattr(import_module(module), name)(**kwargs)
-    trigger.task_instance = _Ti()
-    monkeypatch.setattr(trigger_stop, "TRIGGERER_CALLS_ON_KILL", not before_3_3)
-
-    async def task_state() -> str:
-        return state
-
-    monkeypatch.setattr(trigger, "_task_state", task_state)
-
-    async def stopped() -> None:
-        if not before_3_3:
-            await trigger.on_kill()
-            return
-        waiting = asyncio.ensure_future(trigger.run().__anext__())
-        await asyncio.sleep(0.5)  # the trigger polls the running job
-        waiting.cancel()  # the triggerer cancels it, without saying why
-        with pytest.raises(asyncio.CancelledError):
-            await waiting
-
-    asyncio.run(stopped())
+    assert path.endswith(".ResumableEmrContainerTrigger")
+    stop_deferred_task(path, kwargs, monkeypatch, state=state, before_3_3=before_3_3)
     assert aws.cancels == ([handle.job_id] if cancelled else [])
