@@ -89,9 +89,13 @@ test-tiers: $(VENV) $(OLD_AIRFLOW_VENVS)
 test-tiers-airflow-%: .venvs/airflow-%
 	.venvs/airflow-$*/bin/$(PYTEST) -m "not e2e" tests/unit tests/integration
 
-# Airflow 3.3: the real-Airflow tier in full (its browser test needs Chromium).
+# Airflow 3.3: the real-Airflow tier in full (its browser test needs Chromium), in $(E2E_PARTS)
+# parts side by side (pytest-xdist): each part is a process with an Airflow and emulators of its
+# own and takes the next test as it finishes one; the Celery tests stay together in one part.
+# Each Airflow keeps its metadata in a new database on the machine's PostgreSQL.
+E2E_PARTS ?= 2
 test-e2e: $(VENV) chromium
-	$(BIN)/$(PYTEST) -m e2e tests/e2e
+	$(BIN)/$(PYTEST) -n $(E2E_PARTS) --dist loadgroup -m e2e tests/e2e
 
 # The browser test drives the system's Chromium through Playwright (`playwright install` downloads
 # a browser of its own, which this needs no network for): Debian's package, installed when missing.

@@ -39,7 +39,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -53,6 +52,7 @@ import sqlalchemy as sa
 from resumable.testing.aws import JobScript
 from resumable.testing.crash import CrashLab
 from resumable.testing.databricks import RunScript
+from resumable.testing.stack import postgres_database
 
 CONTENDERS = ("resumable", "provider")
 SYSTEMS = ("databricks", "emr_serverless")
@@ -452,22 +452,6 @@ def svg_plot(rounds: list[Round]) -> str:
     return "\n".join(parts)
 
 
-def postgres_database() -> str:
-    server = sa.create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
-    name = f"resumable_fleet_{uuid.uuid4().hex[:8]}"
-    with server.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    server.dispose()
-    return sa.make_url(POSTGRES).set(database=name).render_as_string(hide_password=False)
-
-
-def drop_database(url: str) -> None:
-    server = sa.create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
-    with server.connect() as conn:
-        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {sa.make_url(url).database} WITH (FORCE)"))
-    server.dispose()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -504,7 +488,6 @@ def main() -> int:
     args.concurrency = args.concurrency or math.ceil(polling / args.workers) + 3
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     calls_file = Path(tempfile.mkdtemp(prefix="resumable-fleet-")) / "state-calls.txt"
-    db_url = postgres_database()
     most = args.tasks // 2 * (1 + max(scales)) * len(CONTENDERS)
     env = {
         "RESUMABLE_FLEET_POLL": str(args.poll),
@@ -516,8 +499,9 @@ def main() -> int:
     }
     t0 = time.monotonic()
     rounds: list[Round] = []
-    try:
-        with CrashLab(
+    with (
+        postgres_database(POSTGRES, prefix="resumable_fleet") as db_url,
+        CrashLab(
             executor="CeleryExecutor",
             sql_alchemy_conn=db_url,
             broker_url=f"{REDIS}/10",
@@ -526,19 +510,16 @@ def main() -> int:
             parallelism=most,
             env=env,
             dag_files=[DAG_FILE],
-        ) as lab:
-            lab.databricks.default_script = RunScript(duration=args.job_seconds, pending=1.0)
-            lab.databricks.rate_limit(args.rate)
-            lab.aws.rate_limit(args.rate)
-            lab.aws.default_script = JobScript(duration=args.job_seconds, pending=1.0)
-            lab.stack.wait_for_dags(
-                [f"fleet_{c}_{s}_{m}" for c in CONTENDERS for s in SYSTEMS for m in MODES]
-            )
-            fleet = Fleet(lab, args, calls_file, db_url)
-            for number, scale in enumerate(scales, 1):
-                rounds.append(fleet.run_round(number, scale))
-    finally:
-        drop_database(db_url)
+        ) as lab,
+    ):
+        lab.databricks.default_script = RunScript(duration=args.job_seconds, pending=1.0)
+        lab.databricks.rate_limit(args.rate)
+        lab.aws.rate_limit(args.rate)
+        lab.aws.default_script = JobScript(duration=args.job_seconds, pending=1.0)
+        lab.stack.wait_for_dags([f"fleet_{c}_{s}_{m}" for c in CONTENDERS for s in SYSTEMS for m in MODES])
+        fleet = Fleet(lab, args, calls_file, db_url)
+        for number, scale in enumerate(scales, 1):
+            rounds.append(fleet.run_round(number, scale))
     took = time.monotonic() - t0
     text = markdown(rounds, args, took)
     print(text)

@@ -44,9 +44,9 @@ def _absent(name: str, why: str, variable: str) -> None:
     pytest.skip(f"{message}; start it (or set {variable}) to run this test")
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> str:
-    """The PostgreSQL server of the machine (``RESUMABLE_TEST_POSTGRES_URL`` to use another)."""
+def postgres_server() -> tuple[str, str | None]:
+    """The PostgreSQL server of the machine (``RESUMABLE_TEST_POSTGRES_URL`` to use another), and
+    why it cannot be reached (``None`` when it can)."""
     import sqlalchemy as sa
 
     url = os.environ.get("RESUMABLE_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
@@ -56,9 +56,22 @@ def postgres_url() -> str:
             conn.execute(sa.text("select 1"))
         engine.dispose()
     except Exception as exc:  # noqa: BLE001 - any failure to connect means "absent"
-        _absent(
-            "PostgreSQL", f"{type(exc).__name__}: {str(exc).splitlines()[0]}", "RESUMABLE_TEST_POSTGRES_URL"
-        )
+        return url, f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+    return url, None
+
+
+@pytest.fixture(scope="session")
+def postgres_reachability() -> tuple[str, str | None]:
+    """:func:`postgres_server`'s answer, asked once per session."""
+    return postgres_server()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_reachability: tuple[str, str | None]) -> str:
+    """The PostgreSQL server of the machine; the test skips without it (fails when CI=true)."""
+    url, problem = postgres_reachability
+    if problem:
+        _absent("PostgreSQL", problem, "RESUMABLE_TEST_POSTGRES_URL")
     return url
 
 

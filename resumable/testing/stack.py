@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -417,3 +418,25 @@ def airflow_stack(**kwargs: Any) -> Iterator[AirflowStack]:
     stack = AirflowStack(**kwargs)
     with stack:
         yield stack
+
+
+@contextlib.contextmanager
+def postgres_database(
+    server_url: str, prefix: str = "resumable_airflow", keep: bool = False
+) -> Iterator[str]:
+    """A new, empty database on the PostgreSQL server ``server_url`` reaches, for one stack's
+    metadata: yields its URL (give it as ``sql_alchemy_conn``) and drops it on the way out, with
+    whatever connections are left (``keep=True`` leaves it, to read after a failure)."""
+    import sqlalchemy as sa
+
+    server = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    try:
+        with server.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        yield sa.make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        if not keep:
+            with server.connect() as conn:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        server.dispose()

@@ -1,20 +1,51 @@
-"""One embedded Airflow (API server, scheduler, DAG processor, triggerer, LocalExecutor, SQLite)
-for the whole e2e session, with the Databricks emulator and moto behind the crash DAGs."""
+"""One embedded Airflow (API server, scheduler, DAG processor, triggerer, LocalExecutor) per test
+process of the e2e session, with the Databricks emulator and moto behind the crash DAGs.
+
+Its metadata database is a fresh PostgreSQL database on the machine's server, as in the
+deployments the package is for. SQLite serialises every writer of the five processes behind one
+lock, and under load its API server answers with "Database error"; a machine without PostgreSQL
+still runs the tier on SQLite (the session says so), and CI=true requires PostgreSQL.
+"""
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator
 
 import pytest
 
 from resumable.testing.crash import CrashLab
+from resumable.testing.stack import postgres_database
+
+#: RESUMABLE_E2E_KEEP=1 keeps the Airflow home (task logs, process logs) and the database, to read
+#: after a failure.
+KEEP = bool(os.environ.get("RESUMABLE_E2E_KEEP"))
 
 
 @pytest.fixture(scope="session")
-def lab() -> Iterator[CrashLab]:
-    # RESUMABLE_E2E_KEEP=1 keeps the Airflow home (task logs, process logs) to read after a failure.
-    with CrashLab(keep_home=bool(os.environ.get("RESUMABLE_E2E_KEEP"))) as crash_lab:
+def lab_database(postgres_reachability: tuple[str, str | None]) -> Iterator[str | None]:
+    """The lab's ``sql_alchemy_conn``: a new database on PostgreSQL, or ``None`` (SQLite)."""
+    server, problem = postgres_reachability
+    if problem is None:
+        with postgres_database(server, prefix="resumable_e2e", keep=KEEP) as url:
+            yield url
+        return
+    message = f"PostgreSQL is not reachable ({problem})"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{message}; CI=true runs the e2e tier on PostgreSQL only", pytrace=False)
+    warnings.warn(
+        f"{message}: the e2e tier runs its Airflow on SQLite, which can answer 'Database error' "
+        "under load; start PostgreSQL (or set RESUMABLE_TEST_POSTGRES_URL) to run it as CI does",
+        pytest.PytestWarning,
+        stacklevel=1,
+    )
+    yield None
+
+
+@pytest.fixture(scope="session")
+def lab(lab_database: str | None) -> Iterator[CrashLab]:
+    with CrashLab(sql_alchemy_conn=lab_database, keep_home=KEEP) as crash_lab:
         yield crash_lab
 
 

@@ -8,35 +8,26 @@ from __future__ import annotations
 
 import signal
 import time
-import uuid
 from collections.abc import Iterator
 
 import psutil
 import pytest
-import sqlalchemy as sa
 
 from resumable.testing.crash import CrashLab
+from resumable.testing.stack import postgres_database
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]
+# One part of a sharded run (pytest-xdist) runs all of them, on one Celery stack.
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis, pytest.mark.xdist_group("celery")]
 
 
 @pytest.fixture(scope="module")
 def celery_lab(postgres_url: str, redis_url: str) -> Iterator[CrashLab]:
-    server = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    name = f"resumable_airflow_{uuid.uuid4().hex[:8]}"
-    with server.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    url = sa.make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
     broker = redis_url.rsplit("/", 1)[0] + "/9"
-    try:
-        with CrashLab(
-            executor="CeleryExecutor", sql_alchemy_conn=url, broker_url=broker, celery_workers=2
-        ) as lab:
-            yield lab
-    finally:
-        with server.connect() as conn:
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        server.dispose()
+    with (
+        postgres_database(postgres_url) as url,
+        CrashLab(executor="CeleryExecutor", sql_alchemy_conn=url, broker_url=broker, celery_workers=2) as lab,
+    ):
+        yield lab
 
 
 def celery_worker_of(lab: CrashLab, process: psutil.Process) -> str:
