@@ -1,7 +1,7 @@
 """Long run of the model checker: the state machine of tests/model on each backend, for N sequences.
 
 It drives the real ResumableMixin (through FakeJobOperator and FakeJobService) through random
-sequences of attempts and disruptions and checks DESIGN.md's guarantees after every step
+sequences of attempts and disruptions and checks the guarantees of docs/concepts.md after every step
 (see tests/model/world.py). When a sequence breaks one, Hypothesis shrinks it and this script
 prints the short sequence, then goes on looking for violations of other kinds with what is left
 of the same budget. It prints how many sequences and steps it ran (shrinking included) and what it found.

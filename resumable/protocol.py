@@ -1,6 +1,7 @@
 """The resume decision: a pure function from (record, job status, task facts) to one action.
 
-It is DESIGN.md's decision table in code; ``tests/unit/test_protocol.py`` is the same table.
+It is the decision table of ``docs/concepts.md`` ("The resume decision") in code;
+``tests/unit/test_protocol.py`` is the same table.
 No I/O happens here: the mixin observes, calls :func:`decide`, and performs what it returns.
 """
 
@@ -264,7 +265,8 @@ class KillDecision:
 
 
 def decide_kill(facts: KillFacts) -> KillDecision:
-    """DESIGN.md's "who asked?" rules: cancel only when the stop means "stop the job".
+    """The "who asked?" rules of ``docs/concepts.md`` ("Stopping: who asked?"): cancel only when
+    the stop means "stop the job".
 
     A replaced attempt never cancels, whatever fired: ownership is asked before the timeout. When
     ownership cannot be told (the record is out of this attempt's reach because its task instance

@@ -1,8 +1,8 @@
 """Interleavings the model checker found, each replayed by hand as a short, plain sequence.
 
 Every test runs on the ``memory``, ``sql`` and ``airflow`` backends (the ``world`` fixture), but
-for one whose steps count one backend's reads and writes. A step that breaks
-one of DESIGN.md's guarantees raises :class:`~tests.model.world.GuaranteeViolated`, which names it.
+for one whose steps count one backend's reads and writes. A step that breaks one of the guarantees
+of ``docs/concepts.md`` raises :class:`~tests.model.world.GuaranteeViolated`, which names it.
 
 The first group replays issue 11's scenarios. All but the last broke a guarantee on the core of
 commit 8bfb366, where the model checker was written (the last passes there too: the memory and
@@ -197,7 +197,7 @@ def test_a_stop_after_a_person_deleted_the_record_cancels_the_new_job_not_the_ol
     """A service without idempotent submit (the job is found by its token, like EMR steps). Try 1
     dies after submit; the record is damaged; a person cancels the job and deletes the record, as
     the error says. Try 2 submits with the same token as the deleted record's (same lineage,
-    seq 1: DESIGN.md wants a new token for every new submission), then its execution_timeout fires
+    seq 1: the docs' "Tokens" want a new token for every new submission), then its execution_timeout fires
     while the submit's answer is held: the stop looks the job up by token, finds the old cancelled
     one, and leaves the new one running with the task failed (guarantee 4)."""
     w = world(retries=1, polls=1, idempotent=False)

@@ -1,7 +1,8 @@
 """The model checker, bounded for CI: random sequences of attempts and disruptions of one task
 instance, on the ``memory``, ``sql`` (SQLite file) and ``airflow`` (Airflow's task state store as
-the API server serves it: a replaced try is refused) backends, with DESIGN.md's guarantees checked
-after every step (see ``world.py`` for the model and ``machine.py`` for the rules).
+the API server serves it: a replaced try is refused) backends, with the guarantees of
+``docs/concepts.md`` checked after every step (see ``world.py`` for the model and ``machine.py``
+for the rules).
 
 The seed is fixed (``derandomize``), so every run explores the same sequences; ``bench/model_check.py``
 explores many more with any seed. A failure prints the shrunk sequence of steps that broke a

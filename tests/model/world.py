@@ -6,8 +6,8 @@ reports), a :class:`FakeJobService` that runs the jobs, and the real :class:`Fak
 built afresh for every attempt as a worker would. Each public method is one step: an attempt that
 runs (undisturbed, dying at a fault point, evicted, stopped by a person, timed out, frozen as a
 zombie...) or something that happens between attempts (a clear, a service outage, an expired job,
-a corrupt record...). After every step :meth:`World.check` holds the code to DESIGN.md's
-guarantees and raises :class:`GuaranteeViolated` naming the broken one.
+a corrupt record...). After every step :meth:`World.check` holds the code to the guarantees of
+``docs/concepts.md`` ("The guarantee") and raises :class:`GuaranteeViolated` naming the broken one.
 
 Attempts run synchronously in the calling thread. A disruption happens inside a call to the
 service (after its k-th status call, or while a submit's answer is held): the model changes the
@@ -61,7 +61,7 @@ CORRUPTIONS = {
     "no_handle": {"v": 1, "lineage": 1, "owner": 1, "seq": 1, "phase": "done", "token": "t", "operator": "x"},
 }
 
-#: The guarantees, as DESIGN.md numbers them.
+#: The guarantees, as ``docs/concepts.md`` ("The guarantee") numbers them.
 GUARANTEES = {
     0: "an attempt ends with one of the library's own errors, never a crash",
     1: "at most one active job per task instance and lineage, ever",

@@ -1,4 +1,4 @@
-"""DESIGN.md's resume decision table, row for row, and the "who asked?" kill rules."""
+"""The resume decision table of ``docs/concepts.md``, row for row, and its "who asked?" kill rules."""
 
 from __future__ import annotations
 
