@@ -428,13 +428,14 @@ def postgres_database(
     metadata: yields its URL (give it as ``sql_alchemy_conn``) and drops it on the way out, with
     whatever connections are left (``keep=True`` leaves it, to read after a failure)."""
     import sqlalchemy as sa
+    from sqlalchemy.engine import make_url  # SQLAlchemy 1.4 (Airflow 3.0) has no sa.make_url
 
     server = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     try:
         with server.connect() as conn:
             conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        yield sa.make_url(server_url).set(database=name).render_as_string(hide_password=False)
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
     finally:
         if not keep:
             with server.connect() as conn:
