@@ -1,6 +1,6 @@
 """The ``resumable`` command: the demo, the records of resumable tasks, and a check of the set-up.
 
-    resumable demo [--scenario databricks|emr|clear|mark-failed] [--keep]
+    resumable demo [--scenario databricks|emr|clear|mark-failed] [--keep] [--json]
     resumable state list  --dag-id D [--run-id R] [--task-id T] [--map-index N] [--json]
     resumable state show  --dag-id D --run-id R --task-id T [--map-index N] [--key K]
     resumable state clear --dag-id D --run-id R --task-id T [--map-index N] [--key K]
@@ -17,6 +17,9 @@ have ``task_state_store``), ``sql`` below.
 
 Every key of a task is listed (job records under any ``state_key``, checkpoints); a value that
 cannot be used is shown as ``unusable`` with why and the command that clears it.
+
+``demo --json`` prints the demo's verdict as one JSON document on stdout, and everything else
+(the live view, the messages) on stderr.
 
 Exit codes: 0 success; 1 the demo saw a duplicate or lost job, or ``doctor`` found a problem;
 2 bad usage or an unusable backend; 3 no record (``list`` too, in either form); 4 ``clear``
@@ -76,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--keep", action="store_true", help="leave Airflow running afterwards, to look at in its UI"
     )
+    demo.add_argument(
+        "--json",
+        action="store_true",
+        help="print the verdict per task as one JSON document on stdout; everything else goes to stderr",
+    )
     state = commands.add_parser("state", help="list, show or clear the records of resumable tasks")
     verbs = state.add_subparsers(dest="verb", required=True)
     listing = verbs.add_parser("list", help="a table of the records of a DAG (or a run, a task)")
@@ -111,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "demo":
-        return _demo(args.scenario, args.keep)
+        return _demo(args.scenario, args.keep, args.json)
     if args.command == "doctor":
         from resumable.doctor import run_doctor
 
@@ -125,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
 
 
-def _demo(scenario: str, keep: bool) -> int:
+def _demo(scenario: str, keep: bool, as_json: bool = False) -> int:
     # Importing Airflow reads (and may write) the configuration of AIRFLOW_HOME: the demo's own
     # process gets an empty private one, so that nothing touches the user's Airflow. The
     # embedded Airflow it starts has a temporary home of its own.
@@ -137,7 +145,7 @@ def _demo(scenario: str, keep: bool) -> int:
             [
                 sys.executable,
                 "-c",
-                f"import sys, resumable.demo as d; sys.exit(d.main({scenario!r}, {keep!r}))",
+                f"import sys, resumable.demo as d; sys.exit(d.main({scenario!r}, {keep!r}, {as_json!r}))",
             ],
             env=env,
         )

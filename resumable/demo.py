@@ -14,22 +14,30 @@ Scenarios (``--scenario``):
 - ``clear``: a person clears both running tasks through the REST API (the job should be rerun).
 - ``mark-failed``: a person marks both running tasks failed (the job should be stopped).
 
+It ends with a verdict per task (jobs submitted and cancelled, compute, wall time, final state),
+printed in short lines that fit 80 columns, what rich assumes for a file or a CI log. With
+``as_json`` the verdict is one JSON document on stdout and everything else goes to stderr.
+
 Exits 1 if our operator submitted more jobs than the scenario calls for, lost its job, or did
 not end as the scenario expects.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from resumable.testing.aws import JobScript
 from resumable.testing.crash import DEMO_DAG_FILE, CrashLab
@@ -116,6 +124,75 @@ OPERATORS = {
 }
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """What one task's operator did, as the demo measured it.
+
+    ``compute_seconds`` are the emulated seconds its jobs ran; ``wall_seconds`` run from the
+    task's first run to its end. ``as_expected``: the task submitted the jobs and ended in the
+    state the scenario calls for (what counts for ours; for the provider's, it shows the
+    difference).
+    """
+
+    task: str
+    operator: str
+    disruption: str
+    jobs: int
+    cancelled: int
+    compute_seconds: float
+    wall_seconds: float
+    final: str
+    ours: bool
+    as_expected: bool
+
+
+def passed(verdicts: Sequence[Verdict]) -> bool:
+    """Whether each of our tasks did what the scenario calls for (the demo's exit code)."""
+    return all(v.as_expected for v in verdicts if v.ours)
+
+
+def render_verdicts(verdicts: Sequence[Verdict], console: Console, job_seconds: float = JOB_SECONDS) -> None:
+    """Print the verdicts under a rule: per disruption, the tasks it hit, two short lines each.
+
+    Not a table: eight columns do not fit 80, the width rich assumes for a file or a CI log, and
+    rich then cut the figures to ``…``. With the demo's names every line here fits 80 columns; a
+    narrower terminal wraps them, and nothing is ever cut. Text objects, not markup, so that no
+    name is read as a style.
+    """
+    console.rule("What each operator did")
+    disruption = None
+    for v in verdicts:
+        if v.disruption != disruption:
+            disruption = v.disruption
+            console.print(Text.assemble("disruption: ", (disruption, "bold")))
+        mark = ("✓ as expected", "green") if v.as_expected else ("✗ not as expected", "red")
+        console.print(Text.assemble("  ", (v.task, "bold" if v.ours else ""), " · ", v.operator, "  ", mark))
+        final_style = {"success": "green", "failed": "red"}.get(v.final, "")
+        console.print(
+            Text.assemble(
+                f"    jobs {v.jobs} · cancelled {v.cancelled} · compute {v.compute_seconds:.0f} s · "
+                f"wall {v.wall_seconds:.0f} s · final ",
+                (v.final, final_style),
+            )
+        )
+    for note in (
+        f"compute: emulated seconds the jobs ran (the job needs {job_seconds:.0f} s)",
+        "wall: from the task's first run to its end",
+        "as expected: the number of jobs and the final state the scenario calls for",
+    ):
+        console.print(Text(note, style="dim"))
+
+
+def verdict_document(scenario: str, dag_id: str, verdicts: Sequence[Verdict]) -> dict[str, Any]:
+    """The verdicts as ``resumable demo --json`` prints them: one document, ``ok`` as the exit code."""
+    return {
+        "scenario": scenario,
+        "dag_id": dag_id,
+        "ok": passed(verdicts),
+        "tasks": [asdict(v) for v in verdicts],
+    }
+
+
 class Demo:
     def __init__(self, lab: CrashLab, scenario: Scenario) -> None:
         self.lab, self.scenario = lab, scenario
@@ -200,7 +277,7 @@ class Demo:
                 self.lab.stack.mark(dag_id, run_id, task, "failed")
             self.events.append(f"{time.monotonic() - self.t0:.0f} s: {pair.disruption} -> {task}")
 
-    def run(self, console: Console) -> bool:
+    def run(self, console: Console) -> list[Verdict]:
         self.run_id = self.lab.stack.trigger(self.scenario.dag_id)
         pending = list(self.scenario.pairs)
         with Live(self.view(), console=console, refresh_per_second=2) as live:
@@ -221,43 +298,63 @@ class Demo:
                 time.sleep(0.5)
             self.refresh()
             live.update(self.view())
+        # Off a terminal, Live leaves its last line open: without this the verdict's first line
+        # would join it. On a terminal it is the blank line between the two.
+        console.line()
         return self.report(console)
 
-    def report(self, console: Console) -> bool:
-        table = Table(
-            title="What each operator did",
-            caption=f"compute: emulated seconds the jobs ran (the job needs {JOB_SECONDS:.0f}); "
-            "wall: from the task's first run to its end",
-        )
-        for column in ("task", "operator", "disruption", "jobs", "cancelled", "compute", "wall", "final"):
-            table.add_column(column, no_wrap=column in ("task", "operator"))
-        ok = True
+    def verdicts(self) -> list[Verdict]:
+        """What each task's operator did, from the jobs of the emulators and the task states seen."""
+        verdicts: list[Verdict] = []
         for pair in self.scenario.pairs:
             for task in pair.tasks:
                 jobs = self.jobs(task)
                 state = self.states.get(task, {}).get("state")
                 wall = self.ended.get(task, time.monotonic()) - self.first_seen.get(task, self.t0)
                 ours = task.startswith("resumable")
-                good = len(jobs) == pair.expect_runs and state == pair.expect_state
-                if ours and not good:
-                    ok = False
-                table.add_row(
-                    ("[bold]" if ours else "") + task,
-                    OPERATORS[self.scenario.dag_id].get(task, "resumable" if ours else "provider"),
-                    pair.disruption,
-                    str(len(jobs)),
-                    str(sum(1 for j in jobs if j["cancelled"])),
-                    f"{self.compute(task):.0f} s",
-                    f"{wall:.0f} s",
-                    str(state),
+                verdicts.append(
+                    Verdict(
+                        task=task,
+                        operator=OPERATORS[self.scenario.dag_id].get(
+                            task, "resumable" if ours else "provider"
+                        ),
+                        disruption=pair.disruption,
+                        jobs=len(jobs),
+                        cancelled=sum(1 for j in jobs if j["cancelled"]),
+                        compute_seconds=round(self.compute(task), 1),
+                        wall_seconds=round(wall, 1),
+                        final=str(state) if state else "no status",
+                        ours=ours,
+                        as_expected=len(jobs) == pair.expect_runs and state == pair.expect_state,
+                    )
                 )
-        console.print(table)
-        return ok
+        return verdicts
+
+    def report(self, console: Console) -> list[Verdict]:
+        """Print the verdict of every task and return it (``passed`` says whether ours did right)."""
+        verdicts = self.verdicts()
+        render_verdicts(verdicts, console)
+        return verdicts
 
 
-def main(scenario_name: str = "databricks", keep: bool = False) -> int:
+def main(scenario_name: str = "databricks", keep: bool = False, as_json: bool = False) -> int:
+    """Run the demo; 0 if our operator did what the scenario calls for, 1 if not.
+
+    With ``as_json`` stdout carries only the verdict, one JSON document (``verdict_document``),
+    so that ``resumable demo --json | python -m json.tool`` works: the console (status, live
+    view, rendered verdict, messages) writes to stderr, and so does anything else that prints
+    to stdout while the demo runs.
+    """
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    console = Console()
+    stdout = sys.stdout
+    with contextlib.ExitStack() as stack:
+        if as_json:
+            stack.enter_context(contextlib.redirect_stdout(sys.stderr))
+        return _run(scenario_name, keep, Console(stderr=as_json), stdout if as_json else None)
+
+
+def _run(scenario_name: str, keep: bool, console: Console, json_out: TextIO | None) -> int:
+    """The demo of ``main``; the JSON document goes to ``json_out`` when it is given."""
     scenario = SCENARIOS[scenario_name]()
     t0 = time.monotonic()
     with console.status("Starting an embedded Airflow (SQLite, LocalExecutor) and the emulators ..."):
@@ -271,7 +368,8 @@ def main(scenario_name: str = "databricks", keep: bool = False) -> int:
             f"emulated {JOB_SECONDS:.0f}-second job ({SPEED:g}x real time).\n"
             "Tasks named provider_* run the provider's operator, resumable_* ours."
         )
-        ok = Demo(lab, scenario).run(console)
+        verdicts = Demo(lab, scenario).run(console)
+        ok = passed(verdicts)
         if ok:
             console.print(
                 "[green]Our operator kept one job per disruption that did not ask for a stop, and "
@@ -282,6 +380,12 @@ def main(scenario_name: str = "databricks", keep: bool = False) -> int:
                 "[red]FAILED: our operator submitted a job too many, lost its job, or ended wrong.[/red]"
             )
         console.print(f"Total time: {time.monotonic() - t0:.0f} s")
+        if json_out is not None:
+            # Before --keep waits: a reader of stdout gets the verdict as soon as there is one.
+            json_out.write(
+                json.dumps(verdict_document(scenario_name, scenario.dag_id, verdicts), indent=2) + "\n"
+            )
+            json_out.flush()
         if keep:
             console.print(
                 f"\nAirflow stays up at {lab.stack.url} (no login: every visitor is an admin in this "
