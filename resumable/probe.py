@@ -6,12 +6,14 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from resumable._compat import get_task_states
+from resumable.protocol import DELETED
 from resumable.supervisor_calls import through_supervisor
 
 
 class TaskStateProbe(Protocol):
     def state_of(self, context: Mapping[str, Any]) -> str | None:
-        """The task instance's state, lower case (``"none"`` for no state), or ``None`` if unknown."""
+        """The task instance's state, lower case (``"none"`` for no state), :data:`DELETED` when
+        Airflow answered without it, or ``None`` if Airflow could not be asked."""
 
 
 class AirflowTaskStateProbe:
@@ -32,6 +34,8 @@ class AirflowTaskStateProbe:
             return None
         name = ti.task_id if map_index is None else f"{ti.task_id}_{map_index}"
         if name not in by_task:
-            return None
+            # Airflow answered for this DAG run and has no row of this task instance: the run was
+            # deleted (a task removed from the DAG keeps its row, as "removed").
+            return DELETED
         state = by_task[name]
         return "none" if state is None else str(getattr(state, "value", state)).lower()

@@ -241,6 +241,9 @@ SUPERSEDED_STATES = frozenset(
 )
 #: States that mean a person cleared the task while it ran: cancel, and the next attempt reruns.
 CLEARED_STATES = frozenset({"restarting"})
+#: What the task state probe says when Airflow answered and has no such task instance: its DAG run
+#: was deleted (with its records on Airflow's store), so no attempt will ever look at the job.
+DELETED = "deleted"
 
 
 @dataclass(frozen=True)
@@ -288,6 +291,12 @@ def decide_kill(facts: KillFacts) -> KillDecision:
             True,
             f"the task is {facts.ti_state} in Airflow: a person cleared it; cancel and rerun",
             STOP_CLEARED,
+        )
+    if facts.ti_state == DELETED:
+        return KillDecision(
+            True,
+            "the DAG run was deleted from Airflow: no attempt will ever look at the job again",
+            STOP_USER,
         )
     if facts.timed_out and facts.owns_record:
         return KillDecision(True, "execution_timeout fired: the author's time budget is spent", STOP_TIMEOUT)

@@ -5,8 +5,9 @@ Airflow >= 3.3 calls a trigger's ``on_kill`` when a person acts on the deferred 
 or success, clear); before 3.3 it only cancels the trigger, the same way it does when a triggerer
 restarts or hands its triggers to another one. :class:`StopsJobOnAPersonsStop` tells the two apart
 by the task instance's state: still ``deferred`` means the trigger moved (keep the job); anything
-else (``failed``, ``success``, no state after a clear) means a person stopped the task (stop the
-job). Airflow that cannot be asked keeps the job: the task reconciles it. Measured: a mark failed
+else (``failed``, ``success``, no state after a clear, no task instance at all because a person
+deleted the DAG run) means a person stopped the task (stop the job). Airflow that cannot be asked
+keeps the job: the task reconciles it. Measured: a mark failed
 stops the job on Airflow 3.3 and 3.2; on 3.0 it does not (docs/concepts.md, Deferred tasks).
 """
 
@@ -18,6 +19,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from resumable._compat import BaseTrigger
+from resumable.protocol import DELETED
 
 #: Whether this Airflow's triggerer calls ``on_kill`` when a person acts on a deferred task.
 TRIGGERER_CALLS_ON_KILL = callable(getattr(BaseTrigger, "on_kill", None))
@@ -63,8 +65,9 @@ class StopsJobOnAPersonsStop:
         return state is not UNKNOWN and state != "deferred"
 
     async def _task_state(self) -> str | object:
-        """The deferred task instance's state now (``"none"`` for no state: a person cleared it), or
-        :data:`UNKNOWN` when Airflow cannot be asked."""
+        """The deferred task instance's state now (``"none"`` for no state: a person cleared it;
+        ``"deleted"`` when Airflow has no such task instance any more), or :data:`UNKNOWN` when
+        Airflow cannot be asked."""
         ti = getattr(self, "task_instance", None)
         if ti is None:
             return UNKNOWN
@@ -85,10 +88,13 @@ class StopsJobOnAPersonsStop:
 def task_state_in(states: Any, run_id: str, task_id: str, map_index: int | None) -> str | object:
     """The state of one task instance in ``get_task_states``'s answer (``{run_id: {key: state}}``, where
     the Execution API keys a mapped task instance ``"<task_id>_<map_index>"``), lower case, ``"none"``
-    for no state, or :data:`UNKNOWN` when the answer does not name it."""
-    key = f"{task_id}_{map_index}" if map_index is not None and map_index >= 0 else task_id
-    by_task = (states or {}).get(run_id, {})
-    if key not in by_task:
+    for no state, :data:`~resumable.protocol.DELETED` when an answer came without it (its DAG run was
+    deleted), or :data:`UNKNOWN` when there is no answer."""
+    if states is None:
         return UNKNOWN
+    key = f"{task_id}_{map_index}" if map_index is not None and map_index >= 0 else task_id
+    by_task = states.get(run_id) or {}
+    if key not in by_task:
+        return DELETED
     state = by_task[key]
     return "none" if state is None else str(getattr(state, "value", state)).lower()

@@ -107,6 +107,26 @@ def test_marked_failed_cancels_the_job(lab: CrashLab, system: str) -> None:
     assert lab.cancelled(run) == 1
 
 
+@pytest.mark.parametrize("system", MATRIX)
+def test_a_dag_run_failed_and_deleted_while_its_task_runs_cancels_the_job(lab: CrashLab, system: str) -> None:
+    """A person marks the DAG run failed and deletes it at once, while its task polls (Airflow deletes
+    only a DAG run that is queued or has ended). The task instance goes with the run (and, from 3.3,
+    its records); the supervisor's next heartbeat is refused and it stops the task, whose stop finds
+    no task instance in Airflow: no attempt will ever look at the job again, so it is cancelled
+    (guarantee 4)."""
+    run = running_with_job(lab, system, duration=300)
+    task = lab.processes(run).task
+    path = f"dags/{run.dag_id}/dagRuns/{run.run_id}"
+    lab.stack.api("PATCH", path, json={"state": "failed"})
+    lab.stack.api("DELETE", path)
+
+    lab.wait_until_cancelled(run, timeout=90)
+    lab.wait(lambda: not task.is_running(), "the task's process to end", 60)
+    lab.wait(lambda: lab.active_jobs(run) == [], "the job to stop", 60)
+    assert lab.submitted(run) == 1
+    assert lab.cancelled(run) == 1
+
+
 @pytest.mark.parametrize("system", SYSTEMS)
 def test_clear_of_a_running_task_cancels_and_reruns(lab: CrashLab, system: str) -> None:
     run = running_with_job(lab, system, duration=60)

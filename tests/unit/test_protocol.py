@@ -9,6 +9,7 @@ import pytest
 from resumable.errors import RecordError
 from resumable.job import JobHandle, JobState, JobStatus
 from resumable.protocol import (
+    DELETED,
     STOP_CLEARED,
     Action,
     CancelOnKill,
@@ -207,6 +208,12 @@ KILL_TABLE = [
     (U, False, None, "running", False, None),  # a zombie whose successor runs
     (U, False, None, "up_for_retry", False, None),
     (U, False, None, None, False, None),
+    # the DAG run was deleted (its records with it on the airflow backend): nobody will look again
+    (U, False, None, DELETED, True, "user_stop"),
+    (U, False, True, DELETED, True, "user_stop"),
+    (U, True, None, DELETED, True, "user_stop"),
+    (U, False, False, DELETED, False, None),  # fencing first: a re-created run's try owns the record
+    (CancelOnKill.NEVER, False, None, DELETED, False, None),
     (CancelOnKill.ALWAYS, False, None, "running", False, None),
     (CancelOnKill.ALWAYS, False, True, "running", True, "killed"),
     (CancelOnKill.ALWAYS, False, True, None, True, "killed"),

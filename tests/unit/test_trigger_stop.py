@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from airflow.utils.state import TaskInstanceState
 
+from resumable.protocol import DELETED
 from resumable.trigger_stop import UNKNOWN, task_state_in
 
 
@@ -18,8 +19,10 @@ def test_an_unmapped_task_instance_is_found_under_its_task_id() -> None:
     assert task_state_in({"run": {"job": "deferred"}}, "run", "job", None) == "deferred"
 
 
-def test_no_state_is_a_state_and_a_missing_task_instance_is_unknown() -> None:
+def test_no_state_is_a_state_a_missing_task_instance_was_deleted_and_no_answer_is_unknown() -> None:
     assert task_state_in({"run": {"job": None}}, "run", "job", -1) == "none"  # cleared while deferred
-    assert task_state_in({"run": {}}, "run", "job", -1) is UNKNOWN
-    assert task_state_in({}, "run", "job", 2) is UNKNOWN
+    # Airflow answered without the task instance: a person deleted its DAG run
+    assert task_state_in({"run": {}}, "run", "job", -1) == DELETED
+    assert task_state_in({}, "run", "job", 2) == DELETED
+    assert task_state_in({"run": {"job_1": "deferred"}}, "run", "job", 2) == DELETED
     assert task_state_in(None, "run", "job", -1) is UNKNOWN
