@@ -84,11 +84,18 @@ class Record:
         }
 
     @classmethod
-    def from_json(cls, raw: Any, *, where: str, clear_hint: str) -> Record:
+    def from_json(cls, raw: Any, *, where: str, clear_hint: str, decoded: bool = False) -> Record:
         """Parse a stored value, or raise :class:`RecordError` saying what is wrong and how to clear it.
 
         ``where`` names the record (dag, run, task, map index, key) and ``clear_hint`` is the exact
         command that removes it; both go into the error so the person reading the log can act.
+
+        ``raw`` is the value as a backend's ``get`` hands it over: decoded JSON, except that the sql
+        backend hands over the stored text itself when it is not JSON (and ``bytes`` are always
+        stored text). A ``str`` is therefore a JSON string, or that undecodable text: the message
+        says which when it can. A ``str`` whose text is a JSON object is a double-encoded record,
+        refused like any other value that is not an object. ``decoded``: ``raw`` is known to be
+        decoded JSON (what :mod:`resumable.records` reads), so a ``str`` is a JSON string.
         """
 
         def bad(problem: str) -> RecordError:
@@ -99,13 +106,14 @@ class Record:
             )
 
         data = raw
-        if isinstance(raw, (str, bytes)):
+        if isinstance(raw, bytes):
             try:
                 data = json.loads(raw)
             except ValueError as exc:
-                raise bad(f"is not valid JSON ({exc})") from exc
+                raise bad(not_json_problem(raw.decode("utf-8", "replace"), str(exc))) from exc
+            decoded = True
         if not isinstance(data, dict):
-            raise bad(f"is a {type(data).__name__}, not a JSON object")
+            raise bad(not_an_object_problem(data, decoded=decoded))
         version = data.get("v")
         if type(version) is not int or version != RECORD_VERSION:
             raise bad(
@@ -134,6 +142,61 @@ class Record:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise bad(f"is corrupt ({type(exc).__name__}: {exc})") from exc
+
+
+#: How much of a stored value a message quotes.
+_QUOTE_CHARS = 60
+
+
+def _quote_text(text: str) -> str:
+    """``text`` as Python quotes it (stored text that is not JSON), cut short."""
+    return repr(text) if len(text) <= _QUOTE_CHARS else repr(text[:_QUOTE_CHARS]) + "…"
+
+
+def _quote_json(value: Any) -> str:
+    """``value`` as JSON writes it, cut short."""
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= _QUOTE_CHARS else text[:_QUOTE_CHARS] + "…"
+
+
+def not_json_problem(text: str, error: str) -> str:
+    """Why stored ``text`` that does not decode (``error``) is no record: the words after "The record"."""
+    return f"is not valid JSON ({error}): the stored text is {_quote_text(text)}"
+
+
+def not_an_object_problem(value: Any, *, decoded: bool) -> str:
+    """Why ``value``, which is not a ``dict``, is no record: what it is in JSON's words.
+
+    ``decoded``: a ``str`` is known to be a JSON string; otherwise it may also be stored text that
+    is not JSON (the sql backend hands that over as it is), and the message says both.
+    """
+    if isinstance(value, str):
+        try:
+            inner = json.loads(value)
+        except ValueError as exc:
+            if decoded:
+                return f"is a JSON string ({_quote_json(value)}), not an object"
+            return (
+                f"is the text {_quote_text(value)}, not a JSON object: either the stored text is not "
+                f"valid JSON ({exc}) or it is a JSON string"
+            )
+        if isinstance(inner, dict):
+            return (
+                "is a JSON string, not an object: it looks double-encoded (a JSON object inside a string); "
+                "store the object itself"
+            )
+        return f"is a JSON string ({_quote_json(value)}), not an object"
+    if value is None:
+        return "is a JSON null, not an object"
+    if isinstance(value, bool):
+        kind = "boolean"
+    elif isinstance(value, (int, float)):
+        kind = "number"
+    elif isinstance(value, list):
+        kind = "list"
+    else:  # only a backend that keeps Python objects (memory) can hold one
+        return f"is a Python {type(value).__name__}, not a JSON object"
+    return f"is a JSON {kind} ({_quote_json(value)}), not an object"
 
 
 def _int(data: dict[str, Any], name: str) -> int:

@@ -20,10 +20,10 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 import requests
@@ -32,7 +32,7 @@ from packaging.version import Version
 
 from resumable.errors import RecordError, StateBackendError
 from resumable.job import JobHandle, JobState
-from resumable.record import Phase, Record
+from resumable.record import Phase, Record, not_json_problem
 from resumable.state import SqlBackend, TaskScope
 from resumable.state.base import cli_clear_hint
 from resumable.state.sql import state_table
@@ -102,9 +102,9 @@ class Entry:
 
     @property
     def problem(self) -> str | None:
-        """Why the value cannot be used (``is not valid JSON (…)``), or ``None`` when it can."""
+        """Why the value cannot be used (``is not valid JSON (…): …``), or ``None`` when it can."""
         if self.decode_error is not None:
-            return f"is not valid JSON ({self.decode_error})"
+            return not_json_problem(str(self.value), self.decode_error)
         if self.is_checkpoint:
             return None
         return record_problem(self.value)
@@ -188,13 +188,102 @@ _PROBLEM = re.compile(r"The resumable record \x00 (?P<problem>.*?)\. Nothing was
 
 
 def record_problem(value: Any) -> str | None:
-    """Why a stored job record cannot be used by a task (the words of its ``RecordError``), or ``None``."""
+    """Why a stored job record cannot be used by a task (the words of its ``RecordError``), or ``None``.
+
+    ``value`` is decoded JSON (a value that does not decode is an :class:`Entry` with a
+    ``decode_error``), so a ``str`` is a JSON string.
+    """
     try:
-        Record.from_json(value, where=_WHERE, clear_hint="-")
+        Record.from_json(value, where=_WHERE, clear_hint="-", decoded=True)
     except RecordError as error:
         found = _PROBLEM.search(str(error))
         return found.group("problem") if found else str(error)
     return None
+
+
+@dataclass(frozen=True)
+class PageQuery:
+    """What the "Resumable jobs" page asks a source for: the newest values first, at most ``limit``.
+
+    Newest first is ``updated_at`` descending; values written in the same instant keep the order
+    :meth:`Source.entries` lists them in (by run, task, map index, key). The SQL sources order,
+    filter and limit in their query; :class:`ApiSource` does it in Python (:func:`page_of`).
+    """
+
+    dag_id: str | None = None
+    run_id: str | None = None
+    #: Only the values of these DAGs (the ones the user may read); of every DAG when ``None``.
+    dag_ids: frozenset[str] | None = None
+    #: Only the values this says yes to: a filter on what is stored (phase, job status), which a
+    #: query cannot see in text that may not even be JSON. Applied in Python to the rows as they
+    #: come, newest first: memory holds ``limit`` values, but every row the query matches is read.
+    keep: Callable[[Entry], bool] | None = None
+    #: At most this many values (none when 0 or less).
+    limit: int = 500
+
+
+@dataclass
+class Page:
+    """The first values of a :class:`PageQuery`, and how many matched in all."""
+
+    entries: list[Entry]
+    matched: int
+
+
+def page_of(entries: Iterable[Entry], query: PageQuery) -> Page:
+    """``query`` answered in Python from ``entries`` (listed in :meth:`Source.entries` order): what
+    the page did before the SQL sources learnt to order and limit, and the reference they match."""
+    found = [
+        e
+        for e in entries
+        if (query.dag_id is None or e.scope.dag_id == query.dag_id)
+        and (query.run_id is None or e.scope.run_id == query.run_id)
+        and (query.dag_ids is None or e.scope.dag_id in query.dag_ids)
+        and (query.keep is None or query.keep(e))
+    ]
+    found.sort(key=lambda e: str(e.updated_at or ""), reverse=True)  # stable: ties keep list order
+    return Page(found[: max(query.limit, 0)], len(found))
+
+
+def _sql_page(
+    execute: Callable[[Any], Any],
+    ordered: Any,
+    count: Any,
+    query: PageQuery,
+    to_entry: Callable[[Any], Entry],
+) -> Page:
+    """Run the page's ``ordered`` SELECT (newest first) and, without ``keep``, its ``count``.
+
+    Without ``keep`` the database does it all: ``ORDER BY … LIMIT`` for the rows, ``COUNT(*)``
+    for how many matched. With ``keep`` the rows stream in that order (no LIMIT: ``keep`` decides
+    which count), and only the first ``limit`` kept are held.
+    """
+    limit = max(query.limit, 0)
+    if query.keep is None:
+        shown = [to_entry(row) for row in execute(ordered.limit(limit))]
+        # Two statements: a write between them can move the count by one value, never below what is shown.
+        return Page(shown, max(int(execute(count).scalar_one()), len(shown)))
+    kept: list[Entry] = []
+    matched = 0
+    for row in execute(ordered.execution_options(yield_per=1000)):
+        entry = to_entry(row)
+        if query.keep(entry):
+            matched += 1
+            if len(kept) < limit:
+                kept.append(entry)
+    return Page(kept, matched)
+
+
+def _page_filters(dag_id: Any, run_id: Any, query: PageQuery) -> list[Any]:
+    """The WHERE clauses of ``query`` on the ``dag_id`` and ``run_id`` columns given."""
+    where = []
+    if query.dag_id is not None:
+        where.append(dag_id == query.dag_id)
+    if query.run_id is not None:
+        where.append(run_id == query.run_id)
+    if query.dag_ids is not None:
+        where.append(dag_id.in_(sorted(query.dag_ids)))
+    return where
 
 
 class Source(Protocol):
@@ -213,6 +302,10 @@ class Source(Protocol):
         self, dag_id: str, run_id: str | None, task_id: str | None, map_index: int | None
     ) -> list[Entry]:
         """The values of ``dag_id``, narrowed to a run, a task, a map index where given."""
+        ...
+
+    def newest(self, query: PageQuery) -> Page:
+        """The first ``query.limit`` values that ``query`` matches, newest first, and how many matched."""
         ...
 
     def delete(self, scope: TaskScope, key: str, expected_version: int | None = None) -> bool:
@@ -276,17 +369,39 @@ class SqlSource:
         query = query.order_by(c.run_id, c.task_id, c.map_index, c.key)
         with self.backend.engine.connect() as conn:
             rows = conn.execute(query).mappings().all()
-        found = []
-        for r in rows:
-            scope = TaskScope(r["dag_id"], r["run_id"], r["task_id"], r["map_index"])
-            when = str(r["updated_at"])
-            try:
-                found.append(Entry(scope, r["key"], json.loads(r["value"]), when, version=r["version"]))
-            except ValueError as error:
-                found.append(
-                    Entry(scope, r["key"], r["value"], when, decode_error=str(error), version=r["version"])
-                )
-        return found
+        return [self._entry(r) for r in rows]
+
+    @staticmethod
+    def _entry(r: Any) -> Entry:
+        """The :class:`Entry` of one row (a mapping of the table's columns)."""
+        scope = TaskScope(r["dag_id"], r["run_id"], r["task_id"], r["map_index"])
+        when = str(r["updated_at"])
+        try:
+            return Entry(scope, r["key"], json.loads(r["value"]), when, version=r["version"])
+        except ValueError as error:
+            return Entry(scope, r["key"], r["value"], when, decode_error=str(error), version=r["version"])
+
+    def newest(self, query: PageQuery) -> Page:
+        """``ORDER BY updated_at DESC`` (then as :meth:`entries`, and the DAG) ``LIMIT`` in SQL: the
+        table's ``updated_at`` index gives the newest rows without reading the others."""
+        self.backend.check()
+        engine = self.backend.engine
+        c = state_table.c
+        where = _page_filters(c.dag_id, c.run_id, query)
+        count = sa.select(sa.func.count()).select_from(state_table).where(*where)
+        if engine.dialect.name == "sqlite" and query.dag_id is None and query.run_id is None and where:
+            # SQLite keeps no statistics: it takes the filter on the DAGs the user may read (the
+            # primary key's first column) for a narrow one, and sorts every row it matches. Those
+            # DAGs hold most rows: likely() says so, and SQLite walks the updated_at index newest
+            # first, stopping at the limit (a DAG or run asked for is narrow: the key finds it).
+            where = [sa.func.likely(sa.and_(*where), type_=sa.Boolean)]
+        ordered = (
+            sa.select(state_table)
+            .where(*where)
+            .order_by(c.updated_at.desc(), c.run_id, c.task_id, c.map_index, c.key, c.dag_id)
+        )
+        with engine.connect() as conn:
+            return _sql_page(conn.execute, ordered, count, query, lambda row: self._entry(row._mapping))
 
     def delete(self, scope: TaskScope, key: str, expected_version: int | None = None) -> bool:
         if expected_version is None:
@@ -411,6 +526,21 @@ class ApiSource:
                 )
         return found
 
+    def newest(self, query: PageQuery) -> Page:
+        """Ordered, filtered and limited in Python (:func:`page_of`): the REST API lists a task
+        instance's values, with no order or limit across task instances, so every value is read.
+        It lists one DAG at a time: ``query`` names a DAG or the DAGs to read."""
+        if query.dag_id is not None:
+            dags = [query.dag_id]
+        elif query.dag_ids is not None:
+            dags = sorted(query.dag_ids)
+        else:
+            raise StateBackendError(
+                f"Airflow's API at {self.base_url} lists the records of one DAG at a time, and no DAG "
+                "was named. Nothing was read. Name a DAG (--dag-id)."
+            )
+        return page_of((e for dag in dags for e in self.entries(dag, query.run_id, None, None)), query)
+
     def delete(self, scope: TaskScope, key: str, expected_version: int | None = None) -> bool:
         params = {"map_index": scope.map_index} if scope.map_index >= 0 else {}
         response = self._request("DELETE", self._path(scope, key), params=params)
@@ -454,20 +584,9 @@ class MetadataSource:
         """The values of ``dag_id`` (of every DAG when ``None``), narrowed by the others given."""
         self.check()
         from airflow.models.task_state_store import TaskStateStoreModel as S
-        from airflow.models.taskinstance import TaskInstance as TI
         from airflow.utils.session import create_session
 
-        query = sa.select(
-            S.dag_id, S.run_id, S.task_id, S.map_index, S.key, S.value, S.updated_at, TI.state
-        ).outerjoin(
-            TI,
-            sa.and_(
-                TI.dag_id == S.dag_id,
-                TI.run_id == S.run_id,
-                TI.task_id == S.task_id,
-                TI.map_index == S.map_index,
-            ),
-        )
+        query = self._select()
         for column, value in (
             (S.dag_id, dag_id),
             (S.run_id, run_id),
@@ -479,28 +598,63 @@ class MetadataSource:
         query = query.order_by(S.dag_id, S.run_id, S.task_id, S.map_index, S.key)
         with create_session() as session:
             rows = session.execute(query).all()
-        found = []
-        for r in rows:
-            scope = TaskScope(r.dag_id, r.run_id, r.task_id, r.map_index)
-            state = None if r.state is None else str(getattr(r.state, "value", r.state))
-            when = r.updated_at.isoformat() if r.updated_at else None
-            try:
-                stored = json.loads(r.value)
-            except ValueError as error:
-                found.append(Entry(scope, r.key, r.value, when, decode_error=str(error), ti_state=state))
-                continue
-            stored_version = stored.get(_ENVELOPE) if isinstance(stored, dict) else None
-            found.append(
-                Entry(
-                    scope,
-                    r.key,
-                    _unwrap(stored),
-                    when,
-                    version=stored_version if isinstance(stored_version, int) else None,
-                    ti_state=state,
-                )
-            )
-        return found
+        return [self._entry(r) for r in rows]
+
+    @staticmethod
+    def _select() -> Any:
+        """The store's values with the state of the task instance each belongs to."""
+        from airflow.models.task_state_store import TaskStateStoreModel as S
+        from airflow.models.taskinstance import TaskInstance as TI
+
+        return sa.select(
+            S.dag_id, S.run_id, S.task_id, S.map_index, S.key, S.value, S.updated_at, TI.state
+        ).outerjoin(
+            TI,
+            sa.and_(
+                TI.dag_id == S.dag_id,
+                TI.run_id == S.run_id,
+                TI.task_id == S.task_id,
+                TI.map_index == S.map_index,
+            ),
+        )
+
+    @staticmethod
+    def _entry(r: Any) -> Entry:
+        """The :class:`Entry` of one row of :meth:`_select`."""
+        scope = TaskScope(r.dag_id, r.run_id, r.task_id, r.map_index)
+        state = None if r.state is None else str(getattr(r.state, "value", r.state))
+        when = r.updated_at.isoformat() if r.updated_at else None
+        try:
+            stored = json.loads(r.value)
+        except ValueError as error:
+            return Entry(scope, r.key, r.value, when, decode_error=str(error), ti_state=state)
+        stored_version = stored.get(_ENVELOPE) if isinstance(stored, dict) else None
+        return Entry(
+            scope,
+            r.key,
+            _unwrap(stored),
+            when,
+            version=stored_version if isinstance(stored_version, int) else None,
+            ti_state=state,
+        )
+
+    def newest(self, query: PageQuery) -> Page:
+        """``ORDER BY updated_at DESC`` (then as :meth:`entries`) ``LIMIT`` in SQL. Airflow's table
+        has no index on ``updated_at``: the database keeps the newest ``limit`` rows as it scans
+        (a top-N sort), and only those reach Python."""
+        self.check()
+        from airflow.models.task_state_store import TaskStateStoreModel as S
+        from airflow.utils.session import create_session
+
+        where = _page_filters(S.dag_id, S.run_id, query)
+        ordered = (
+            self._select()
+            .where(*where)
+            .order_by(S.updated_at.desc(), S.dag_id, S.run_id, S.task_id, S.map_index, S.key)
+        )
+        count = sa.select(sa.func.count()).select_from(S).where(*where)
+        with create_session() as session:
+            return _sql_page(session.execute, ordered, count, query, self._entry)
 
     def delete(self, scope: TaskScope, key: str, expected_version: int | None = None) -> bool:
         """Delete ``key``; with ``expected_version``, only while the stored value still has it: the
@@ -530,3 +684,7 @@ class MetadataSource:
                 return False
             deleted = session.execute(sa.delete(S).where(S.id == row.id, S.value == row.value))
             return bool(getattr(deleted, "rowcount", 0) == 1)
+
+
+if TYPE_CHECKING:  # every source is a Source (mypy checks it)
+    _SOURCES: tuple[type[Source], ...] = (SqlSource, ApiSource, MetadataSource)

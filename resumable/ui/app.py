@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote, urlparse
@@ -29,7 +30,7 @@ from pydantic import BaseModel
 from resumable import clearing, config
 from resumable.errors import StateBackendError
 from resumable.job import JobState
-from resumable.records import Entry, MetadataSource, SqlSource, find, resolve_backend
+from resumable.records import Entry, MetadataSource, PageQuery, SqlSource, find, resolve_backend
 from resumable.state import TaskScope
 
 log = logging.getLogger(__name__)
@@ -145,23 +146,46 @@ class Filters:
     limit: int = 500
 
 
+def _keep(filters: Filters) -> Callable[[Entry], bool] | None:
+    """The filters on what is stored (phase, job status), which only Python can apply; ``None``
+    when there are none, so that the source's query does all the work."""
+    phase, status = filters.phase, filters.status
+    if not phase and not status:
+        return None
+
+    def keep(e: Entry) -> bool:
+        # The phase column of the page (Entry.summary): "unusable" when the value cannot be used.
+        if phase and ("unusable" if e.problem else e.phase) != phase:
+            return False
+        return not status or (e.last_state or "") == status
+
+    return keep
+
+
+def page_query(filters: Filters, readable: set[str]) -> PageQuery:
+    """What the page asks the source for: the DAG and run asked for, of the DAGs ``readable`` by
+    the user, newest first, at most ``filters.limit``. The source orders and limits in SQL."""
+    dag_id = filters.dag_id or None
+    allowed = frozenset(readable) if dag_id is None else frozenset(readable) & {dag_id}
+    return PageQuery(
+        dag_id=dag_id,
+        run_id=filters.run_id or None,
+        dag_ids=allowed,
+        keep=_keep(filters),
+        limit=filters.limit,
+    )
+
+
 def rows(user: Any, filters: Filters) -> dict[str, Any]:
     """What the page shows: the rows (newest first), how many matched, the backend, or the error."""
-    phase, status = filters.phase, filters.status
     try:
         where = source()
-        found = where.entries(filters.dag_id or None, filters.run_id or None, None, None)
+        readable = _auth_manager().get_authorized_dag_ids(user=user, method="GET")
+        page = where.newest(page_query(filters, readable))
     except StateBackendError as error:
         return {"backend": None, "error": str(error), "rows": [], "matched": 0}
-    readable = _auth_manager().get_authorized_dag_ids(user=user, method="GET")
-    found = [e for e in found if e.scope.dag_id in readable]
-    if phase:
-        found = [e for e in found if e.summary()["phase"] == phase]
-    if status:
-        found = [e for e in found if (e.last_state or "") == status]
-    found.sort(key=lambda e: str(e.updated_at or ""), reverse=True)
-    matched = len(found)
-    shown = _with_task_states(found[: max(filters.limit, 0)])
+    matched = page.matched
+    shown = _with_task_states(page.entries)
     editable = {dag: _may_edit(user, dag) for dag in {e.scope.dag_id for e in shown}}
     out = []
     for e in shown:
