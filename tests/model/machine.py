@@ -175,6 +175,11 @@ class ResumeMachine(RuleBasedStateMachine):
     def dag_run_recreated(self, same_run_after: bool, record_kept: bool) -> None:
         self.w.dag_run_recreated(same_run_after, record_kept)
 
+    @precondition(schedulable)
+    @rule(where=wheres)
+    def dag_run_deleted_while_running(self, where: str | int) -> None:
+        self.w.dag_run_deleted_while_running(where)
+
     @precondition(lambda self: self.world is not None and self.w.has_jobs)
     @rule()
     def job_expires(self) -> None:

@@ -322,3 +322,19 @@ def test_a_zombie_of_a_recreated_dag_run_never_cancels_the_job_its_successor_sub
     w.evicted("submit")
     w.dag_run_recreated(record_kept=True, same_run_after=False)
     w.zombie(freeze_at=1, successor="while_polling", thaw="sigterm")
+
+
+# ---- a DAG run deleted while its task runs (issue 19) ------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["submit", 1])
+def test_a_dag_run_deleted_while_its_task_runs_cancels_the_job(world, where) -> None:
+    """A person marks the DAG run failed and deletes it while the try submits or polls: the stop finds
+    no task instance in Airflow (on the airflow backend no record either) and, before the fix, kept
+    the job with nobody ever to look at it again (guarantee 4). The run_id triggered again runs a
+    job of its own."""
+    w = world(retries=1)
+    w.dag_run_deleted_while_running(where)
+    assert w.svc.created and set(w.svc.cancelled) == set(w.svc.created)
+    w.attempt_runs()
+    assert w.ti.state == "success" and w.svc.total_submissions == 2

@@ -42,6 +42,7 @@ from resumable import follow_up
 from resumable._compat import AirflowTaskTimeout
 from resumable.errors import InjectedFault, RecordError, ResumableError, StateBackendError
 from resumable.job import JobState
+from resumable.probe import AirflowTaskStateProbe
 from resumable.record import Phase, Record
 from resumable.state import MemoryBackend, SqlBackend, StateBackend, TaskScope
 from resumable.state.airflow import AirflowStoreBackend
@@ -97,12 +98,24 @@ class Violation:
 class ModelTi:
     """``context["ti"]`` as one attempt sees it: its try number and ``max_tries`` are fixed for its life."""
 
-    def __init__(self, dag_id: str, run_id: str, try_number: int, max_tries: int, task: Any) -> None:
+    def __init__(
+        self, dag_id: str, run_id: str, try_number: int, max_tries: int, task: Any, world: World | None = None
+    ) -> None:
         self.dag_id, self.run_id, self.task_id, self.map_index = dag_id, run_id, TASK_ID, -1
         self.try_number, self.max_tries, self.task = try_number, max_tries, task
+        self.world = world
 
     def xcom_push(self, key: str, value: Any, **kwargs: Any) -> None:
         """Operators push links here; the model keeps nothing."""
+
+    def get_task_states(self, **query: Any) -> dict[str, dict[str, Any]]:
+        """The Execution API's answer (``GET /task-instances/states``): the task instance's state under
+        its run_id, or nothing when its DAG run was deleted. The real probe reads it."""
+        assert self.world is not None
+        state = self.world.ti.state
+        if state == "deleted":
+            return {}
+        return {self.run_id: {TASK_ID: None if state == "none" else state}}
 
 
 @dataclass
@@ -199,6 +212,8 @@ class ModelTaskStateStore:
         a, ti = self.attempt, self.world.ti
         if a is not None and (a.generation != ti.generation or a.try_number != ti.try_number):
             raise StateBackendError(f"the API server refuses try {a.try_number}: it was replaced (model)")
+        if a is not None and ti.state == "deleted":
+            raise StateBackendError(f"the API server has no task instance of try {a.try_number} (model)")
 
     def get(self, key: str, default: Any = None) -> Any:
         self._refuse_replaced()
@@ -246,16 +261,6 @@ class ModelService(FakeJobService):
             raise
         if self.world is not None and was_running:
             self.world.job_cancelled(job_id)
-
-
-class Probe:
-    """The kill rules' question "what is the task instance's state in Airflow now", answered by the model."""
-
-    def __init__(self, world: World) -> None:
-        self.world = world
-
-    def state_of(self, context: Any) -> str | None:
-        return self.world.ti.state
 
 
 @dataclass
@@ -324,7 +329,9 @@ class World:
             name=f"model-{os.getpid()}-{n}", idempotent=idempotent, polls=polls, cancel_polls=cancel_polls
         )
         self.svc.world = self
-        self.probe = Probe(self)
+        #: The kill rules' question "what is the task instance's state in Airflow now": the real probe,
+        #: reading the model's answer to the Execution API's call (``ModelTi.get_task_states``).
+        self.probe = AirflowTaskStateProbe()
         self.facts: dict[str, JobFacts] = {}
         #: Jobs whose success must not be reported again: finished before a clear or a re-created run.
         self.stale: set[str] = set()
@@ -481,7 +488,7 @@ class World:
         op.task_state_probe = self.probe
         store = ModelTaskStateStore(self, None)
         context = {
-            "ti": ModelTi(self.dag_id, self.run_id, ti.try_number, ti.max_tries, op),
+            "ti": ModelTi(self.dag_id, self.run_id, ti.try_number, ti.max_tries, op, self),
             "dag_run": ModelDagRun(self.dag_id, self.run_id, ti.run_after, ti.clear_number, ti.start_date),
             "run_id": self.run_id,
             **({"task_state_store": store} if self.backend_name == "airflow" else {}),
@@ -724,6 +731,35 @@ class World:
         old = self.ti
         run_after = old.run_after if same_run_after else old.run_after + timedelta(days=1)
         self.ti = TaskInstance(retries=old.retries, run_after=run_after, generation=old.generation + 1)
+
+    @step
+    def dag_run_deleted_while_running(self, where: str | int) -> None:
+        """A person marks the DAG run failed and deletes it while a try runs (Airflow deletes only a
+        queued or ended DAG run): the task instance goes with it (on the airflow backend its records
+        too), the supervisor's heartbeat is refused and Airflow stops the try, whose questions about
+        its task instance get no answer naming it. Later the run_id is triggered again."""
+        a = self._start_attempt()
+
+        def delete() -> None:
+            self.ti.state = "deleted"
+            if self.backend_name == "airflow":  # Airflow's store deletes the records with the run
+                self.values.clear()
+                self.record_corrupt = False
+            self.stale |= set(self.svc.created)
+            a.stop_may_cancel = True
+            if self.cancel_on_kill != "never":
+                self.stop_expected = f"a person deleted the DAG run while try {a.try_number} ran"
+            self._on_kill(a)
+
+        self._at(where, delete)
+        self._run(a)
+        if self.ti.state == "deleted":
+            old = self.ti
+            self.ti = TaskInstance(
+                retries=old.retries,
+                run_after=old.run_after + timedelta(days=1),
+                generation=old.generation + 1,
+            )
 
     @step
     def job_expires(self) -> None:
