@@ -548,10 +548,14 @@ class ResumableMixin:
             )
 
     def _repair(self, attempt: Attempt, handle: JobHandle, why: str) -> JobHandle:
+        assert attempt.record is not None
+        # A repair is the owner's to make, once: claim it first with a write over the version this
+        # attempt last read or wrote. A replaced attempt (a zombie that thawed) loses that write, or
+        # Airflow refuses it, and repairs nothing: its repair would make the owner's own fail.
+        attempt.write_as_owner(attempt.stamp(attempt.record.evolve(phase=Phase.SUBMITTED, handle=handle)))
         self.log.warning("resumable: repairing job %s because %s", handle.job_id, why)
         handle = self.repair_job(attempt.context, handle)
         stats_incr("resumable.repair", self._tags())
-        assert attempt.record is not None
         attempt.write_as_owner(
             attempt.stamp(
                 attempt.record.evolve(

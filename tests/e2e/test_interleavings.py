@@ -160,6 +160,34 @@ def test_marked_failed_while_the_submit_answer_is_held_cancels_the_job(
     assert f"submitted job {job}" not in log, logs(lab, run)
 
 
+@pytest.mark.parametrize("hold", SUBMIT_HOLDS)
+@pytest.mark.parametrize("system", ALL_SYSTEMS)
+def test_clear_while_the_submit_answer_is_held_cancels_the_job_and_reruns(
+    lab: CrashLab, system: str, hold: float
+) -> None:
+    """A person clears the running task while a slow control plane holds the submit's answer past
+    Airflow's SIGTERM-to-SIGKILL escalation. Airflow gives the cleared task instance a new id, so the
+    stopping try cannot write its record; the next try finds the first job by the same token. A clear
+    means: stop that job, then run the job again, never two at once."""
+    lab.script(system, 600)
+    lab.script(system, 8, replace=False)  # the job the cleared task submits again
+    lab.hold_submit(system, hold)
+    run = lab.start_run(system)
+    lab.wait_until_submitted(run)  # the job exists; its id is still on its way to the worker
+    time.sleep(2)
+
+    with ActiveWatch(lab, run) as watch:
+        lab.stack.clear(run.dag_id, run.run_id, ["job"])
+        state = lab.finish(run, timeout=hold * 3 + 240)
+
+    assert state == "success", logs(lab, run)
+    assert lab.submitted(run) == 2, logs(lab, run)
+    first, second = lab.job_ids(run)
+    assert lab.cancelled_jobs(run) == [first], logs(lab, run)
+    assert reported_job(lab, run) == second, logs(lab, run)
+    assert watch.most_active == 1, (watch.states, logs(lab, run))
+
+
 @pytest.mark.parametrize("system", ALL_SYSTEMS)
 def test_execution_timeout_during_a_held_submit_cancels_the_job(lab: CrashLab, system: str) -> None:
     """execution_timeout (12 s) fires while the service holds the submit's answer for 60 s."""

@@ -12,11 +12,13 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
+import sqlalchemy as sa
 from airflow.sdk import DAG
 
 from resumable.attempt import operator_identity
 from resumable.job import JobState
 from resumable.state import SqlBackend, TaskScope
+from resumable.state.sql import state_table
 from resumable.testing.airflow import clear_and_rerun, run_dag, task_states
 from resumable.testing.fake import FakeJobOperator, FakeJobService
 from resumable.tokens import make_token
@@ -285,3 +287,35 @@ def test_a_cleared_task_handed_a_stale_deferral_starts_as_execute_does(make_dag)
         StaleNextMethod.stale = False
     assert task_states(dr) == {"job": "success"}
     assert svc.total_submissions == 2, "a clear of a finished task runs the job again"
+
+
+def test_a_replaced_attempt_never_repairs_the_job_its_successor_owns(make_dag, monkeypatch, tmp_path) -> None:
+    """Try 1's job fails while it waits, with ``repair_run``-like repairs; just as try 1 decides to
+    repair, a newer try takes the job over (try 1 is a zombie that thawed). Repairing is the owner's,
+    once: a replaced attempt that repaired first made the owner's own repair fail (Databricks answers
+    400 to a second repair of a run being repaired), and the owner's try with it."""
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    monkeypatch.setenv("AIRFLOW__RESUMABLE__STATE_BACKEND", "sql")
+    monkeypatch.setenv("AIRFLOW__RESUMABLE__SQL_ALCHEMY_CONN", url)
+    dag, svc = make_dag(FakeJobService(polls=2, outcomes=[JobState.FAILED]), retries=0)
+
+    def a_newer_try_takes_the_job_over() -> None:
+        backend = SqlBackend(url)
+        with backend.engine.connect() as conn:
+            (run_id,) = conn.execute(sa.select(state_table.c.run_id)).scalars().all()
+        scope = TaskScope(dag.dag_id, run_id, "job")
+        found = backend.get(scope, "resumable.job")
+        assert found is not None
+        backend.put(scope, "resumable.job", {**found.value, "owner": 2}, found.version)
+
+    def repair_once_as_a_newer_try_takes_over(context, handle, status) -> bool:
+        a_newer_try_takes_the_job_over()
+        return svc.jobs[handle.job_id].repairs == 0
+
+    dag.task_dict["job"].repair_in_attempt = repair_once_as_a_newer_try_takes_over
+    dr = run_dag(dag)
+    assert svc.total_submissions == 1
+    assert svc.repaired == [], "a replaced attempt repaired the job its successor owns"
+    assert svc.cancelled == [], "a replaced attempt cancels nothing"
+    assert svc.jobs[svc.created[0]].state is JobState.FAILED
+    assert task_states(dr) == {"job": "failed"}
