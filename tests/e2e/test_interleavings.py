@@ -24,7 +24,7 @@ from resumable.testing.crash import CrashLab, Run
 pytestmark = pytest.mark.e2e
 
 SYSTEMS = ["databricks", "emr_serverless"]
-RUN_ID_XCOM = {"databricks": "run_id", "emr_serverless": "return_value"}
+RUN_ID_XCOM = {"databricks": "run_id", "emr_serverless": "return_value", "emr_steps": "return_value"}
 #: Seconds the service holds its answer to a submission: a slow control plane, longer than the 5 s
 #: in which Airflow's supervisor escalates a stopped task's SIGTERM to SIGKILL, and much longer.
 SUBMIT_HOLDS = [12.0, 60.0]
@@ -47,8 +47,9 @@ def _emulators_back_to_normal(lab: CrashLab) -> Iterator[None]:
 
 
 def reported_job(lab: CrashLab, run: Run) -> str:
-    """The job id the last try pushed to XCom."""
-    return str(lab.xcom(run, RUN_ID_XCOM[run.system]))
+    """The job id the last try pushed to XCom (the first step id for EMR steps)."""
+    value = lab.xcom(run, RUN_ID_XCOM[run.system])
+    return str(value[0] if isinstance(value, list) else value)
 
 
 def logs(lab: CrashLab, run: Run) -> str:
@@ -181,6 +182,8 @@ def test_clear_while_the_submit_answer_is_held_cancels_the_job_and_reruns(
         state = lab.finish(run, timeout=hold * 3 + 240)
 
     assert state == "success", logs(lab, run)
+    # the clear's try reran the job: it did not fail first and leave the rerun to a retry
+    assert lab.task(run)["try_number"] == 2, logs(lab, run)
     assert lab.submitted(run) == 2, logs(lab, run)
     first, second = lab.job_ids(run)
     assert lab.cancelled_jobs(run) == [first], logs(lab, run)
