@@ -11,7 +11,7 @@ PYTEST := pytest -q -p no:cacheprovider
 $(VENV): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.13.9
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e ".[dev]"
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e ".[dev,release]"
 	touch $(VENV)
 
 # One virtualenv per older Airflow, each from its own pinned file (`make .venvs/airflow-3.1`);
@@ -93,7 +93,7 @@ test-tiers-airflow-%: .venvs/airflow-%
 # parts side by side (pytest-xdist): each part is a process with an Airflow and emulators of its
 # own and takes the next test as it finishes one; the Celery tests stay together in one part.
 # Each Airflow keeps its metadata in a new database on the machine's PostgreSQL.
-E2E_PARTS ?= 2
+E2E_PARTS ?= 3
 test-e2e: $(VENV) chromium
 	$(BIN)/$(PYTEST) -n $(E2E_PARTS) --dist loadgroup -m e2e tests/e2e
 

@@ -16,6 +16,11 @@ it writes nothing to Airflow: the record already says a stop was asked for, and 
 next (a retry, a clear's attempt, ``resumable state``, the page) cancels the job of that token too.
 A follow-up dies with its machine: on Kubernetes, the worker pod's end ends it, and the record is
 what remains.
+
+The same holds for a stop whose job id is known but whose cancel the service does not take at once
+(it throttles, it is down): the task asks inline, and a follow-up started first looks at the job a
+few seconds later and, if nobody's cancel has landed by then, cancels it with the operator's
+retries, long after Airflow has killed the task.
 """
 
 from __future__ import annotations
@@ -30,15 +35,20 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from resumable import config
+from resumable.job import JobState
 
 if TYPE_CHECKING:
     from resumable.attempt import Attempt
+    from resumable.job import JobHandle
     from resumable.mixin import ResumableMixin
 
 #: Default of ``[resumable] stop_follow_up_seconds``.
 DEFAULT_BUDGET_SECONDS = 900.0
 #: Longest pause between two rounds of looking for the job.
 MAX_PAUSE_SECONDS = 15.0
+#: Seconds a follow-up of a known job waits before it looks: the task's own cancel, asked at once,
+#: has usually landed by then, and the follow-up then has nothing to do.
+KNOWN_JOB_GRACE_SECONDS = 3.0
 
 
 def budget_seconds() -> float:
@@ -52,9 +62,11 @@ def budget_seconds() -> float:
         ) from None
 
 
-def start(operator: ResumableMixin, attempt: Attempt, token: str) -> int | None:
-    """Start the follow-up for the job of ``token``; its pid, or ``None`` where it cannot run (no
-    ``fork``, or no ``/proc`` to tell Airflow's sockets by)."""
+def start(
+    operator: ResumableMixin, attempt: Attempt, token: str | None, handle: JobHandle | None = None
+) -> int | None:
+    """Start the follow-up for the job of ``token`` (or the known job ``handle``); its pid, or ``None``
+    where it cannot run (no ``fork``, or no ``/proc`` to tell Airflow's sockets by)."""
     if not hasattr(os, "fork") or not os.path.isdir("/proc/self/fd"):
         return None
     budget = budget_seconds()
@@ -68,7 +80,7 @@ def start(operator: ResumableMixin, attempt: Attempt, token: str) -> int | None:
             follower = os.fork()
             if follower == 0:
                 os.close(write_end)
-                code = _run(operator, attempt, token, budget)
+                code = _run(operator, attempt, token, budget, handle)
             else:
                 os.write(write_end, str(follower).encode())
         except BaseException:  # noqa: BLE001 - nothing may escape a forked child
@@ -84,31 +96,43 @@ def start(operator: ResumableMixin, attempt: Attempt, token: str) -> int | None:
     return int(answer) if answer else None
 
 
-def _run(operator: ResumableMixin, attempt: Attempt, token: str, budget: float) -> int:
-    """In the follow-up process: let go of Airflow, then follow the token."""
+def _run(
+    operator: ResumableMixin, attempt: Attempt, token: str | None, budget: float, handle: JobHandle | None
+) -> int:
+    """In the follow-up process: let go of Airflow, then follow the token or the job."""
     _detach_from_airflow()
-    return 0 if follow(operator, attempt, token, budget) else 1
+    return 0 if follow(operator, attempt, token, budget, handle=handle) else 1
 
 
 def follow(
     operator: ResumableMixin,
     attempt: Attempt,
-    token: str,
+    token: str | None,
     budget: float,
     *,
+    handle: JobHandle | None = None,
     sleep: Callable[[float], None] = time.sleep,
     max_rounds: int | None = None,
 ) -> bool:
     """Look for the job of ``token`` and cancel it; ``True`` once a cancel was asked for. Gives up when
-    ``budget`` seconds (or ``max_rounds`` rounds) are spent without finding the job or getting a cancel in."""
+    ``budget`` seconds (or ``max_rounds`` rounds) are spent without finding the job or getting a cancel in.
+
+    With ``handle`` (the job is known): wait :data:`KNOWN_JOB_GRACE_SECONDS`, then cancel the job
+    unless it is already stopping or has ended (the task's own cancel landed)."""
     deadline = time.monotonic() + budget
+    if handle is not None:
+        sleep(min(KNOWN_JOB_GRACE_SECONDS, budget))
     pause = 1.0
     rounds = 0
     while True:
         rounds += 1
         try:
-            found = operator._recover_handle(attempt)
+            found = handle if handle is not None else operator._recover_handle(attempt)
             if found is not None:
+                if handle is not None:
+                    status = operator._call(lambda: operator.get_job_status(found), "read the job status")  # noqa: B023
+                    if status.state not in (JobState.PENDING, JobState.RUNNING):
+                        return True  # a cancel landed (the job is stopping), or the job has ended
                 operator._call(lambda: operator.cancel_job(found), "cancel the job")  # noqa: B023 - called at once
                 return True
         except Exception:  # noqa: BLE001 - asked again until the budget is spent

@@ -254,6 +254,10 @@ class StopControl:
         self._cancelled_jobs.add(handle.job_id)
         self.cancelled = True
         op, log = self._op, self._op.log
+        if before_sigkill and attempt is not None:
+            # Airflow SIGKILLs the task a few seconds after SIGTERM: a cancel the service does not take
+            # at once (it throttles, it is down) is carried on by a process that outlives this one.
+            self._follow_after_this_process(attempt, None, verdict, handle=handle)
         try:
             op._call(lambda: op.cancel_job(handle), "cancel the job")
         except Exception as error:  # noqa: BLE001 - logged with what was kept; the next attempt asks again
@@ -267,26 +271,40 @@ class StopControl:
         log.warning("resumable: asked the system to cancel job %s (%s)", handle.job_id, verdict.stop_reason)
         return True
 
-    def _follow_after_this_process(self, attempt: Attempt, token: str, verdict: KillDecision) -> None:
-        """Hand the job of ``token`` to a process that outlives this one: Airflow SIGKILLs this one a few
-        seconds after SIGTERM, and the submit's answer (the job's id) may come later than that."""
+    def _follow_after_this_process(
+        self, attempt: Attempt, token: str | None, verdict: KillDecision, handle: JobHandle | None = None
+    ) -> None:
+        """Hand the job of ``token`` (or the known job ``handle``) to a process that outlives this one:
+        Airflow SIGKILLs this one a few seconds after SIGTERM, and the submit's answer (the job's id),
+        or the service's acceptance of the cancel, may come later than that."""
         from resumable import follow_up
 
         seconds = follow_up.budget_seconds()
-        self.follower = follow_up.start(self._op, attempt, token)
+        what = f"job {handle.job_id}" if handle is not None else f"the job of token {token}"
+        self.follower = follow_up.start(self._op, attempt, token, handle)
         if self.follower is None:
             self._op.log.warning(
-                "resumable: could not start a process to stop the job of token %s after this one ends; the "
-                "record keeps the stop, and the next attempt, `resumable state` or the page cancels it",
-                token,
+                "resumable: could not start a process to stop %s after this one ends; the record keeps "
+                "the stop, and the next attempt, `resumable state` or the page cancels it",
+                what,
+            )
+            return
+        if handle is not None:
+            self._op.log.info(
+                "resumable: process %s makes sure job %s is cancelled (%s) if the service does not take "
+                "this attempt's cancel before Airflow kills it (for up to %.0f s)",
+                self.follower,
+                handle.job_id,
+                verdict.stop_reason,
+                seconds,
             )
             return
         self._op.log.warning(
-            "resumable: process %s looks for the job of token %s for up to %.0f s (a repeated submit with "
-            "the token, or find_job) and cancels it (%s), whether or not this process is killed first; "
-            "the record keeps the stop for whoever comes next",
+            "resumable: process %s looks for %s for up to %.0f s (a repeated submit with the token, or "
+            "find_job) and cancels it (%s), whether or not this process is killed first; the record "
+            "keeps the stop for whoever comes next",
             self.follower,
-            token,
+            what,
             seconds,
             verdict.stop_reason,
         )

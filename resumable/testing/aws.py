@@ -31,6 +31,8 @@ STOP_SECONDS = 1.0
 SUBMIT_OPERATIONS = frozenset({"StartJobRun", "AddJobFlowSteps", "RunJobFlow"})
 #: Operations that read a job's status; :meth:`AwsEmulator.outage` answers them with 500.
 STATUS_OPERATIONS = frozenset({"GetJobRun", "DescribeJobRun", "DescribeStep", "ListSteps", "DescribeCluster"})
+#: The calls that stop a job: EMR steps, EMR Serverless and EMR on EKS job runs, clusters.
+CANCEL_OPERATIONS = frozenset({"CancelSteps", "CancelJobRun", "TerminateJobFlows"})
 ACCOUNT = "123456789012"
 #: What the emulator's own fixture requests (:meth:`AwsEmulator.create_cluster` and the like) add to
 #: their User-Agent: the rate limit lets them through and does not spend a token on them.
@@ -162,6 +164,7 @@ class AwsEmulator(Emulator):
         self.stop_seconds: float = STOP_SECONDS
         #: Until this ``time.monotonic()``, status reads are answered with HTTP 500 (:meth:`outage`).
         self._outage_until = 0.0
+        self._cancels_throttled_until = 0.0
         #: Status reads answered with 500 during an outage, per operation name.
         self.outage_answers: Counter[str] = Counter()
 
@@ -604,9 +607,18 @@ class AwsEmulator(Emulator):
         with self._lock:
             self._outage_until = time.monotonic() + seconds
 
+    def throttle_cancels(self, seconds: float) -> None:
+        """For the next ``seconds`` (real time), every call that stops a job (CancelSteps, CancelJobRun,
+        TerminateJobFlows) is throttled, as a service under load throttles a burst of calls."""
+        with self._lock:
+            self._cancels_throttled_until = time.monotonic() + seconds
+
     def _intercept(
         self, service: str, operation: str, environ: dict[str, Any], body: bytes
     ) -> tuple[str, list[tuple[str, str]], bytes] | None:
+        if operation in CANCEL_OPERATIONS and time.monotonic() < self._cancels_throttled_until:
+            self.throttled[operation] += 1
+            return _throttled(service)
         if operation in STATUS_OPERATIONS and time.monotonic() < self._outage_until:
             self.outage_answers[operation] += 1
             if service == "emr":

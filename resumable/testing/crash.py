@@ -170,6 +170,14 @@ class CrashLab:
         else:
             self.aws.outage(seconds)
 
+    def throttle_cancels(self, system: str, seconds: float) -> None:
+        """For the next ``seconds``, the service throttles every call that stops a job (HTTP 429
+        ``REQUEST_LIMIT_EXCEEDED`` on Databricks, ``ThrottlingException`` on AWS)."""
+        if system == "databricks":
+            self.databricks.outage(seconds, status=429, path="runs/cancel")
+        else:
+            self.aws.throttle_cancels(seconds)
+
     def stop_takes(self, system: str, seconds: float | None) -> None:
         """Jobs cancelled from now on stay stopping (TERMINATING, CANCELLING, CANCEL_PENDING) this long.
 

@@ -127,6 +127,30 @@ def test_a_dag_run_failed_and_deleted_while_its_task_runs_cancels_the_job(lab: C
     assert lab.cancelled(run) == 1
 
 
+#: Seconds the service throttles every cancel once a person stopped the task (a busy control plane):
+#: far longer than the 5 s Airflow gives a stopped task between SIGTERM and SIGKILL.
+CANCEL_THROTTLE_SECONDS = 30.0
+
+
+@pytest.mark.parametrize("system", SYSTEMS)
+def test_marked_failed_while_the_service_throttles_cancels_cancels_the_job(
+    lab: CrashLab, system: str
+) -> None:
+    """A person marks the task failed while the service throttles every cancel for longer than Airflow
+    lets the stopped task live: the cancel is carried on after the task process is killed, until the
+    service takes it (guarantee 4)."""
+    run = running_with_job(lab, system, duration=600)
+    lab.throttle_cancels(system, CANCEL_THROTTLE_SECONDS)
+    lab.stack.mark(run.dag_id, run.run_id, "job", "failed")
+
+    assert lab.finish(run) == "failed"
+    lab.wait_until_cancelled(run, timeout=CANCEL_THROTTLE_SECONDS + 90)
+    lab.wait(lambda: lab.active_jobs(run) == [], "the job to stop", 60)
+    assert lab.task(run)["state"] == "failed"
+    assert lab.submitted(run) == 1
+    assert lab.cancelled(run) == 1
+
+
 @pytest.mark.parametrize("system", SYSTEMS)
 def test_clear_of_a_running_task_cancels_and_reruns(lab: CrashLab, system: str) -> None:
     run = running_with_job(lab, system, duration=60)

@@ -358,6 +358,8 @@ class World:
         self._faults = StateFaults()
         self._saved_env: dict[str, str | None] = {}
         self._patches: list[tuple[Any, str, Any]] = []
+        #: Follow-ups of known jobs still to run (after the step: their process outlives the task).
+        self._follow_ups: list[Callable[[], Any]] = []
         self._open()
 
     # ---- set-up and tear-down ----------------------------------------------------------------
@@ -517,7 +519,16 @@ class World:
             self._check_success(a)
         self._attempt_ended(a)
 
-    def _follow_up(self, op: Any, attempt: Any, token: str) -> int:
+    def _follow_up(self, op: Any, attempt: Any, token: str | None, handle: Any = None) -> int:
+        if handle is not None:
+            # It looks at the known job seconds later, once the killed task's own cancel had its chance:
+            # at the end of the step.
+            self._follow_ups.append(
+                lambda: follow_up.follow(
+                    op, attempt, None, 60.0, handle=handle, sleep=lambda _: None, max_rounds=12
+                )
+            )
+            return 0
         follow_up.follow(op, attempt, token, budget=60.0, sleep=lambda _: None, max_rounds=12)
         return 0
 
@@ -555,6 +566,9 @@ class World:
     def _end_step(self) -> None:
         self.svc.clear_hooks()
         self._clear_fault_env()
+        follow_ups, self._follow_ups = self._follow_ups, []
+        for run in follow_ups:
+            run()
 
     @staticmethod
     def _clear_fault_env() -> None:
