@@ -3,6 +3,10 @@
 Each class is the provider operator with the same parameters, plus the mixin's; the run id is kept
 in our record (the provider's own ``durable`` persistence is switched off), our deterministic token
 goes out as ``idempotency_token``, and a retry reattaches to the run instead of starting another.
+
+On Airflow >= 3.3 a retry that finds none of our records but the run id the provider's own operator
+stored (``durable=True``, the task was switched to ours while a run was in flight) adopts that run:
+see :meth:`_ResumableDatabricksRun.adopt_provider_run`.
 """
 
 from __future__ import annotations
@@ -25,9 +29,13 @@ from airflow.providers.databricks.triggers.databricks import DatabricksExecution
 from airflow.providers.databricks.utils.databricks import extract_failed_task_errors
 from tenacity import RetryError
 
+from resumable.attempt import Attempt
+from resumable.errors import VersionConflict
 from resumable.job import JobHandle, JobState, JobStatus
 from resumable.mixin import ResumableMixin
 from resumable.protocol import CancelOnKill
+from resumable.record import Phase, Record
+from resumable.supervisor_calls import through_supervisor
 from resumable.trigger_stop import StopsJobOnAPersonsStop
 
 #: Life-cycle states in which a run has not started its work yet.
@@ -108,6 +116,27 @@ def is_throttled(error: BaseException) -> bool:
     return False
 
 
+def provider_run_id(value: Any) -> int | None:
+    """The Databricks run id in a value the provider's operator stored, or ``None`` if it holds none.
+
+    The provider stores the int ``submit_run`` / ``run_now`` returned; a string of digits is taken too.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    return value if isinstance(value, int) and value > 0 else None
+
+
+def _provider_state_key(cls: type) -> str | None:
+    """The task-state key under which the provider operator ``cls`` keeps its run id (provider >= 7.23 on
+    Airflow >= 3.3, the ``external_id_key`` of Airflow's ``ResumableJobMixin``), or ``None`` before."""
+    if "durable" not in inspect.signature(cls).parameters:
+        return None
+    key = getattr(cls, "external_id_key", None)
+    return key if isinstance(key, str) and key else None
+
+
 def _provider_kwargs(cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
     """Turn the provider's own persistence off where it has one (provider >= 7.23 on Airflow >= 3.3)."""
     if "durable" in inspect.signature(cls).parameters:
@@ -141,6 +170,10 @@ class _ResumableDatabricksRun(ResumableMixin):
     """What both operators share: status mapping, cancel, XComs, trigger, error classification."""
 
     job_system = "databricks"
+    #: Where the provider's own operator keeps its run id in the task state store (``durable=True``,
+    #: Airflow >= 3.3): ``databricks_run_id`` (SubmitRun), ``databricks_run_now_id`` (RunNow); ``None``
+    #: where the provider keeps none.
+    provider_state_key: str | None = None
 
     if TYPE_CHECKING:  # attributes the provider operators define
         databricks_conn_id: str
@@ -162,6 +195,104 @@ class _ResumableDatabricksRun(ResumableMixin):
                 f"success_with_failures={success_with_failures!r} is not one of 'fail', 'succeed'"
             )
         self.success_with_failures = success_with_failures
+
+    def execute(self, context: Any) -> Any:
+        if self.resumable:
+            self.adopt_provider_run(context)
+        return super().execute(context)
+
+    def adopt_provider_run(self, context: Mapping[str, Any]) -> None:
+        """Take over the run the provider's operator stored for this task instance, if ours has none.
+
+        A task switched from the provider's operator (``durable=True``) to this one while a run was
+        in flight comes back as a retry that finds no record of ours, only the run id under the
+        provider's key. Submitting would start a second run beside it. Instead, the run is written
+        into our record as the run of an earlier try (state ``submitted``), before the mixin reads
+        the record: the mixin then decides about it exactly as about a run of our own, by the
+        decision table of :mod:`resumable.protocol`: reattach while it is active, finish with it if
+        it succeeded, ``on_prior_failure`` if it failed or was cancelled; after a person's clear a
+        finished run is run again. Our record, once there, wins over the provider's key.
+
+        Nothing happens below Airflow 3.3 (no ``task_state_store``), on a first try (the store starts
+        empty for every DAG run: nothing read, as the ``airflow`` backend does), with
+        ``resumable=False``, or when our record exists. A value that is no run id, or a run that
+        Databricks does not have, is ignored with a warning and the try submits as usual.
+        """
+        key = self.provider_state_key
+        store = context.get("task_state_store")
+        ti = context.get("ti")
+        if not key or store is None or ti is None or int(ti.try_number) <= 1:
+            return
+        with through_supervisor():
+            value = store.get(key, None)
+        if value is None:
+            return
+        attempt = Attempt.begin(
+            context,
+            key=self.state_key,
+            operator=type(self),
+            job_system=self.job_system,
+            on_prior_failure=self.on_prior_failure,
+        )
+        if attempt.read() is not None:
+            self.log.info(
+                "resumable: the provider's operator stored %r under %s, but this task has a record of its "
+                "own under %r, which decides",
+                value,
+                key,
+                self.state_key,
+            )
+            return
+        run_id = provider_run_id(value)
+        if run_id is None:
+            self.log.warning(
+                "resumable: ignoring %r, which the provider's operator stored under %s: it is not a "
+                "Databricks run id; submitting as usual",
+                value,
+                key,
+            )
+            return
+        try:
+            run = self._call(lambda: self._hook.get_run(run_id), "read the provider's stored run")
+        except Exception as error:
+            if not is_not_found(error):
+                raise  # nothing submitted: the next try looks again rather than risk a second run
+            self.log.warning(
+                "resumable: the provider's operator stored run %s under %s, which Databricks does not have "
+                "(%s); submitting as usual",
+                run_id,
+                key,
+                error,
+            )
+            return
+        facts = attempt.facts
+        # The run of an earlier try of this lineage, as our own record would have it. retries and
+        # clear_number stay unknown: whether this try is a retry or follows a clear is then told
+        # from try_number, max_tries and retries (resumable.protocol.same_lineage).
+        record = Record(
+            lineage=facts.lineage,
+            owner=max(1, facts.try_number - 1),
+            seq=1,
+            phase=Phase.SUBMITTED,
+            token=f"provider-{key}-{run_id}"[:64],
+            operator=attempt.operator,
+            handle=JobHandle(self.job_system, str(run_id), url=run.get("run_page_url") or None),
+            run_after=facts.run_after,
+        )
+        try:
+            attempt.write(record)
+        except VersionConflict:
+            self.log.info("resumable: another attempt wrote this task's record meanwhile; it decides")
+            return
+        self.log.info(
+            "resumable: adopted Databricks run %s that the provider's operator stored under %s (%s): "
+            "recorded under %r as the run of an earlier try, this try decides about it as about a run of "
+            "its own (reattach while it is active, no second run beside it)",
+            run_id,
+            key,
+            run_status(run, self.success_with_failures).describe(),
+            self.state_key,
+        )
 
     def _with_token(self, payload: dict[str, Any], token: str) -> dict[str, Any]:
         given = payload.get("idempotency_token")
@@ -278,6 +409,7 @@ class ResumableDatabricksSubmitRunOperator(_ResumableDatabricksRun, DatabricksSu
     """
 
     operator_extra_links = _links(DatabricksSubmitRunOperator)
+    provider_state_key = _provider_state_key(DatabricksSubmitRunOperator)
 
     def __init__(self, *, success_with_failures: str = "fail", **kwargs: Any) -> None:
         kwargs.setdefault("poll_interval", kwargs.get("polling_period_seconds", 30) or 1)
@@ -308,6 +440,7 @@ class ResumableDatabricksRunNowOperator(_ResumableDatabricksRun, DatabricksRunNo
     """
 
     operator_extra_links = _links(DatabricksRunNowOperator)
+    provider_state_key = _provider_state_key(DatabricksRunNowOperator)
 
     def __init__(self, *, success_with_failures: str = "fail", **kwargs: Any) -> None:
         kwargs.setdefault("poll_interval", kwargs.get("polling_period_seconds", 30) or 1)
@@ -358,5 +491,6 @@ __all__ = [
     "ResumableDatabricksRunNowOperator",
     "ResumableDatabricksSubmitRunOperator",
     "is_not_found",
+    "provider_run_id",
     "run_status",
 ]
