@@ -181,6 +181,8 @@ class AirflowStack:
         env = self.airflow_env()
         if name.startswith("celery-worker-"):  # workers on one machine need log servers of their own
             env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] = str(free_port())
+        if name.startswith("triggerer-"):  # and so do more triggerers
+            env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"] = str(free_port())
         log = open(self.home / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
         self.processes[name] = subprocess.Popen(
             [sys.executable, "-m", "airflow", *args],
@@ -192,10 +194,15 @@ class AirflowStack:
         log.close()
 
     def restart(self, name: str, sig: int = signal.SIGKILL) -> None:
-        """Kill one of the stack's processes (``"triggerer"``, ``"scheduler"``, ...) and start it again."""
+        """Kill one of the stack's processes (``"triggerer"``, ``"scheduler"``, ...) and start it again.
+
+        A name not running yet is started: ``"triggerer-2"`` adds a second triggerer (with a log
+        server port of its own), as a highly available deployment runs."""
         if name in self.processes:
             self.kill(name, sig)
         args = {"api-server": ["api-server", "--port", str(self.port)]}.get(name, [name])
+        if name.startswith("triggerer-"):
+            args = ["triggerer"]
         if name.startswith("celery-worker-"):
             args = self._celery_worker_args(int(name.rsplit("-", 1)[1]))
         self._spawn(name, args)

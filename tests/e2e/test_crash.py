@@ -221,6 +221,40 @@ def test_triggerer_killed_while_deferred(lab: CrashLab, system: str) -> None:
     assert lab.cancelled(run) == 0
 
 
+@pytest.mark.parametrize("system", DEFERRABLE)
+def test_triggers_moving_between_two_triggerers_keep_the_job(lab: CrashLab, system: str) -> None:
+    """Two triggerers, as a highly available deployment runs. Each is stopped in turn (SIGTERM: a
+    restart, a scale-in) while the task is deferred, so its trigger is cancelled and taken over by
+    the other at least once. Nobody stopped the task: its job runs on, nothing is cancelled, and the
+    task ends with the job."""
+    lab.script(system, 900)  # runs until the test moves the service's clock on
+    lab.stack.restart("triggerer-2")
+    try:
+        run = lab.start_run(system, dag_id=f"crash_{system}_deferrable")
+        lab.wait_for_state(run, ("deferred",))
+        time.sleep(3)  # a trigger watches the job
+        lab.stack.kill("triggerer", signal.SIGTERM)
+        time.sleep(15)  # past the triggerer health threshold: the other one has every trigger now
+        assert lab.task(run)["state"] == "deferred"
+        lab.stack.restart("triggerer")
+        lab.stack.kill("triggerer-2", signal.SIGTERM)
+        time.sleep(15)
+        assert lab.task(run)["state"] == "deferred"
+        assert lab.cancelled(run) == 0
+
+        lab.advance(system, 900)  # the job finishes
+        assert lab.finish(run) == "success"
+    finally:
+        if "triggerer" not in lab.stack.processes:
+            lab.stack.restart("triggerer")
+        if "triggerer-2" in lab.stack.processes:
+            lab.stack.kill("triggerer-2", signal.SIGTERM)
+    assert lab.task(run)["try_number"] == 1
+    assert lab.submitted(run) == 1
+    assert lab.cancelled(run) == 0
+    assert reported_job(lab, run) == lab.job_ids(run)[0]
+
+
 @pytest.mark.parametrize("system", ["databricks", "emr_serverless"])
 def test_worker_killed_between_submit_and_defer(lab: CrashLab, system: str) -> None:
     lab.script(system, 10)
