@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.sdk import DAG
+from tenacity import stop_after_attempt, wait_fixed
 
 
 def new_dag(prefix: str) -> DAG:
@@ -85,3 +86,16 @@ def stop_deferred_task(
             await waiting
 
     asyncio.run(stopped())
+
+
+#: The Databricks hook's own retries, fast: four tries, no waiting (the emulators answer at once).
+FAST_HOOK = {"stop": stop_after_attempt(4), "wait": wait_fixed(0)}
+
+
+def databricks_operator_kwargs(**kwargs: Any) -> dict[str, Any]:
+    """What every Databricks operator of the integration tests gets unless a test says otherwise."""
+    kwargs.setdefault("retries", 2)
+    kwargs.setdefault("retry_delay", timedelta(0))
+    kwargs.setdefault("poll_interval", 0.02)
+    kwargs.setdefault("databricks_retry_args", FAST_HOOK)
+    return kwargs

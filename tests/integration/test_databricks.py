@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 import requests
-from tenacity import stop_after_attempt, wait_fixed
 
 from resumable.job import JobHandle, JobState
 from resumable.operators.databricks import (
@@ -22,11 +21,10 @@ from resumable.operators.databricks import (
 )
 from resumable.testing.airflow import clear_and_rerun, run_dag, task_states
 from resumable.testing.databricks import DatabricksEmulator, RunScript, TaskScript
-from tests.helpers import new_dag, stop_deferred_task
+from tests.helpers import FAST_HOOK, databricks_operator_kwargs, new_dag, stop_deferred_task
 
 NOTEBOOK = {"notebook_path": "/Shared/etl"}
 CLUSTER = {"spark_version": "15.4.x-scala2.12", "node_type_id": "i3.xlarge", "num_workers": 2}
-FAST_HOOK = {"stop": stop_after_attempt(4), "wait": wait_fixed(0)}
 
 
 @pytest.fixture
@@ -36,12 +34,7 @@ def dbx(airflow_db: str) -> Iterator[DatabricksEmulator]:
         yield emu
 
 
-def common(**kwargs: Any) -> dict[str, Any]:
-    kwargs.setdefault("retries", 2)
-    kwargs.setdefault("retry_delay", timedelta(0))
-    kwargs.setdefault("poll_interval", 0.02)
-    kwargs.setdefault("databricks_retry_args", FAST_HOOK)
-    return kwargs
+common = databricks_operator_kwargs
 
 
 def submit_dag(**kwargs: Any):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterator
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -20,7 +19,6 @@ from airflow.providers.databricks.operators.databricks import (
     DatabricksSubmitRunOperator,
 )
 from packaging.version import Version
-from tenacity import stop_after_attempt, wait_fixed
 
 from resumable.operators.databricks import (
     ResumableDatabricksRunNowOperator,
@@ -29,7 +27,7 @@ from resumable.operators.databricks import (
 from resumable.records import airflow_version
 from resumable.testing.airflow import clear_and_rerun, run_dag, task_states
 from resumable.testing.databricks import DatabricksEmulator, RunScript, TaskScript
-from tests.helpers import new_dag
+from tests.helpers import FAST_HOOK, databricks_operator_kwargs, new_dag
 
 found = airflow_version()
 pytestmark = pytest.mark.skipif(
@@ -41,7 +39,6 @@ pytestmark = pytest.mark.skipif(
 
 NOTEBOOK = {"notebook_path": "/Shared/etl"}
 CLUSTER = {"spark_version": "15.4.x-scala2.12", "node_type_id": "i3.xlarge", "num_workers": 2}
-FAST_HOOK = {"stop": stop_after_attempt(4), "wait": wait_fixed(0)}
 SUBMIT_KEY, RUN_NOW_KEY = "databricks_run_id", "databricks_run_now_id"
 
 
@@ -89,12 +86,7 @@ def stored_by_hand(key: str, value: Any) -> Callable[[Any], None]:
     return first_try_stores
 
 
-def ours(**kwargs: Any) -> dict[str, Any]:
-    kwargs.setdefault("retries", 2)
-    kwargs.setdefault("retry_delay", timedelta(0))
-    kwargs.setdefault("poll_interval", 0.02)
-    kwargs.setdefault("databricks_retry_args", FAST_HOOK)
-    return kwargs
+ours = databricks_operator_kwargs
 
 
 def submit_dag(pre_execute: Callable[[Any], None] | None = None, **kwargs: Any):
