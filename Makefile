@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
 
-.PHONY: demo test test-fast lint typecheck docs clean bench bench-fleet test-tiers test-e2e test-e2e-old
+.PHONY: demo test test-fast lint typecheck docs clean bench bench-fleet test-tiers test-tiers-integration test-tiers-rest test-e2e test-e2e-old
 PYTEST := pytest -q -p no:cacheprovider
 
 $(VENV): pyproject.toml constraints.txt
@@ -76,14 +76,20 @@ bench-fleet: $(VENV)
 # is what lets them share this machine's two cores.
 # `make test-fast`: phase 1 on Airflow 3.3 only, for iterating.
 test: $(VENV) $(OLD_AIRFLOW_VENVS) chromium
-	$(MAKE) --no-print-directory -j8 -Otarget lint typecheck docs test-tiers $(addprefix test-tiers-airflow-,$(OLD_AIRFLOW))
+	$(MAKE) --no-print-directory -j8 -Otarget lint typecheck docs $(TIERS_PARTS) $(addprefix test-tiers-airflow-,$(OLD_AIRFLOW))
 	$(MAKE) --no-print-directory -j2 -Otarget test-e2e test-e2e-old
 
 test-fast: test-tiers
 
-# Airflow 3.3: every test but the real-Airflow ones.
-test-tiers: $(VENV) $(OLD_AIRFLOW_VENVS)
-	$(BIN)/$(PYTEST) -m "not e2e"
+# Airflow 3.3: every test but the real-Airflow ones, in two parts that `make test` runs side by side
+# (they wait on emulated services and subprocesses far more than they compute): the integration
+# tier, and the unit tier with the model checker and the install checks.
+TIERS_PARTS := test-tiers-integration test-tiers-rest
+test-tiers: $(TIERS_PARTS)
+test-tiers-integration: $(VENV)
+	$(BIN)/$(PYTEST) -m "not e2e" tests/integration
+test-tiers-rest: $(VENV) $(OLD_AIRFLOW_VENVS)
+	$(BIN)/$(PYTEST) -m "not e2e" tests/unit tests/model tests/compat
 
 # Airflow 3.X (`make test-tiers-airflow-3.1`): the unit and integration tiers.
 test-tiers-airflow-%: .venvs/airflow-%
