@@ -142,6 +142,9 @@ class TaskInstance:
     start_date: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     #: How many times the DAG run was deleted and created again under the same run_id.
     generation: int = 0
+    #: How many times Airflow gave the task instance a new id while a try ran (a clear of the running
+    #: task does, ``prepare_db_for_next_try``): the API server refuses the calls of the try it replaced.
+    ti_ids: int = 0
 
     def __post_init__(self) -> None:
         self.max_tries = self.retries
@@ -170,6 +173,8 @@ class Attempt:
     generation: int
     op: FakeJobOperator
     context: dict[str, Any]
+    #: The task instance's id this try runs under (:attr:`TaskInstance.ti_ids` when it started).
+    ti_id: int = 0
     #: Set when this attempt's own execution_timeout fired or its wait limit was spent.
     timed_out: bool = False
     wait_limit_spent: bool = False
@@ -212,6 +217,10 @@ class ModelTaskStateStore:
         a, ti = self.attempt, self.world.ti
         if a is not None and (a.generation != ti.generation or a.try_number != ti.try_number):
             raise StateBackendError(f"the API server refuses try {a.try_number}: it was replaced (model)")
+        if a is not None and a.ti_id != ti.ti_ids:
+            raise StateBackendError(
+                f"the API server refuses try {a.try_number}: its task instance has a new id"
+            )
         if a is not None and ti.state == "deleted":
             raise StateBackendError(f"the API server has no task instance of try {a.try_number} (model)")
 
@@ -495,7 +504,7 @@ class World:
             "run_id": self.run_id,
             **({"task_state_store": store} if self.backend_name == "airflow" else {}),
         }
-        store.attempt = Attempt(ti.try_number, ti.max_tries, ti.generation, op, context)
+        store.attempt = Attempt(ti.try_number, ti.max_tries, ti.generation, op, context, ti_id=ti.ti_ids)
         return store.attempt
 
     def _run(self, a: Attempt) -> None:
@@ -718,8 +727,10 @@ class World:
         ti.start_date = datetime.now(timezone.utc)  # the finished DAG run is queued and starts again
 
     def _clear_running(self) -> None:
-        """A person clears the running task: it is told to stop and the next try runs it again."""
+        """A person clears the running task: it is told to stop and the next try runs it again. Airflow
+        gives the task instance a new id at once: the cleared try's store calls are refused."""
         self.ti.state = "restarting"
+        self.ti.ti_ids += 1
         self.ti.clear_number += 1
         if self.cancel_on_kill != "never":
             self.stale |= set(self.svc.created)
