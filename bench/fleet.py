@@ -78,6 +78,13 @@ class Row:
     failed: int = 0
     compute_ratio: float = 0.0
     repoll: list[float] = field(default_factory=list)
+    #: The time to poll again, split (seconds per task): from the restart until Airflow started the
+    #: try's task process (polling) or the trigger in the new triggerer (deferrable); from the
+    #: process start until Airflow called ``execute`` (it loads the DAG file; polling only); from
+    #: ``execute`` or the trigger's start until the first status call (the operator's own part).
+    airflow_part: list[float] = field(default_factory=list)
+    load_part: list[float] = field(default_factory=list)
+    operator_part: list[float] = field(default_factory=list)
     not_repolled: int = 0
     service_per_task_min: float = 0.0
     state_calls_per_task: float = 0.0
@@ -156,9 +163,85 @@ class MemoryPeaks(threading.Thread):
             self.workers, self.triggerer = max(self.workers, workers), max(self.triggerer, triggerer)
 
 
+def _timestamp(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def trigger_started(log_dir: Path, after: float) -> float | None:
+    """When a triggerer started the trigger of the task instance whose logs are in ``log_dir``, the
+    first time at or after ``after`` (Airflow's "trigger ... starting" line in the trigger's log)."""
+    found = []
+    for path in log_dir.glob("*.trigger.*.log"):
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            event = str(entry.get("event", ""))
+            if event.startswith("trigger ") and event.endswith(" starting") and "timestamp" in entry:
+                at = _timestamp(entry["timestamp"])
+                if at >= after:
+                    found.append(at)
+    return min(found) if found else None
+
+
+def split_repoll(
+    restarted_at: float, first_poll: float | None, started: float | None, executed: float | None
+) -> tuple[float | None, float | None, float | None]:
+    """(Airflow's part, loading the DAG file, the operator's part) of one task's time to poll again:
+    ``started`` is its process's or trigger's start, ``executed`` when ``execute`` began (``None`` for
+    a trigger); each part is ``None`` where a moment it spans is unknown."""
+    airflow = started - restarted_at if started is not None else None
+    load = executed - started if executed is not None and started is not None else None
+    handed = executed if executed is not None else started
+    operator = first_poll - handed if first_poll is not None and handed is not None else None
+    return airflow, load, operator
+
+
 class Fleet:
-    def __init__(self, lab: CrashLab, args: argparse.Namespace, calls_file: Path, db_url: str) -> None:
+    def __init__(
+        self, lab: CrashLab, args: argparse.Namespace, calls_file: Path, db_url: str, starts_file: Path
+    ) -> None:
         self.lab, self.args, self.calls_file, self.db_url = lab, args, calls_file, db_url
+        self.starts_file = starts_file
+
+    def executed_after(self, dag_id: str, map_index: int, after: float) -> float | None:
+        """When a try of the task began ``execute``, the first time at or after ``after``."""
+        if not self.starts_file.exists():
+            return None
+        found = []
+        for line in self.starts_file.read_text().splitlines():
+            dag, index, _try, at = line.split()
+            if dag == dag_id and int(index) == map_index and float(at) >= after:
+                found.append(float(at))
+        return min(found) if found else None
+
+    def process_started_after(self, dag_id: str, run_id: str, map_index: int, after: float) -> float | None:
+        """When Airflow started a try's task process (the try's ``start_date``), the first at or after
+        ``after``."""
+        tries = self.lab.stack.api(
+            "GET", f"dags/{dag_id}/dagRuns/{run_id}/taskInstances/job/{map_index}/tries"
+        )["task_instances"]
+        starts = [_timestamp(t["start_date"]) for t in tries if t.get("start_date")]
+        later = [at for at in starts if at >= after]
+        return min(later) if later else None
+
+    def started_after(
+        self, key: tuple[str, str, str], run_id: str, map_index: int, after: float
+    ) -> float | None:
+        dag_id = "fleet_" + "_".join(key)
+        if key[2] == "poll":
+            return self.process_started_after(dag_id, run_id, map_index, after)
+        assert self.lab.stack.home is not None
+        log_dir = (
+            self.lab.stack.home
+            / "logs"
+            / f"dag_id={dag_id}"
+            / f"run_id={run_id}"
+            / "task_id=job"
+            / f"map_index={map_index}"
+        )
+        return trigger_started(log_dir, after)
 
     # ---- what the emulators saw, per job name --------------------------------------------------
 
@@ -270,9 +353,22 @@ class Fleet:
             polls_in_window = 0
             for key in keys:
                 system = key[1]
-                for name in names[key]:
+                for map_index, name in enumerate(names[key]):
                     jobs = self.jobs_of(system, name)
                     figures = job_figures(jobs, restarted_at)
+                    dag_id = "fleet_" + "_".join(key)
+                    started = self.started_after(key, runs[key], map_index, restarted_at)
+                    executed = (
+                        self.executed_after(dag_id, map_index, restarted_at) if key[2] == "poll" else None
+                    )
+                    first_poll = None if figures["repoll"] is None else restarted_at + figures["repoll"]
+                    for part, value in zip(
+                        (row.airflow_part, row.load_part, row.operator_part),
+                        split_repoll(restarted_at, first_poll, started, executed),
+                        strict=True,
+                    ):
+                        if value is not None:
+                            part.append(value)
                     row.duplicates += figures["duplicates"]
                     row.cancelled += figures["cancelled"]
                     row.lost += figures["lost"]
@@ -295,7 +391,9 @@ class Fleet:
             )
             row.state_rows = self.state_rows(contender, [runs[k] for k in keys])
             rows.append(row)
-            print(f"  {contender}: {asdict(row) | {'repoll': summary(row.repoll)}}", flush=True)
+            shown = {"repoll": summary(row.repoll), "airflow_part": summary(row.airflow_part)}
+            shown |= {"load_part": summary(row.load_part), "operator_part": summary(row.operator_part)}
+            print(f"  {contender}: {asdict(row) | shown}", flush=True)
         seconds = time.monotonic() - t0
         throttled = self.throttled() - throttled_before
         return Round(scale, rows, peaks.workers, peaks.triggerer, seconds, throttled)
@@ -366,16 +464,20 @@ def markdown(rounds: list[Round], args: argparse.Namespace, took: float) -> str:
         "",
         "| contender | tasks | duplicate submissions | healthy jobs cancelled | lost jobs "
         "| failed task instances | deferrable tasks | compute used / ideal "
-        "| restart to polling again (p50 / p99) | never polled again | service calls per task-minute "
+        "| restart to polling again (p50 / p99) | of which Airflow's: restart to process or trigger start "
+        "| Airflow's: loading the DAG file | the operator's: to its first status call "
+        "| never polled again | service calls per task-minute "
         "| state calls per task | state calls per task-minute | state rows after |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rounds:
         for row in r.rows:
             lines.append(
                 f"| {row.contender} | {row.tasks} | {row.duplicates} | {row.cancelled} | {row.lost} "
                 f"| {row.failed} "
-                f"| {row.deferrable} | {row.compute_ratio:.2f} | {summary(row.repoll)} | {row.not_repolled} "
+                f"| {row.deferrable} | {row.compute_ratio:.2f} | {summary(row.repoll)} "
+                f"| {summary(row.airflow_part)} | {summary(row.load_part)} | {summary(row.operator_part)} "
+                f"| {row.not_repolled} "
                 f"| {row.service_per_task_min:.1f} | {row.state_calls_per_task:.1f} "
                 f"| {row.state_per_task_min:.2f} | {row.state_rows} |"
             )
@@ -487,11 +589,13 @@ def main() -> int:
     # which hold a slot only until they defer.
     args.concurrency = args.concurrency or math.ceil(polling / args.workers) + 3
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    calls_file = Path(tempfile.mkdtemp(prefix="resumable-fleet-")) / "state-calls.txt"
+    marks = Path(tempfile.mkdtemp(prefix="resumable-fleet-"))
+    calls_file, starts_file = marks / "state-calls.txt", marks / "starts.txt"
     most = args.tasks // 2 * (1 + max(scales)) * len(CONTENDERS)
     env = {
         "RESUMABLE_FLEET_POLL": str(args.poll),
         "RESUMABLE_FLEET_CALLS": str(calls_file),
+        "RESUMABLE_FLEET_STARTS": str(starts_file),
         "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(most),
         "AIRFLOW__CORE__DEFAULT_POOL_TASK_SLOT_COUNT": str(most),
         "AIRFLOW__SCHEDULER__MAX_TIS_PER_QUERY": "512",
@@ -517,7 +621,7 @@ def main() -> int:
         lab.aws.rate_limit(args.rate)
         lab.aws.default_script = JobScript(duration=args.job_seconds, pending=1.0)
         lab.stack.wait_for_dags([f"fleet_{c}_{s}_{m}" for c in CONTENDERS for s in SYSTEMS for m in MODES])
-        fleet = Fleet(lab, args, calls_file, db_url)
+        fleet = Fleet(lab, args, calls_file, db_url, starts_file)
         for number, scale in enumerate(scales, 1):
             rounds.append(fleet.run_round(number, scale))
     took = time.monotonic() - t0

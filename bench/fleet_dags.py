@@ -7,7 +7,9 @@ mode ``poll`` or ``deferrable``. The task ``job`` is mapped over ``n`` job names
 run's conf (``{"prefix": ..., "n": ...}``), so that the bench tells every task's jobs apart by name.
 
 Every call a task makes to its ``task_state_store`` is appended to the file named by
-``RESUMABLE_FLEET_CALLS`` (``<dag_id> <call> <time>``), for the bench's count of state requests.
+``RESUMABLE_FLEET_CALLS`` (``<dag_id> <call> <time>``), for the bench's count of state requests,
+and the moment each try's ``execute`` begins to ``RESUMABLE_FLEET_STARTS``
+(``<dag_id> <map_index> <try_number> <time>``), for the bench's split of the time to poll again.
 Connections, the EMR application and the role come from the environment, as in the crash DAGs.
 """
 
@@ -30,6 +32,7 @@ APPLICATION_ID = os.environ.get("RESUMABLE_CRASH_APPLICATION_ID", "")
 #: Seconds between two status calls of a task (and of its trigger).
 POLL = float(os.environ.get("RESUMABLE_FLEET_POLL", "10"))
 CALLS = os.environ.get("RESUMABLE_FLEET_CALLS", "")
+STARTS = os.environ.get("RESUMABLE_FLEET_STARTS", "")
 
 
 class _Counting:
@@ -57,10 +60,20 @@ def _count(context: Any) -> None:
         context["task_state_store"] = _Counting(store, context["dag"].dag_id)
 
 
+def _mark_start(context: Any) -> None:
+    """Append ``<dag_id> <map_index> <try_number> <time>`` to the starts file: when Airflow handed
+    this try to the operator (its ``execute`` began)."""
+    if STARTS:
+        ti = context["ti"]
+        with open(STARTS, "a") as starts:
+            starts.write(f"{ti.dag_id} {ti.map_index} {ti.try_number} {time.time():.3f}\n")
+
+
 class _Counted:
     """Put first in the bases: every entry point of the task counts its state calls."""
 
     def execute(self, context: Any) -> Any:
+        _mark_start(context)
         _count(context)
         return super().execute(context)  # type: ignore[misc]
 

@@ -21,6 +21,7 @@ attempt are measured by ``bench/overhead.py``).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import sys
@@ -61,6 +62,7 @@ class _DagRun:
 
 @dataclass
 class StormResult:
+    pacing: str
     tasks: int
     rate: float
     #: ``task_id: error`` of the tasks whose second try failed.
@@ -78,10 +80,39 @@ class StormResult:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-def _operator(task_id: str, poll_interval: float, **kwargs: Any) -> Any:
+#: The two ways of waiting the storm compares, side by side in one run.
+PACINGS = {
+    "backoff": "exponential backoff with jitter, Retry-After ignored",
+    "retry-after": "Retry-After honoured, spread with jitter",
+}
+
+
+@functools.cache
+def _ignoring_retry_after() -> type:
+    """The operator waiting as it did before it read ``Retry-After``: exponential backoff with jitter
+    in the operator, the provider's default backoff in the hook."""
     from resumable.operators.databricks import ResumableDatabricksSubmitRunOperator
 
-    return ResumableDatabricksSubmitRunOperator(
+    class IgnoresRetryAfter(ResumableDatabricksSubmitRunOperator):
+        def retry_after(self, error: BaseException) -> float | None:
+            return None
+
+    return IgnoresRetryAfter
+
+
+def _operator(task_id: str, poll_interval: float, pacing: str = "retry-after", **kwargs: Any) -> Any:
+    from tenacity import stop_after_attempt, wait_exponential
+
+    from resumable.operators.databricks import ResumableDatabricksSubmitRunOperator
+
+    cls: type = ResumableDatabricksSubmitRunOperator
+    if pacing == "backoff":
+        cls = _ignoring_retry_after()
+        # The provider hook's default retries (3 tries, exponential backoff), as the hook builds them.
+        kwargs.setdefault(
+            "databricks_retry_args", {"stop": stop_after_attempt(3), "wait": wait_exponential(min=0.5, max=8)}
+        )
+    return cls(
         **kwargs,
         task_id=task_id,
         json={"run_name": task_id, "tasks": [{"task_key": "main", "notebook_task": {"notebook_path": "/x"}}]},
@@ -95,13 +126,13 @@ def _context(op: Any, try_number: int) -> dict[str, Any]:
     return {"ti": _Ti(op.task_id, try_number, op), "dag_run": _DagRun(), "run_id": RUN_ID}
 
 
-def _first_try_left(task_id: str, run_id: int, url: str, poll_interval: float) -> None:
+def _first_try_left(task_id: str, run_id: int, url: str, poll_interval: float, pacing: str) -> None:
     """Write the record a first try writes once its job is submitted (then its worker was lost)."""
     from resumable.attempt import Attempt
     from resumable.job import JobHandle
     from resumable.record import Phase, Record
 
-    op = _operator(task_id, poll_interval)
+    op = _operator(task_id, poll_interval, pacing)
     attempt = Attempt.begin(
         _context(op, 1),
         key=op.state_key,
@@ -118,10 +149,17 @@ def _first_try_left(task_id: str, run_id: int, url: str, poll_interval: float) -
 
 
 def storm(
-    tasks: int, rate: float, *, job_seconds: float = 40.0, poll_interval: float = 20.0, **operator_kwargs: Any
+    tasks: int,
+    rate: float,
+    *,
+    pacing: str = "retry-after",
+    job_seconds: float = 40.0,
+    poll_interval: float = 20.0,
+    **operator_kwargs: Any,
 ) -> StormResult:
-    """Run one storm of ``tasks`` reattaches against a service limited to ``rate`` requests a second
-    (``operator_kwargs`` go to the second tries' operators)."""
+    """Run one storm of ``tasks`` reattaches against a service limited to ``rate`` requests a second,
+    the second tries waiting out throttled calls as ``pacing`` says (a key of :data:`PACINGS`;
+    ``operator_kwargs`` go to their operators)."""
     os.environ["AIRFLOW__RESUMABLE__STATE_BACKEND"] = "memory"
     from airflow.providers.databricks.hooks.databricks import DatabricksHook
 
@@ -135,7 +173,7 @@ def storm(
         ids = [f"t{i:04d}" for i in range(tasks)]
         for task_id in ids:
             run_id = hook.submit_run({"run_name": task_id, "tasks": [{"task_key": "main"}]})
-            _first_try_left(task_id, run_id, hook.get_run_page_url(run_id), poll_interval)
+            _first_try_left(task_id, run_id, hook.get_run_page_url(run_id), poll_interval, pacing)
         before = emu.stats()
         emu.rate_limit(rate, burst=max(1, int(rate)))
 
@@ -143,7 +181,7 @@ def storm(
         gate = threading.Barrier(tasks + 1)
 
         def second_try(task_id: str) -> None:
-            op = _operator(task_id, poll_interval, **operator_kwargs)
+            op = _operator(task_id, poll_interval, pacing, **operator_kwargs)
             gate.wait()
             try:
                 op.execute(_context(op, 2))
@@ -163,6 +201,7 @@ def storm(
         answered = [[t for t in emu.polls.get(r, []) if t >= started] for r in runs]
         repolled = [min(times) - started for times in answered if times]
         return StormResult(
+            pacing=pacing,
             tasks=tasks,
             rate=rate,
             failed=failed,
@@ -175,21 +214,28 @@ def storm(
         )
 
 
-def markdown(result: StormResult, command: str) -> str:
-    r = result
+def markdown(results: list[StormResult], command: str, seconds: float) -> str:
+    first = results[0]
+    floor = first.tasks / first.rate
+    rows = [
+        f"| {PACINGS[r.pacing]} | {r.tasks} | {r.rate:g}/s | {len(r.failed)} | {r.submitted} | {r.cancelled} "
+        f"| {r.throttled} | {r.calls} | {r.quantile(0.5):.1f} s | {r.quantile(0.99):.1f} s "
+        f"| {max(r.repolled, default=0):.1f} s | {r.quantile(0.99) / floor:.2f}x |"
+        for r in results
+    ]
     return "\n".join(
         [
             MARKER_BEGIN,
-            f"Run on {datetime.now(timezone.utc):%Y-%m-%d} with `{command}` in {r.seconds / 60:.1f} minutes.",
+            f"Run on {datetime.now(timezone.utc):%Y-%m-%d} with `{command}` in {seconds / 60:.1f} minutes, "
+            "one storm after the other.",
             "",
-            "| tasks reattaching | service limit | tasks failed | jobs submitted | jobs cancelled "
-            "| 429s answered | requests | back to polling: p50 | p99 | max |",
-            "|---|---|---|---|---|---|---|---|---|---|",
-            f"| {r.tasks} | {r.rate:g}/s | {len(r.failed)} | {r.submitted} | {r.cancelled} | {r.throttled} "
-            f"| {r.calls} | {r.quantile(0.5):.1f} s | {r.quantile(0.99):.1f} s "
-            f"| {max(r.repolled, default=0):.1f} s |",
+            "| waiting out a throttled call | tasks reattaching | service limit | tasks failed "
+            "| jobs submitted | jobs cancelled | 429s answered | requests | back to polling: p50 | p99 | max "
+            "| p99 / floor |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            *rows,
             "",
-            f"Floor: {r.tasks} status calls at {r.rate:g}/s take {r.tasks / r.rate:.1f} s. "
+            f"Floor: {first.tasks} status calls at {first.rate:g}/s take {floor:.1f} s. "
             f"Machine: {platform.platform()}, Python {platform.python_version()}, "
             f"apache-airflow-providers-databricks {version('apache-airflow-providers-databricks')}.",
             MARKER_END,
@@ -207,22 +253,40 @@ def main() -> int:
     parser.add_argument(
         "--poll-interval", type=float, default=20.0, help="the operators' first poll interval"
     )
+    parser.add_argument(
+        "--pacing",
+        nargs="+",
+        choices=list(PACINGS),
+        default=list(PACINGS),
+        help="the ways of waiting out a throttled call to compare, one storm each (default: both)",
+    )
     parser.add_argument("--write", type=Path, help="replace the storm section of this Markdown file")
     args = parser.parse_args()
     os.environ.setdefault(
         "AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING"
     )  # one line per task would drown the table
-    result = storm(args.tasks, args.rate, job_seconds=args.job_seconds, poll_interval=args.poll_interval)
+    started = time.monotonic()
+    results = [
+        storm(
+            args.tasks,
+            args.rate,
+            pacing=pacing,
+            job_seconds=args.job_seconds,
+            poll_interval=args.poll_interval,
+        )
+        for pacing in args.pacing
+    ]
     command = f"python bench/storm.py --tasks {args.tasks} --rate {args.rate:g}"
-    text = markdown(result, command)
+    text = markdown(results, command, time.monotonic() - started)
     print(text)
-    for task_id, error in sorted(result.failed.items())[:10]:
-        print(f"failed: {task_id}: {error}", file=sys.stderr)
+    for result in results:
+        for task_id, error in sorted(result.failed.items())[:10]:
+            print(f"failed ({result.pacing}): {task_id}: {error}", file=sys.stderr)
     if args.write:
         page = args.write.read_text()
         start, end = page.index(MARKER_BEGIN), page.index(MARKER_END) + len(MARKER_END)
         args.write.write_text(page[:start] + text + page[end:])
-    return 1 if result.failed or result.submitted or result.cancelled else 0
+    return 1 if any(r.failed or r.submitted or r.cancelled for r in results) else 0
 
 
 if __name__ == "__main__":

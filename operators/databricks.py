@@ -27,12 +27,13 @@ from airflow.providers.databricks.operators.databricks import (
 )
 from airflow.providers.databricks.triggers.databricks import DatabricksExecutionTrigger
 from airflow.providers.databricks.utils.databricks import extract_failed_task_errors
-from tenacity import RetryError
+from tenacity import RetryError, stop_after_attempt, wait_exponential
 
 from resumable.attempt import Attempt
 from resumable.errors import VersionConflict
 from resumable.job import JobHandle, JobState, JobStatus
 from resumable.mixin import ResumableMixin
+from resumable.pacing import wait_retry_after
 from resumable.protocol import CancelOnKill
 from resumable.record import Phase, Record
 from resumable.supervisor_calls import through_supervisor
@@ -188,6 +189,25 @@ class _ResumableDatabricksRun(ResumableMixin):
         _hook: DatabricksHook
 
     success_with_failures: str
+
+    def _get_hook(self, caller: str) -> DatabricksHook:
+        """The provider's hook, whose own retries (``databricks_retry_limit`` tries) wait what a
+        throttled answer's ``Retry-After`` asks, spread with jitter, where the provider's default
+        backoff ignores it; ``databricks_retry_args``, when given, is used as it is."""
+        retry_args = self.databricks_retry_args
+        if retry_args is None:
+            limit, delay = self.databricks_retry_limit, self.databricks_retry_delay
+            retry_args = {
+                "stop": stop_after_attempt(limit),
+                "wait": wait_retry_after(wait_exponential(min=delay, max=2**limit)),
+            }
+        return DatabricksHook(
+            self.databricks_conn_id,
+            retry_limit=self.databricks_retry_limit,
+            retry_delay=self.databricks_retry_delay,
+            retry_args=retry_args,
+            caller=caller,
+        )
 
     def _init_run(self, success_with_failures: str) -> None:
         if success_with_failures not in ("fail", "succeed"):

@@ -34,6 +34,7 @@ from resumable.errors import (
     VersionConflict,
 )
 from resumable.job import JobHandle, JobState, JobStatus
+from resumable.pacing import retry_after_of, wait_retry_after
 from resumable.probe import AirflowTaskStateProbe, TaskStateProbe
 from resumable.protocol import (
     PERSONS_STOPS,
@@ -200,6 +201,15 @@ class ResumableMixin:
         """Whether the system refused a call for its rate limit (HTTP 429 and the like): retried for
         :attr:`throttled_retry_seconds` rather than ``status_retry_attempts`` times."""
         return False
+
+    def retry_after(self, error: BaseException) -> float | None:
+        """Seconds the system asked to wait before the failed call is tried again (HTTP
+        ``Retry-After`` on the error or an error it wraps), or ``None`` where it said nothing.
+
+        A retried call waits that long plus up to as much again at random; without an answer here
+        it backs off exponentially, with jitter, up to 30 s.
+        """
+        return retry_after_of(error)
 
     # ---- execute -----------------------------------------------------------------------------
 
@@ -449,6 +459,7 @@ class ResumableMixin:
         decision: Decision,
     ) -> Any:
         action = decision.action
+        fresh: JobStatus | None = None
         if action is Action.FAIL:
             if isinstance(record, RecordError):
                 raise record
@@ -482,6 +493,9 @@ class ResumableMixin:
             assert isinstance(record, Record) and handle is not None
             self._adopt(attempt, record, handle)
             stats_incr("resumable.reattach", self._tags())
+            # The status the decision was made on was read a moment ago: the wait starts from it
+            # rather than asking again (a fleet's retries reattaching at once ask once each).
+            fresh = status
         self._handle = handle
         self._announce(attempt.context, handle)
         if not self.waits_for_job():
@@ -491,11 +505,11 @@ class ResumableMixin:
             return self.job_result(attempt.context, handle, status or JobStatus(JobState.PENDING))
         if self._deferrable():
             deferred: JobHandle = handle
-            status = self._call(lambda: self.get_job_status(deferred), "read the job status")
+            status = fresh or self._call(lambda: self.get_job_status(deferred), "read the job status")
             if status.state.is_active:  # a job that already ended needs no trigger
                 self._defer(attempt, deferred)
         else:
-            status = self._poll(attempt, handle)
+            status = self._poll(attempt, handle, known=fresh)
         if status.state is JobState.FAILED and self.repair_in_attempt(attempt.context, handle, status):
             handle = self._repair(attempt, handle, f"it ended {status.describe()} during this attempt")
             self._announce(attempt.context, handle)
@@ -663,8 +677,15 @@ class ResumableMixin:
         return handle
 
     def _poll(
-        self, attempt: Attempt | None, handle: JobHandle, *, waiting_for_stop: bool = False
+        self,
+        attempt: Attempt | None,
+        handle: JobHandle,
+        *,
+        waiting_for_stop: bool = False,
+        known: JobStatus | None = None,
     ) -> JobStatus:
+        """Wait for the job to end, reading its status every interval (``known``: a status just read,
+        taken as the first reading)."""
         interval = self.poll_interval
         last: JobStatus | None = None
         limit = None if waiting_for_stop else self.wait_limit()
@@ -676,7 +697,8 @@ class ResumableMixin:
                 raise AttemptInterrupted(
                     f"the task was told to stop; {describe_stop(self._stopping, handle)}"
                 )
-            status = self._call(lambda: self.get_job_status(handle), "read the job status")
+            status = known or self._call(lambda: self.get_job_status(handle), "read the job status")
+            known = None
             if attempt is not None:
                 faults.fault_point(faults.WHILE_POLLING, attempt.context)
             if not status.state.is_active:
@@ -768,7 +790,8 @@ class ResumableMixin:
             self.announce_job(context, handle)
 
     def _call(self, fn: Callable[[], T], what: str) -> T:
-        """Call the external system, retrying transient errors only (with backoff and jitter)."""
+        """Call the external system, retrying transient errors only: after the wait the system asked
+        for (spread with jitter), or with exponential backoff and jitter where it asked for none."""
         tries = stop_after_attempt(self.status_retry_attempts)
         throttled_for = stop_after_delay(self.throttled_retry_seconds)
 
@@ -777,16 +800,25 @@ class ResumableMixin:
             throttled = error is not None and self.is_throttled(error)
             return throttled_for(state) if throttled else tries(state)
 
+        def before_sleep(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            asked = self.retry_after(error) if error is not None else None
+            self.log.warning(
+                "resumable: could not %s (attempt %s): %s; retrying in %.1f s%s",
+                what,
+                state.attempt_number,
+                error if error is not None else "",
+                state.upcoming_sleep,
+                f" (the service asked for {asked:g} s)" if asked is not None else "",
+            )
+
         retrying = Retrying(
             retry=retry_if_exception(self.is_transient_error),
             stop=stop,
-            wait=wait_exponential_jitter(initial=min(1.0, self.poll_interval), max=30),
-            before_sleep=lambda rs: self.log.warning(
-                "resumable: could not %s (attempt %s): %s; retrying",
-                what,
-                rs.attempt_number,
-                rs.outcome.exception() if rs.outcome else "",
+            wait=wait_retry_after(
+                wait_exponential_jitter(initial=min(1.0, self.poll_interval), max=30), asked=self.retry_after
             ),
+            before_sleep=before_sleep,
             reraise=True,
         )
         return retrying(fn)

@@ -42,6 +42,15 @@ HANG = "HANG"
 CANCEL_SECONDS = 2.0
 #: What the service answers (with HTTP 429) to a request over its rate limit.
 _THROTTLED_BODY = {"error_code": "REQUEST_LIMIT_EXCEEDED", "message": "Too many requests. Please retry."}
+
+
+class _Server(ThreadingHTTPServer):
+    #: Connections the kernel queues before the server accepts them (the standard library's 5 drops
+    #: the connects of a few hundred clients arriving at once, which then wait for TCP's SYN retries,
+    #: 1, 3, 7 ... 63 s: a delay no real service's load balancer adds).
+    request_queue_size = 1024
+
+
 #: Seconds the ``Retry-After`` header of a 429 answer asks the client to wait.
 _RETRY_AFTER_SECONDS = 1
 
@@ -240,7 +249,7 @@ class DatabricksEmulator(Emulator):
         class Handler(_Handler):
             owner = emulator
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="databricks-emulator", daemon=True

@@ -19,6 +19,7 @@ from resumable.operators.databricks import (
     ResumableDatabricksRunNowOperator,
     ResumableDatabricksSubmitRunOperator,
 )
+from resumable.pacing import wait_retry_after
 from resumable.testing.airflow import clear_and_rerun, run_dag, task_states
 from resumable.testing.databricks import DatabricksEmulator, RunScript, TaskScript
 from tests.helpers import FAST_HOOK, databricks_operator_kwargs, new_dag, stop_deferred_task
@@ -230,6 +231,54 @@ def test_throttling_storm_during_reattach_is_retried(dbx, fault) -> None:
     assert task_states(dr) == {"run": "success"}
     assert dbx.runs_created == 1
     assert dbx.calls["GET runs/get"] > 10
+
+
+def test_a_throttled_status_call_waits_what_the_service_asked(dbx, fault, capsys) -> None:
+    """The service's 429s carry ``Retry-After: 1``: once the hook's own tries are spent, the retry
+    waits that second (and up to one more, at random) and says so, then reattaches."""
+    fault("while_polling")
+    with new_dag("dbx_retry_after") as dag:
+        op = ResumableDatabricksSubmitRunOperator(
+            task_id="run", notebook_task=NOTEBOOK, new_cluster=CLUSTER, **common()
+        )
+    original = op.get_job_status
+    calls = {"n": 0}
+
+    def throttled_on_the_retry(handle: JobHandle):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the retry's first look at the run: more 429s than the hook tries
+            dbx.fail_next(6, status=429, path="runs/get")
+        return original(handle)
+
+    op.get_job_status = throttled_on_the_retry  # type: ignore[method-assign]
+    dr = run_dag(dag)
+    out = capsys.readouterr()
+    assert task_states(dr) == {"run": "success"}
+    assert dbx.runs_created == 1
+    waits = [
+        float(line.split("retrying in ")[1].split(" s")[0])
+        for line in (out.out + out.err).splitlines()
+        if "could not read the job status" in line and "(the service asked for 1 s)" in line
+    ]
+    assert waits, "the throttled call's retry must say it waits what the service asked"
+    assert all(1.0 <= wait <= 2.0 for wait in waits)
+
+
+def test_the_hooks_own_retries_wait_what_the_service_asked_unless_retry_args_are_given(dbx) -> None:
+    own = ResumableDatabricksSubmitRunOperator(task_id="probe", notebook_task=NOTEBOOK)
+    assert isinstance(own._hook.retry_args["wait"], wait_retry_after)
+    assert own._hook.retry_args["stop"].max_attempt_number == own.databricks_retry_limit
+    given = ResumableDatabricksSubmitRunOperator(
+        task_id="probe", notebook_task=NOTEBOOK, databricks_retry_args=FAST_HOOK
+    )
+    assert given._hook.retry_args["wait"] is FAST_HOOK["wait"]
+    # The hook's own tries then wait out the 429s (Retry-After: 1) and the answer comes back.
+    dbx.fail_next(2, status=429, path="runs/get")
+    run_id = own._hook.submit_run({"run_name": "x", "tasks": [{"task_key": "main"}]})
+    before = dbx.calls["GET runs/get"]
+    state = own.get_job_status(JobHandle("databricks", str(run_id))).state
+    assert state in (JobState.PENDING, JobState.RUNNING, JobState.SUCCEEDED)
+    assert dbx.calls["GET runs/get"] - before == 3
 
 
 @pytest.mark.parametrize("status", [400, 404])

@@ -6,6 +6,8 @@ polled, what the task returned and how it ended.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from resumable.job import JobState
@@ -63,6 +65,23 @@ def test_retry_after_crash_while_polling_reattaches_to_the_same_job(make_dag, fa
     assert task_states(dr) == {"job": "success"}
     assert svc.calls["submit"] == 1 and svc.total_submissions == 1
     assert result_of(dr) == {"job_id": svc.created[0], "state": "SUCCEEDED"}
+
+
+def test_a_retry_that_reattaches_reads_the_status_once_before_it_waits(make_dag, fault) -> None:
+    """The retry decides on the status it read and then waits a poll interval: a fleet's retries
+    reattaching at once ask a throttled service once each, not twice (a second read straight after
+    the first used up a third of a storm's capacity)."""
+    fault("while_polling")
+    dag, svc = make_dag(FakeJobService(polls=4), poll_interval=0.5)
+    called: dict[int, float] = {}
+    for n in (1, 2, 3):
+        svc.when_status_called(n, lambda n=n: called.setdefault(n, time.monotonic()))
+    dr = run_dag(dag)
+    assert task_states(dr) == {"job": "success"}
+    assert svc.calls["submit"] == 1
+    # Call 1: the first try's poll (it then crashes); 2: the retry's look before its decision;
+    # 3: the retry's first poll, a poll interval (0.5 s, jittered by 10 % at most) later.
+    assert called[3] - called[2] >= 0.45
 
 
 def test_retry_after_crash_past_the_handle_write_reattaches(make_dag, fault) -> None:
