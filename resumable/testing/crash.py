@@ -21,6 +21,7 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,11 +140,18 @@ class CrashLab:
             jobs = [JobScript(outcome, duration=d, pending=1.0) for d in durations]
             self.aws.script_next(_AWS_KIND[system], *jobs, replace=replace)
 
-    def start_run(self, system: str, contender: str = "resumable", *, dag_id: str | None = None) -> Run:
-        """Trigger a DAG run of ``crash_<system>_<contender>`` (or ``dag_id``)."""
+    def start_run(
+        self,
+        system: str,
+        contender: str = "resumable",
+        *,
+        dag_id: str | None = None,
+        conf: Mapping[str, Any] | None = None,
+    ) -> Run:
+        """Trigger a DAG run of ``crash_<system>_<contender>`` (or ``dag_id``), with ``conf``."""
         dag_id = dag_id or f"crash_{system}_{contender}"
         before = self.counters(system)
-        run_id = self.stack.trigger(dag_id)
+        run_id = self.stack.trigger(dag_id, conf=conf)
         return Run(system, dag_id, run_id, time.monotonic(), before)
 
     def arm(self, point: str, run: Run | None = None, *, dag_id: str = "", mode: str = "exit") -> None:

@@ -107,6 +107,32 @@ def test_marked_failed_cancels_the_job(lab: CrashLab, system: str) -> None:
     assert lab.cancelled(run) == 1
 
 
+@pytest.mark.skipif(not SUPERVISOR_FORWARDS_SIGTERM, reason="before 3.3 the task runs on after a stop")
+@pytest.mark.parametrize("system", SYSTEMS)
+def test_a_mark_failed_before_execute_begins_submits_nothing(lab: CrashLab, system: str) -> None:
+    """A person marks the task failed while its try is still before ``execute`` (rendering its
+    templates, say). Airflow's SIGTERM handler calls ``on_kill`` and lets the task go on: ``execute``
+    begins inside the 5 s before the SIGKILL. The stop is that try's: it submits no job that would
+    run with its task failed and nobody watching (guarantee 4)."""
+    lab.script(system, 60)
+    run = lab.start_run(system, dag_id=f"crash_{system}_noretry", conf={"hold_until_stopped": True})
+    lab.wait(lambda: _held(lab, run), "the try to hold before execute", 120)
+    task = lab.processes(run).task
+    lab.stack.mark(run.dag_id, run.run_id, "job", "failed")
+
+    lab.wait(lambda: not task.is_running(), "the task's process to end", 60)
+    assert lab.finish(run) == "failed"
+    assert lab.task(run)["state"] == "failed"
+    assert lab.submitted(run) == 0
+
+
+def _held(lab: CrashLab, run: Run) -> bool:
+    try:
+        return bool(lab.xcom(run, "held"))
+    except Exception:  # noqa: BLE001 - not pushed yet (404)
+        return False
+
+
 @pytest.mark.parametrize("system", MATRIX)
 def test_a_dag_run_failed_and_deleted_while_its_task_runs_cancels_the_job(lab: CrashLab, system: str) -> None:
     """A person marks the DAG run failed and deletes it at once, while its task polls (Airflow deletes

@@ -126,6 +126,16 @@ class ResumeMachine(RuleBasedStateMachine):
 
     @precondition(schedulable)
     @rule(where=wheres)
+    def reset_to_no_state_while_running(self, where: str | int) -> None:
+        self.w.reset_to_no_state_while_running(where)
+
+    @precondition(schedulable)
+    @rule(action=st.sampled_from(["mark_failed", "mark_success", "clear", "evicted"]))
+    def stopped_before_execute(self, action: str) -> None:
+        self.w.stopped_before_execute(action)
+
+    @precondition(schedulable)
+    @rule(where=wheres)
     def execution_timeout(self, where: str | int) -> None:
         self.w.execution_timeout(where)
 

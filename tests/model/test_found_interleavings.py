@@ -338,3 +338,37 @@ def test_a_dag_run_deleted_while_its_task_runs_cancels_the_job(world, where) -> 
     assert w.svc.created and set(w.svc.cancelled) == set(w.svc.created)
     w.attempt_runs()
     assert w.ti.state == "success" and w.svc.total_submissions == 2
+
+
+# ---- a stop before ``execute`` begins (issue 19: Airflow's SIGTERM handler comes first) ----------
+
+
+def test_a_mark_failed_before_execute_begins_submits_nothing(world) -> None:
+    """On 3.3 the SIGTERM handler calls ``on_kill`` and the task goes on into ``execute``: the stop is
+    this attempt's, so it submits no job that would then run with its task failed (guarantee 4)."""
+    w = world(retries=0)
+    w.stopped_before_execute("mark_failed")
+    assert w.svc.total_submissions == 0
+    assert w.ti.state == "failed"
+
+
+def test_an_eviction_before_execute_begins_keeps_the_job_for_the_next_try(world) -> None:
+    """A try evicted before ``execute`` finds the job its predecessor left running: an eviction keeps
+    it (guarantee 2), the try submits nothing, and the next try reattaches (guarantee 1)."""
+    w = world(retries=2)
+    w.attempt_dies_at("while_polling")
+    w.stopped_before_execute("evicted")
+    w.attempt_runs()
+    assert w.svc.total_submissions == 1 and not w.svc.cancelled
+    assert w.ti.state == "success"
+
+
+def test_a_task_reset_to_no_state_while_it_runs_keeps_its_job(world) -> None:
+    """The scheduler resets the running task instance to no state while its supervisor runs on, which
+    then stops the task: no person asked, so the job is kept (guarantee 2) and the next try
+    reattaches to it (guarantee 1)."""
+    w = world(retries=2)
+    w.reset_to_no_state_while_running(1)
+    w.attempt_runs()
+    assert w.svc.total_submissions == 1 and not w.svc.cancelled
+    assert w.ti.state == "success"

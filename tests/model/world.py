@@ -645,6 +645,30 @@ class World:
         self._run(a)
 
     @step
+    def reset_to_no_state_while_running(self, where: str | int) -> None:
+        """The scheduler resets the running task instance to no state (a restarted scheduler adopting
+        what an executor it lost was running) while the old supervisor runs on; the supervisor's next
+        heartbeat is refused and it stops its task (SIGTERM, ``on_kill``). No person asked: the job
+        is kept for the next try."""
+        a = self._start_attempt()
+
+        def reset() -> None:
+            self.ti.state = "none"
+            self._on_kill(a)
+
+        self._at(where, reset)
+        self._run(a)
+
+    @step
+    def stopped_before_execute(self, action: str) -> None:
+        """A person's mark failed, mark success or clear, or an eviction, reaches the try's process
+        before ``execute`` begins (Airflow's SIGTERM handler is installed before the templates are
+        rendered, and on 3.3 it calls ``on_kill`` and lets the task go on); then ``execute`` runs."""
+        a = self._start_attempt()
+        self._stopped(a, action)
+        self._run(a)
+
+    @step
     def execution_timeout(self, where: str | int) -> None:
         """The try's execution_timeout fires: Airflow raises AirflowTaskTimeout in it, then calls on_kill."""
         a = self._start_attempt()

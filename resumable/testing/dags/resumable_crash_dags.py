@@ -10,7 +10,9 @@ DAG ids: ``crash_<system>_<contender>`` where system is ``databricks``, ``emr_se
 ``emr_steps`` and contender is ``resumable`` (ours), ``provider`` (the provider's operator as
 it is) or, for Databricks, ``provider_nodurable`` (the provider's operator with ``durable=False``);
 ``crash_<system>_timeout`` (ours, ``execution_timeout`` shorter than the job, no retries),
-``crash_<system>_noretry`` (ours, no retries: a failure is final until a person clears it),
+``crash_<system>_noretry`` (ours, no retries: a failure is final until a person clears it; a DAG
+run with conf ``{"hold_until_stopped": true}`` holds its try before ``execute`` until Airflow's stop
+reaches it, see :func:`hold_until_stopped`),
 ``crash_<system>_retry_timeout`` (ours, ``execution_timeout`` of ``RESUMABLE_CRASH_RETRY_TIMEOUT``
 seconds, default 20, and the usual retries) and ``crash_databricks_deferrable`` and
 ``crash_emr_serverless_deferrable`` (ours, deferrable). The task is always ``job``.
@@ -19,6 +21,7 @@ seconds, default 20, and the usual retries) and ``crash_databricks_deferrable`` 
 from __future__ import annotations
 
 import os
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -43,6 +46,19 @@ def _dag(dag_id: str) -> DAG:
         tags=["resumable-crash"],
         default_args={"retries": RETRIES, "retry_delay": RETRY_DELAY},
     )
+
+
+def hold_until_stopped(context: Any) -> None:
+    """``pre_execute`` of the ``noretry`` DAGs: with conf ``{"hold_until_stopped": true}`` the try
+    pushes the XCom ``held``, waits here, before ``execute``, until Airflow's stop has reached the
+    operator's ``on_kill`` (at most 120 s), then goes on a second later, as a slow template rendering
+    that ends inside Airflow's 5 s between SIGTERM and SIGKILL would."""
+    conf = context["dag_run"].conf or {}
+    if not conf.get("hold_until_stopped"):
+        return
+    context["ti"].xcom_push(key="held", value=True)
+    context["task"]._stopping.requested.wait(120)
+    time.sleep(1)
 
 
 def databricks(contender: str, **extra: Any) -> Any:
@@ -128,7 +144,7 @@ for _system, _build in BUILDERS.items():
         _build("resumable", execution_timeout=TIMEOUT, retries=0)
     globals()[_d.dag_id] = _d
     with _dag(f"crash_{_system}_noretry") as _d:
-        _build("resumable", retries=0)
+        _build("resumable", retries=0, pre_execute=hold_until_stopped)
     globals()[_d.dag_id] = _d
     with _dag(f"crash_{_system}_retry_timeout") as _d:
         _build("resumable", execution_timeout=RETRY_TIMEOUT)
