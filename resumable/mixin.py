@@ -52,6 +52,8 @@ from resumable.supervisor_calls import through_supervisor
 from resumable.tokens import deployment_salt, make_token
 
 T = TypeVar("T")
+#: Reads of the record a stopped attempt tries before it gives up (see ``_read``).
+STOPPED_READ_TRIES = 4
 
 #: Default key of the record in the task's state; change it only for two jobs in one task.
 DEFAULT_STATE_KEY = "resumable.job"
@@ -231,12 +233,16 @@ class ResumableMixin:
     def _run(self, attempt: Attempt) -> Any:
         facts = attempt.facts
         for n in range(MAX_DECISIONS):
-            record = attempt.read(first=n == 0)
+            record = self._read(attempt, first=n == 0)
             try:
                 self._claim(attempt, record)
             except VersionConflict:
                 continue
-            handle, status = self._observe(attempt, record)
+            try:
+                handle, status = self._observe(attempt, record)
+            except Exception:
+                self._stop_unobserved(attempt, record)
+                raise
             decision = decide(record, status, facts)
             # Only the first read can find another DAG run's record; later ones read this attempt's writes.
             facts = replace(facts, run_started_at=None)
@@ -278,6 +284,21 @@ class ResumableMixin:
             f"the record of {attempt.where} kept changing under this attempt ({MAX_DECISIONS} decisions); "
             "giving up without cancelling anything"
         )
+
+    def _stop_unobserved(self, attempt: Attempt, record: Record | RecordError | None) -> None:
+        """A stop that came before this attempt began, whose job's status could not be read (the
+        service kept failing): the stop is decided on the job the record names all the same, since
+        no later try may come to do it (a person's mark failed leaves none)."""
+        if not self._stopping.requested.is_set() or not isinstance(record, Record):
+            return
+        if record.phase is not Phase.SUBMITTED or record.handle is None:
+            return
+        self.log.warning(
+            "resumable: told to stop, and could not read the status of job %s; deciding the stop without it",
+            record.handle.job_id,
+        )
+        self._handle = record.handle
+        self._stop_if_asked(attempt, record.handle, "before this attempt could read its job's status")
 
     def _stop_if_asked(self, attempt: Attempt, handle: JobHandle, when: str) -> None:
         """Decide a stop that came before ``handle`` was known, now that it is; the attempt then ends
@@ -415,6 +436,24 @@ class ResumableMixin:
         if status.state is not JobState.SUCCEEDED:
             raise JobFailedError(f"job {handle.job_id} ended {status.describe()}")
         return self.job_result(context, handle, status)
+
+    def _read(self, attempt: Attempt, *, first: bool) -> Record | RecordError | None:
+        """The record, as :meth:`Attempt.read` reads it. While a stop is pending (it came before this
+        attempt began), a read that fails is tried again: the record is the only way to the job the
+        stop is about, and no later try may come to stop it (a person's mark failed leaves none)."""
+        if not self._stopping.requested.is_set():
+            return attempt.read(first=first)
+        retrying = Retrying(
+            stop=stop_after_attempt(STOPPED_READ_TRIES),
+            wait=wait_exponential_jitter(initial=0.2, max=1.0),
+            before_sleep=lambda state: self.log.warning(
+                "resumable: told to stop, and could not read the record of %s (%s); reading it again",
+                attempt.where,
+                state.outcome.exception() if state.outcome else "",
+            ),
+            reraise=True,
+        )
+        return retrying(attempt.read, first=first)
 
     def _begin(self, context: Any) -> Attempt:
         self._stopping.reset()

@@ -372,3 +372,29 @@ def test_a_task_reset_to_no_state_while_it_runs_keeps_its_job(world) -> None:
     w.attempt_runs()
     assert w.svc.total_submissions == 1 and not w.svc.cancelled
     assert w.ti.state == "success"
+
+
+def test_a_stop_before_execute_whose_record_read_fails_still_stops_the_job(world) -> None:
+    """Found by the model checker once a stop before ``execute`` was a rule: the job of try 1 (kept by
+    its eviction, no retries) still runs when a person clears the failed task and then marks the new
+    try failed before its ``execute``. The new try's first read of the record fails once: it gave up
+    and the job ran on with nobody to look at it (guarantee 4). A stopped attempt reads again."""
+    w = world(retries=0)
+    w.evicted("submit")
+    w.state_store_fails("get", 1, lost_ack=False)
+    w.person_clears_finished_task()
+    w.next_job_fails()
+    w.stopped_before_execute("mark_failed")
+    assert not w.running_jobs()
+
+
+def test_a_stop_before_execute_while_the_service_fails_still_stops_the_job(world) -> None:
+    """Found by the model checker: try 1's job runs on after its task instance was reset to no state;
+    the service then fails every call for a while, and a person marks try 2 failed before its
+    ``execute``. Try 2 could not read the job's status and ended without deciding the stop: the job
+    ran on (guarantee 4). The stop is now decided on the job the record names, status or not."""
+    w = world(retries=0)
+    w.reset_to_no_state_while_running("submit")
+    w.service_errors(6)
+    w.stopped_before_execute("mark_failed")
+    assert not w.running_jobs()
