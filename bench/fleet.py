@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import requests
 import sqlalchemy as sa
 
 from resumable.testing.aws import JobScript
@@ -404,7 +405,12 @@ class Fleet:
             self.lab.databricks.advance(self.args.job_seconds)
             self.lab.aws.advance(self.args.job_seconds)
             for dag_id, run_id in list(pending.items()):
-                if self.lab.stack.dag_run(dag_id, run_id)["state"] in ("success", "failed"):
+                try:
+                    state = self.lab.stack.dag_run(dag_id, run_id)["state"]
+                except requests.RequestException as error:  # an API server busy with every task ending
+                    print(f"  could not read DAG run {dag_id}/{run_id} ({error}); asking again", flush=True)
+                    continue
+                if state in ("success", "failed"):
                     del pending[dag_id]
             if pending and time.monotonic() > deadline:
                 raise TimeoutError(
