@@ -665,6 +665,15 @@ class ResumableMixin:
         self._stopping.submitting = token
         if self._stopping.requested.is_set():
             self._stopping.submitting = None
+            if prior is not None and reuse_token:
+                # The last attempt died around its submit and the job of this token was not found: it
+                # may exist all the same (an idempotent submit returns it). The stop is about it.
+                recovered = self._recover_handle(attempt)
+                if recovered is not None:
+                    self._handle = recovered
+                    self._stop_if_asked(
+                        attempt, recovered, "before submitting (the job of the record's token)"
+                    )
             raise AttemptInterrupted(
                 f"the task was told to stop before submitting; nothing was submitted ({attempt.where})"
             )

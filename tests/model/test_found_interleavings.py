@@ -398,3 +398,13 @@ def test_a_stop_before_execute_while_the_service_fails_still_stops_the_job(world
     w.service_errors(6)
     w.stopped_before_execute("mark_failed")
     assert not w.running_jobs()
+
+
+def test_a_stop_before_execute_cancels_the_job_a_crash_after_submit_left(world) -> None:
+    """Found by the model checker (in CI): try 1 dies after its submit, before the job's id is
+    written; a person marks try 2 failed before its ``execute``. Try 2 finds the job by its token,
+    and the person's stop must cancel it (guarantee 4)."""
+    w = world(retries=1)
+    w.attempt_dies_at("after_submit")
+    w.stopped_before_execute("mark_failed")
+    assert not w.running_jobs()
