@@ -238,6 +238,9 @@ class ResumableMixin:
                 self._claim(attempt, record)
             except VersionConflict:
                 continue
+            except Exception:
+                self._stop_unobserved(attempt, record)
+                raise
             try:
                 handle, status = self._observe(attempt, record)
             except Exception:
@@ -286,9 +289,10 @@ class ResumableMixin:
         )
 
     def _stop_unobserved(self, attempt: Attempt, record: Record | RecordError | None) -> None:
-        """A stop that came before this attempt began, whose job's status could not be read (the
-        service kept failing): the stop is decided on the job the record names all the same, since
-        no later try may come to do it (a person's mark failed leaves none)."""
+        """A stop that came before this attempt began, whose job could not be looked at (the service
+        kept failing, or the store refused the claim on the record): the stop is decided on the job
+        the record names all the same, since no later try may come to do it (a person's mark failed
+        leaves none)."""
         if not self._stopping.requested.is_set() or not isinstance(record, Record):
             return
         if record.phase is not Phase.SUBMITTED or record.handle is None:

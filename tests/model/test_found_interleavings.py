@@ -408,3 +408,17 @@ def test_a_stop_before_execute_cancels_the_job_a_crash_after_submit_left(world) 
     w.attempt_dies_at("after_submit")
     w.stopped_before_execute("mark_failed")
     assert not w.running_jobs()
+
+
+def test_a_stop_before_execute_whose_claim_on_the_record_fails_still_stops_the_job(world) -> None:
+    """Found by the model checker: try 1's job runs on after a store read failed it (no retries); a
+    person clears the task, the store fails the next write, and the person marks try 2 failed before
+    its ``execute``. Try 2's claim on the record failed and it ended without deciding the stop: the
+    job ran on (guarantee 4). The stop is now decided on the job the record names."""
+    w = world(retries=0)
+    w.state_store_fails("get", 2, lost_ack=False)
+    w.attempt_runs()
+    w.person_clears_finished_task()
+    w.state_store_fails("put", 1, lost_ack=False)
+    w.stopped_before_execute("mark_failed")
+    assert not w.running_jobs()
