@@ -236,13 +236,9 @@ class ResumableMixin:
             record = self._read(attempt, first=n == 0)
             try:
                 self._claim(attempt, record)
+                handle, status = self._observe(attempt, record)  # reads only: no VersionConflict
             except VersionConflict:
                 continue
-            except Exception:
-                self._stop_unobserved(attempt, record)
-                raise
-            try:
-                handle, status = self._observe(attempt, record)
             except Exception:
                 self._stop_unobserved(attempt, record)
                 raise
@@ -298,11 +294,11 @@ class ResumableMixin:
         if record.phase is not Phase.SUBMITTED or record.handle is None:
             return
         self.log.warning(
-            "resumable: told to stop, and could not read the status of job %s; deciding the stop without it",
+            "resumable: told to stop, and could not look at job %s; deciding the stop without it",
             record.handle.job_id,
         )
         self._handle = record.handle
-        self._stop_if_asked(attempt, record.handle, "before this attempt could read its job's status")
+        self._stop_if_asked(attempt, record.handle, "before this attempt could look at its job")
 
     def _stop_if_asked(self, attempt: Attempt, handle: JobHandle, when: str) -> None:
         """Decide a stop that came before ``handle`` was known, now that it is; the attempt then ends
