@@ -38,12 +38,14 @@ from resumable.pacing import retry_after_of, wait_retry_after
 from resumable.probe import AirflowTaskStateProbe, TaskStateProbe
 from resumable.protocol import (
     PERSONS_STOPS,
+    STOP_CLEARED,
     STOP_WAIT_LIMIT,
     Action,
     CancelOnKill,
     Decision,
     PriorFailure,
     decide,
+    same_lineage,
 )
 from resumable.record import Phase, Record
 from resumable.state import TaskScope
@@ -136,6 +138,8 @@ class ResumableMixin:
         self.task_state_probe: TaskStateProbe = AirflowTaskStateProbe()
         self._attempt: Attempt | None = None
         self._handle: JobHandle | None = None
+        #: The id of a running job this attempt took over from the lineage before a clear.
+        self._inherited: str | None = None
         # One stop per attempt, remembered and decided once, whoever comes to it first.
         self._stopping = StopControl(self)
         #: True while :meth:`submit_job` repeats a token whose job may already exist (after a crash
@@ -332,6 +336,7 @@ class ResumableMixin:
         record: Any = None,
         record_version: int | None = None,
         trigger_errors: int = 0,
+        inherited: str | None = None,
     ) -> Any:
         """Where a deferred task resumes: the trigger's event says the job may have ended, that the trigger
         reached its wait limit, or that it failed to watch; the job's own status decides which.
@@ -340,8 +345,10 @@ class ResumableMixin:
         by Airflow with the deferral on a store that fences replaced attempts (``airflow``): a
         deferred try cannot have been replaced and still resume, so it need not read it again.
         ``trigger_errors``: how many triggers in a row failed to watch the job before this one.
+        ``inherited``: the job, if this attempt took it over from the lineage before a clear.
         """
         attempt = self._begin(context)
+        self._inherited = inherited
         if record is not None and attempt.backend.fences_replaced_attempts:
             record = attempt.take(record, record_version)
         else:
@@ -397,7 +404,8 @@ class ResumableMixin:
             handle = self._repair(attempt, handle, f"it ended {status.describe()} while deferred")
             self._announce(context, handle)
             self._defer(attempt, handle)
-        return self._finish(attempt, handle, status)
+        outcome = self._finish(attempt, handle, status)
+        return self._run_timed(attempt) if outcome is _DECIDE_AGAIN else outcome
 
     def trigger_gave_up(self, event: Any) -> str | None:
         """Why the trigger stopped waiting for a job that may still run because its wait budget was spent,
@@ -458,6 +466,7 @@ class ResumableMixin:
     def _begin(self, context: Any) -> Attempt:
         self._stopping.reset()
         self._handle = None
+        self._inherited = None
         attempt = Attempt.begin(
             context,
             key=self.state_key,
@@ -530,6 +539,8 @@ class ResumableMixin:
             handle = self._repair(attempt, handle, decision.reason)
         else:
             assert isinstance(record, Record) and handle is not None
+            if not same_lineage(record, attempt.facts):
+                self._inherited = handle.job_id
             self._adopt(attempt, record, handle)
             stats_incr("resumable.reattach", self._tags())
             # The status the decision was made on was read a moment ago: the wait starts from it
@@ -789,6 +800,23 @@ class ResumableMixin:
         )
 
     def _finish(self, attempt: Attempt, handle: JobHandle, status: JobStatus) -> Any:
+        if status.state is JobState.CANCELLED and self._inherited == handle.job_id and attempt.record:
+            # The clear's own cancel, taking effect after this attempt reattached: the cleared try could
+            # not record it (Airflow's store refuses a cleared task instance), or it landed late (the
+            # service took it asynchronously, or throttled it and the stop's follow-up carried it out).
+            self.log.warning(
+                "resumable: job %s, which this attempt took over from the lineage before a clear, was "
+                "cancelled (%s): the clear's stop, not a failure of this lineage; a clear means rerun",
+                handle.job_id,
+                status.describe(),
+            )
+            self._inherited = None
+            attempt.write_as_owner(
+                attempt.record.evolve(
+                    phase=Phase.DONE, handle=handle, last_status=status, stop_reason=STOP_CLEARED
+                )
+            )
+            return _DECIDE_AGAIN
         if attempt.record is not None:
             done = attempt.record.evolve(phase=Phase.DONE, handle=handle, last_status=status)
             if attempt.backend.records_outcomes:
@@ -823,6 +851,8 @@ class ResumableMixin:
             handed = {"record": attempt.record.to_json(), "record_version": attempt.version}
         if trigger_errors:
             handed["trigger_errors"] = trigger_errors
+        if self._inherited is not None:
+            handed["inherited"] = self._inherited
         self.defer(trigger=trigger, method_name="execute_complete", kwargs=handed or None)
 
     # ---- stopping ----------------------------------------------------------------------------

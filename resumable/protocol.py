@@ -98,8 +98,14 @@ def same_lineage(record: Record, facts: Facts) -> bool:
     same DAG run while this one waits for its retry counts too: a finished job then runs again,
     never a second copy beside a running one). Where it is unknown, the first try after a clear is
     told by ``try_number == max_tries - retries + 1``, which no retry of a lineage has. A clear that
-    leaves ``clear_number`` as it was and repeats an old ``max_tries`` is taken for a retry.
+    leaves ``clear_number`` as it was and repeats an old ``max_tries`` is taken for a retry. A record
+    this attempt wrote its try number on is its lineage's only if it carries the same clear counter: a
+    claim, or the wait for a cleared lineage's job to stop, keeps the lineage the record had.
     """
+    if _known_and_different(record.clear_number, facts.clear_number):
+        # An attempt that takes over an earlier lineage's record (to claim it, or to wait for its job to
+        # stop) writes its own try number on it; the record stays that lineage's all the same.
+        return False
     return written_in_this_lineage(record.lineage, record.owner, record.clear_number, facts)
 
 

@@ -196,6 +196,13 @@ class CrashLab:
         else:
             self.aws.stop_seconds = STOP_SECONDS if seconds is None else seconds
 
+    def cancel_lags(self, system: str, seconds: float) -> None:
+        """A cancel of ``system`` takes effect ``seconds`` after the service accepted it: the job answers
+        RUNNING until then (Databricks cancels asynchronously). Only the Databricks emulator has it."""
+        if system != "databricks":
+            raise ValueError(f"cancel_lags is a Databricks emulator setting, not one of {system}")
+        self.databricks.cancel_lag = seconds
+
     def advance(self, system: str, seconds: float) -> None:
         """Move the service's clock forward: every job of ``system`` is ``seconds`` further along."""
         (self.databricks if system == "databricks" else self.aws).advance(seconds)

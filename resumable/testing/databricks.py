@@ -240,6 +240,10 @@ class DatabricksEmulator(Emulator):
             #: Emulated seconds a run cancelled from now on stays TERMINATING (its cancel takes that
             #: many polls to show) before it is TERMINATED/CANCELED.
             self.cancel_seconds: float = CANCEL_SECONDS
+            #: Emulated seconds a run cancelled from now on still answers RUNNING before it is TERMINATING:
+            #: Databricks cancels asynchronously ("the run may still be running when this request
+            #: completes"), and a slow control plane takes its time.
+            self.cancel_lag: float = 0.0
             #: Wall-clock times (``time.time()``) of the ``runs/get`` calls per run id.
             self.polls: dict[int, list[float]] = {}
 
@@ -584,7 +588,7 @@ class DatabricksEmulator(Emulator):
         run = self._get_run(params.get("run_id"))
         self.cancels.append(run.run_id)
         if self._state(run)[0] != "TERMINATED" and run.cancel_at is None:
-            run.cancel_at = self.now()
+            run.cancel_at = self.now() + self.cancel_lag
             run.cancel_seconds = self.cancel_seconds
         return {}
 

@@ -38,6 +38,8 @@ class FakeJob:
     repairs: int = 0
     #: Status calls this job still answers STOPPING before CANCELLED, once a cancel was asked for.
     stopping_polls_left: int = 0
+    #: Status calls this job still answers RUNNING after a cancel was asked for (it has not taken yet).
+    cancel_lag_left: int = 0
 
 
 @dataclass
@@ -48,7 +50,9 @@ class FakeJobService:
     Databricks); with ``False`` the operator must discover the job by token (like EMR steps).
     Jobs take ``polls`` status calls to finish with ``outcome`` unless a test scripts otherwise.
     A cancelled job answers STOPPING for ``cancel_polls`` status calls, then CANCELLED (``0``:
-    CANCELLED at the next status call), like Databricks TERMINATING or EMR CANCELLING.
+    CANCELLED at the next status call), like Databricks TERMINATING or EMR CANCELLING. Before that,
+    a cancelled job answers RUNNING for ``cancel_lag`` status calls: Databricks cancels
+    asynchronously ("the run may still be running when this request completes").
     """
 
     name: str = "default"
@@ -56,6 +60,7 @@ class FakeJobService:
     polls: int = 3
     outcome: JobState = JobState.SUCCEEDED
     cancel_polls: int = 0
+    cancel_lag: int = 0
     jobs: dict[str, FakeJob] = field(default_factory=dict)
     submissions: Counter[str] = field(default_factory=Counter)
     calls: Counter[str] = field(default_factory=Counter)
@@ -162,7 +167,10 @@ class FakeJobService:
             if job is None:
                 return JobState.NOT_FOUND
             if job.state.is_active:
-                if job.cancel_requested and job.stopping_polls_left > 0:
+                if job.cancel_requested and job.cancel_lag_left > 0:
+                    job.cancel_lag_left -= 1
+                    job.state = JobState.RUNNING
+                elif job.cancel_requested and job.stopping_polls_left > 0:
                     job.stopping_polls_left -= 1
                     job.state = JobState.STOPPING
                 elif job.cancel_requested:
@@ -187,6 +195,7 @@ class FakeJobService:
             if job is not None and job.state.is_active and not job.cancel_requested:
                 job.cancel_requested = True
                 job.stopping_polls_left = self.cancel_polls
+                job.cancel_lag_left = self.cancel_lag
 
     def repair(self, job_id: str) -> None:
         with self._lock:

@@ -44,6 +44,10 @@ def _emulators_back_to_normal(lab: CrashLab) -> Iterator[None]:
     for system in ALL_SYSTEMS:
         lab.hold_submit(system, 0)
         lab.stop_takes(system, None)
+    lab.cancel_lags("databricks", 0)
+    lab.throttle_cancels("databricks", 0)
+    for system in ("emr_serverless", "emr_steps"):
+        lab.throttle_cancels(system, 0)
 
 
 def reported_job(lab: CrashLab, run: Run) -> str:
@@ -278,6 +282,65 @@ def test_clear_of_a_running_task_whose_cancel_takes_many_polls_reruns_after_it_s
     assert watch.appeared[second] >= watch.ended[first], (watch.appeared, watch.ended)
     assert watch.ended[first] - watch.stopping_since[first] > STOPPING_SECONDS - 2, watch.states
     assert "decided await_stop" in lab.task_log(run, lab.task(run)["try_number"]), logs(lab, run)
+
+
+#: Seconds a Databricks cancel takes to show (the run still answers RUNNING): a slow control plane,
+#: longer than Airflow takes from a clear to the next try's first status read.
+CANCEL_LAG_SECONDS = 30.0
+#: Seconds the service throttles every cancel: longer than the 5 s Airflow lets a stopped task live.
+CANCEL_THROTTLE_SECONDS = 30.0
+
+
+def cleared_while_running(lab: CrashLab, system: str) -> Run:
+    """A DAG run of the noretry DAG (a failure is final) whose try 1 is polling a 10-minute job."""
+    lab.script(system, 600)
+    run = lab.start_run(system, dag_id=f"crash_{system}_noretry")
+    lab.wait_until_submitted(run)
+    lab.wait_for_state(run, ("running",), try_number=1)
+    time.sleep(3)  # well into polling
+    lab.script(system, 8, replace=False)  # the job the cleared task submits again
+    return run
+
+
+def assert_the_clear_reran(lab: CrashLab, run: Run, watch: ActiveWatch, state: str) -> None:
+    assert state == "success", logs(lab, run)
+    assert lab.submitted(run) == 2, logs(lab, run)
+    first, second = lab.job_ids(run)
+    assert lab.cancelled_jobs(run) == [first], logs(lab, run)
+    assert reported_job(lab, run) == second
+    assert watch.most_active == 1, (watch.states, logs(lab, run))
+    assert watch.appeared[second] >= watch.ended[first], (watch.appeared, watch.ended)
+
+
+def test_a_clear_whose_cancel_takes_effect_late_reruns_the_job(lab: CrashLab) -> None:
+    """A person clears the running task; Databricks accepts the cancel but the run answers RUNNING for
+    30 s more. Airflow's store refuses the cleared try's writes, so the next try finds a plain record
+    and a RUNNING job and reattaches; the job then ends CANCELED. That is the clear's cancel: the task
+    reruns the job and succeeds (before: the person's clear ended failed)."""
+    lab.cancel_lags("databricks", CANCEL_LAG_SECONDS)
+    run = cleared_while_running(lab, "databricks")
+    with ActiveWatch(lab, run) as watch:
+        lab.stack.clear(run.dag_id, run.run_id, ["job"])
+        lab.wait_until_cancelled(run)
+        state = lab.finish(run)
+    assert_the_clear_reran(lab, run, watch, state)
+    assert "the clear's stop, not a failure of this lineage" in lab.task_log(run, 2), logs(lab, run)
+
+
+@pytest.mark.parametrize("system", ALL_SYSTEMS)
+def test_a_clear_while_the_service_throttles_cancels_reruns_the_job(lab: CrashLab, system: str) -> None:
+    """A person clears the running task while the service throttles every cancel for 30 s: the cleared
+    try's cancel cannot land before Airflow kills it, and its stop's follow-up carries the cancel out
+    later, after the next try reattached. The clear reruns the job once the old one has stopped."""
+    run = cleared_while_running(lab, system)
+    lab.throttle_cancels(system, CANCEL_THROTTLE_SECONDS)
+    with ActiveWatch(lab, run) as watch:
+        lab.stack.clear(run.dag_id, run.run_id, ["job"])
+        lab.wait(
+            lambda: len(lab.cancelled_jobs(run)) == 1, "the old job's cancel", CANCEL_THROTTLE_SECONDS + 90
+        )
+        state = lab.finish(run)
+    assert_the_clear_reran(lab, run, watch, state)
 
 
 #: Real seconds the service answers every status read with HTTP 500: longer than the clients' own

@@ -85,6 +85,7 @@ class ResumeMachine(RuleBasedStateMachine):
         idempotent=st.sampled_from([True, False]),
         polls=st.integers(1, 3),
         cancel_polls=st.integers(0, 2),
+        cancel_lag=st.integers(0, 2),
     )
     def a_task(self, **options: Any) -> None:
         self.world = World(self.backend, sql_url=self.sql_url, ignore=self.ignore, **options)

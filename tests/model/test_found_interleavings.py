@@ -422,3 +422,47 @@ def test_a_stop_before_execute_whose_claim_on_the_record_fails_still_stops_the_j
     w.state_store_fails("put", 1, lost_ack=False)
     w.stopped_before_execute("mark_failed")
     assert not w.running_jobs()
+
+
+# ---- issue 19, item 3: a clear of a running task on Airflow's store -----------------------------
+
+
+def test_a_clear_whose_cancel_takes_effect_after_the_next_try_reattached_reruns_the_job(world) -> None:
+    """A person clears the running task (retries=0). The cleared try asks for the cancel, but the
+    service takes it asynchronously: the job answers RUNNING for two more status calls (Databricks
+    "may still be running when this request completes"). On Airflow's store the cleared try cannot
+    record why it cancelled, so the next try reattaches to the job, which then ends CANCELLED. That is
+    the clear's cancel, not this lineage's failure: the clear reruns the job (guarantee 3); before,
+    the person's clear ended failed."""
+    w = world(retries=0, cancel_lag=2)
+    w.person_stops("clear", 1)
+    w.attempt_runs()
+    assert w.ti.state == "success", w.ti.state
+    assert w.svc.total_submissions == 2
+
+
+def test_a_clear_whose_job_took_polls_to_stop_reruns_it_even_with_on_prior_failure_fail(world) -> None:
+    """A person clears the running task; its job is STOPPING for two status calls. The next try waits
+    for it with its own try number on the record, which stays the cleared lineage's (Airflow raised the
+    DAG run's clear counter and left max_tries alone): the clear reruns the job instead of applying
+    on_prior_failure='fail' to the cancelled one as if it were this lineage's failure."""
+    w = world(retries=0, cancel_polls=2, on_prior_failure="fail")
+    w.person_stops("clear", 1)
+    w.attempt_runs()
+    assert w.ti.state == "success", w.ti.state
+    assert w.svc.total_submissions == 2
+
+
+def test_a_clear_before_execute_after_an_earlier_try_left_its_job_leaves_no_job_unlooked_at(world) -> None:
+    """Found by the model checker: the scheduler resets try 1 to no state while its submit is in flight
+    (its job is kept for the next try); a person clears try 2 before its ``execute`` begins. On
+    Airflow's store try 2 is refused its record from the start (its task instance has a new id) and
+    cannot learn the job; try 3 finds it running and reattaches (the decision table's new-lineage row),
+    so the job is looked at and runs once. On the other backends try 2 reads the record and its clear
+    cancels the job, and try 3 reruns it."""
+    w = world(retries=0, polls=1)
+    w.reset_to_no_state_while_running("submit")
+    w.stopped_before_execute("clear")
+    w.attempt_runs()
+    assert w.ti.state == "success", w.ti.state
+    assert w.svc.total_submissions == (1 if w.backend_name == "airflow" else 2)

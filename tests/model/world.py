@@ -195,6 +195,8 @@ def effective_state(job: FakeJob) -> JobState:
     """What the job is now, as the service would answer at its next status call."""
     if not job.state.is_active:
         return job.state
+    if job.cancel_requested and job.cancel_lag_left > 0:
+        return JobState.RUNNING  # the cancel has not taken yet
     if job.cancel_requested:
         return JobState.STOPPING if job.stopping_polls_left > 0 else JobState.CANCELLED
     return job.state
@@ -321,6 +323,7 @@ class World:
         idempotent: bool = True,
         polls: int = 2,
         cancel_polls: int = 0,
+        cancel_lag: int = 0,
         ignore: frozenset[str] = frozenset(),
     ) -> None:
         if backend not in ("memory", "sql", "airflow"):
@@ -335,7 +338,11 @@ class World:
         self.scope = TaskScope(self.dag_id, self.run_id, TASK_ID)
         self.ti = TaskInstance(retries=retries)
         self.svc = ModelService(
-            name=f"model-{os.getpid()}-{n}", idempotent=idempotent, polls=polls, cancel_polls=cancel_polls
+            name=f"model-{os.getpid()}-{n}",
+            idempotent=idempotent,
+            polls=polls,
+            cancel_polls=cancel_polls,
+            cancel_lag=cancel_lag,
         )
         self.svc.world = self
         #: The kill rules' question "what is the task instance's state in Airflow now": the real probe,
@@ -617,8 +624,13 @@ class World:
 
     def _stopped(self, a: Attempt, action: str) -> None:
         """A person's ``action`` on the running try ``a`` (or its eviction), then Airflow's SIGTERM."""
+        # A clear before ``execute`` began, on Airflow's store: the try is refused its record from the
+        # start (its task instance has a new id), so it cannot know a job an earlier try left running.
+        # The next try finds that job and reattaches, as after any clear that found a job running (the
+        # decision table): the clear does not rerun it, and nothing is left unlooked at.
+        out_of_reach = action == "clear" and self.backend_name == "airflow" and a.op._attempt is None
         if action == "clear":
-            self._clear_running()
+            self._clear_running(out_of_reach=out_of_reach)
         elif action != "evicted":
             self.ti.state = {"mark_failed": "failed", "mark_success": "success"}[action]
         in_flight = a.op._stopping.submitting
@@ -626,7 +638,7 @@ class World:
             a.stop_may_cancel = self._may_not_cancel(a) is None
             if in_flight and a.stop_may_cancel and self.cancel_on_kill != "never":
                 self.stopped_tokens.add(in_flight)
-            if self.cancel_on_kill != "never":
+            if self.cancel_on_kill != "never" and not out_of_reach:
                 self.stop_expected = f"a person's {action} of try {a.try_number}"
         self._on_kill(a)
 
@@ -750,13 +762,14 @@ class World:
         ti.clear_number += 1
         ti.start_date = datetime.now(timezone.utc)  # the finished DAG run is queued and starts again
 
-    def _clear_running(self) -> None:
+    def _clear_running(self, out_of_reach: bool = False) -> None:
         """A person clears the running task: it is told to stop and the next try runs it again. Airflow
-        gives the task instance a new id at once: the cleared try's store calls are refused."""
+        gives the task instance a new id at once: the cleared try's store calls are refused.
+        ``out_of_reach``: the cleared try never read the record, so the jobs may be reused or rerun."""
         self.ti.state = "restarting"
         self.ti.ti_ids += 1
         self.ti.clear_number += 1
-        if self.cancel_on_kill != "never":
+        if self.cancel_on_kill != "never" and not out_of_reach:
             self.stale |= set(self.svc.created)
         else:
             self.either_ok |= set(self.svc.created)

@@ -150,9 +150,22 @@ def test_lowering_retries_before_a_clear_is_still_a_clear() -> None:
     unknown = replace(done, clear_number=None)
     assert decide(unknown, None, Facts(2, 2, retries=1)).action is A.SUBMIT
     assert decide(unknown, None, Facts(2, 2, retries=2)).action is A.FINISH
-    # The attempt's own writes are always its lineage's.
-    own = replace(done, owner=2)
+    # The attempt's own writes are its lineage's ...
+    own = replace(done, owner=2, clear_number=1)
     assert decide(own, None, Facts(2, 2, retries=1, clear_number=1)).action is A.FINISH
+    assert decide(replace(own, clear_number=None), None, Facts(2, 2, retries=1)).action is A.FINISH
+
+
+def test_a_record_this_attempt_took_over_from_a_cleared_lineage_stays_that_lineages() -> None:
+    # A clear of the running task raises the clear counter and leaves max_tries alone; the next try
+    # waits for the cleared lineage's job to stop with its own try number on the record (or claims
+    # it), and then decides again: the job is still the cleared lineage's, so the clear reruns it.
+    taken = replace(record(DONE, last=S.CANCELLED), owner=2, clear_number=0)  # type: ignore[arg-type]
+    assert decide(taken, None, Facts(LINEAGE, 2, P.FAIL, retries=0, clear_number=1)).action is A.SUBMIT
+    succeeded = replace(taken, last_status=JobStatus(S.SUCCEEDED))
+    assert decide(succeeded, None, Facts(LINEAGE, 2, retries=0, clear_number=1)).action is A.SUBMIT
+    # the same record in the lineage it was written in: a retry
+    assert decide(taken, None, Facts(LINEAGE, 2, P.FAIL, retries=0, clear_number=0)).action is A.FAIL
 
 
 def test_a_job_cancelled_by_a_cleared_attempt_whose_record_was_out_of_reach_is_rerun() -> None:
