@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 import tenacity
 from sqlalchemy.exc import OperationalError
 
-from resumable import follow_up
+from resumable import follow_up, stopping
 from resumable._compat import AirflowTaskTimeout
 from resumable.errors import InjectedFault, RecordError, ResumableError, StateBackendError
 from resumable.job import JobState
@@ -417,6 +417,9 @@ class World:
         self._patch(follow_up, "start", self._follow_up)
         # Status calls retried on transient errors back off with up to a second of jitter each;
         # the model skips the sleeps (the retries themselves still happen).
+        # So does a stopping attempt's pause between reads of a record it is refused (Airflow's store
+        # refuses every replaced try: 0.4 s a stop, most of an airflow-backend run's time).
+        self._patch(stopping, "OWNER_READ_PAUSE", 0.0)
         for module in [m for name, m in sys.modules.items() if name.startswith("resumable") and m]:
             if getattr(module, "wait_exponential_jitter", None) is tenacity.wait_exponential_jitter:
                 self._patch(module, "wait_exponential_jitter", lambda **_: tenacity.wait_none())
