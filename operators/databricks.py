@@ -400,17 +400,6 @@ class ResumableDatabricksExecutionTrigger(StopsJobOnAPersonsStop, DatabricksExec
             "cancel_on_kill": self.cancel_on_kill,
         }
 
-    async def stop_for_a_person(self) -> None:
-        if not self.cancel_on_kill:
-            self.log.info(
-                "resumable: the deferred task was stopped by a person; cancel_on_kill keeps the run"
-            )
-            return
-        self.log.warning(
-            "resumable: the deferred task was stopped by a person; cancelling run %s", self.run_id
-        )
-        await super().stop_for_a_person()
-
 
 class ResumableDatabricksSubmitRunOperator(_ResumableDatabricksRun, DatabricksSubmitRunOperator):  # type: ignore[misc]
     """``DatabricksSubmitRunOperator`` that reattaches to its run after a crash instead of submitting again.

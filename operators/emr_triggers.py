@@ -35,12 +35,6 @@ class _StopsJobOnAPersonsStop(StopsJobOnAPersonsStop):
         raise NotImplementedError
 
     async def stop_for_a_person(self) -> None:
-        if not self.cancel_on_kill:
-            self.log.info(
-                "resumable: the deferred task was stopped by a person; cancel_on_kill keeps the job"
-            )
-            return
-        self.log.warning("resumable: the deferred task was stopped by a person; stopping its job")
         await asyncio.to_thread(self.stop_job)
 
 

@@ -33,13 +33,24 @@ class StopsJobOnAPersonsStop:
     """Trigger mixin (first in the bases): stops the job when a person stops the deferred task.
 
     :meth:`stop_for_a_person` stops it; by default it is the provider trigger's own ``on_kill``.
+    ``cancel_on_kill`` (the operator's rule, carried by the trigger) set to ``False`` keeps the job.
     """
 
     log: Any
     task_instance: Any
+    cancel_on_kill: bool = True
 
     async def stop_for_a_person(self) -> None:
         await super().on_kill()  # type: ignore[misc]
+
+    async def _person_stopped(self) -> None:
+        if not self.cancel_on_kill:
+            self.log.info(
+                "resumable: the deferred task was stopped by a person; cancel_on_kill keeps the job"
+            )
+            return
+        self.log.warning("resumable: the deferred task was stopped by a person; stopping its job")
+        await self.stop_for_a_person()
 
     async def on_kill(self) -> None:
         if TRIGGERER_CALLS_ON_KILL and await self._task_state() == "deferred":
@@ -47,7 +58,7 @@ class StopsJobOnAPersonsStop:
             # was not stopped (its trigger moved to another triggerer, say): the job is kept.
             self.log.info("resumable: the trigger stopped but its task is still deferred; keeping the job")
             return
-        await self.stop_for_a_person()
+        await self._person_stopped()
 
     async def run(self) -> AsyncIterator[Any]:
         try:
@@ -56,7 +67,7 @@ class StopsJobOnAPersonsStop:
         except asyncio.CancelledError as cancelled:
             by_user = bool(cancelled.args) and cancelled.args[0] == USER_ACTION
             if not TRIGGERER_CALLS_ON_KILL and not by_user and await self._stopped_by_a_person():
-                await self.stop_for_a_person()
+                await self._person_stopped()
             raise
 
     async def _stopped_by_a_person(self) -> bool:

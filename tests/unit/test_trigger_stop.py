@@ -1,11 +1,16 @@
-"""How the resumable triggers read their deferred task instance's state from ``get_task_states``' answer."""
+"""How the resumable triggers read their deferred task instance's state from ``get_task_states``' answer,
+and when they stop the job for it."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
+import pytest
 from airflow.utils.state import TaskInstanceState
 
 from resumable.protocol import DELETED
-from resumable.trigger_stop import UNKNOWN, task_state_in
+from resumable.trigger_stop import TRIGGERER_CALLS_ON_KILL, UNKNOWN, StopsJobOnAPersonsStop, task_state_in
 
 
 def test_a_mapped_task_instance_is_found_under_the_key_the_execution_api_gives_it() -> None:
@@ -26,3 +31,30 @@ def test_no_state_is_a_state_a_missing_task_instance_was_deleted_and_no_answer_i
     assert task_state_in({}, "run", "job", 2) == DELETED
     assert task_state_in({"run": {"job_1": "deferred"}}, "run", "job", 2) == DELETED
     assert task_state_in(None, "run", "job", -1) is UNKNOWN
+
+
+class _Watching(StopsJobOnAPersonsStop):
+    """A trigger that watches one job: its state in Airflow is given, its stops are counted."""
+
+    def __init__(self, state: str, cancel_on_kill: bool = True) -> None:
+        self.state, self.cancel_on_kill, self.stops = state, cancel_on_kill, 0
+        self.log = logging.getLogger("test")
+
+    async def _task_state(self) -> str | object:
+        return self.state
+
+    async def stop_for_a_person(self) -> None:
+        self.stops += 1
+
+
+@pytest.mark.skipif(not TRIGGERER_CALLS_ON_KILL, reason="this Airflow's triggerer never calls on_kill")
+@pytest.mark.parametrize(
+    ("state", "cancel_on_kill", "stops"),
+    [("failed", True, 1), ("none", True, 1), (DELETED, True, 1), ("deferred", True, 0), ("failed", False, 0)],
+)
+def test_on_kill_stops_the_job_for_a_persons_stop_unless_cancel_on_kill_keeps_it(
+    state: str, cancel_on_kill: bool, stops: int
+) -> None:
+    trigger = _Watching(state, cancel_on_kill)
+    asyncio.run(trigger.on_kill())
+    assert trigger.stops == stops
