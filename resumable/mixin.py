@@ -295,14 +295,26 @@ class ResumableMixin:
         leaves none)."""
         if not self._stopping.requested.is_set() or not isinstance(record, Record):
             return
-        if record.phase is not Phase.SUBMITTED or record.handle is None:
+        handle = record.handle if record.phase is Phase.SUBMITTED else None
+        if record.phase is Phase.SUBMITTING:
+            # The last attempt died around its submit: the stop is about the job of the record's token.
+            try:
+                handle = self._job_of_token(attempt, record.token)
+            except Exception as error:  # noqa: BLE001 - the attempt's own error follows
+                self.log.error(
+                    "resumable: told to stop, and could not learn the job of token %s: %s",
+                    record.token,
+                    error,
+                )
+                return
+        if handle is None:
             return
         self.log.warning(
             "resumable: told to stop, and could not look at job %s; deciding the stop without it",
-            record.handle.job_id,
+            handle.job_id,
         )
-        self._handle = record.handle
-        self._stop_if_asked(attempt, record.handle, "before this attempt could look at its job")
+        self._handle = handle
+        self._stop_if_asked(attempt, handle, "before this attempt could look at its job")
 
     def _stop_if_asked(self, attempt: Attempt, handle: JobHandle, when: str) -> None:
         """Decide a stop that came before ``handle`` was known, now that it is; the attempt then ends
@@ -669,25 +681,15 @@ class ResumableMixin:
                 created_at=prior.created_at,
                 stop_reason=prior.stop_reason,
             )
+        # A stop that came before the submit (before execute began, say) needs no intent: nothing is
+        # submitted, and a failed write must not keep the stop from the job of the record's token.
+        self._stop_before_submitting(attempt, prior, reuse_token)
         faults.fault_point(faults.BEFORE_INTENT, ctx)
         attempt.write(intent)
         faults.fault_point(faults.AFTER_INTENT, ctx)
         # From here a stop is about the job of this token, whether or not its id ever comes back.
         self._stopping.submitting = token
-        if self._stopping.requested.is_set():
-            self._stopping.submitting = None
-            if prior is not None and reuse_token:
-                # The last attempt died around its submit and the job of this token was not found: it
-                # may exist all the same (an idempotent submit returns it). The stop is about it.
-                recovered = self._recover_handle(attempt)
-                if recovered is not None:
-                    self._handle = recovered
-                    self._stop_if_asked(
-                        attempt, recovered, "before submitting (the job of the record's token)"
-                    )
-            raise AttemptInterrupted(
-                f"the task was told to stop before submitting; nothing was submitted ({attempt.where})"
-            )
+        self._stop_before_submitting(attempt, prior, reuse_token)  # one that came during the write
         # A stop from now on is about the job this call submits: its id is not known yet.
         self._handle = None
         self.resubmitting_token = prior is not None and reuse_token
@@ -716,23 +718,46 @@ class ResumableMixin:
         self._stop_if_asked(attempt, handle, "while submitting")
         return handle
 
+    def _stop_before_submitting(self, attempt: Attempt, prior: Record | None, reuse_token: bool) -> None:
+        """Apply a stop that came before the submit call: submit nothing, and stop the job of the
+        record's token where the last attempt died around its submit."""
+        if not self._stopping.requested.is_set():
+            return
+        self._stopping.submitting = None
+        if prior is not None and reuse_token:
+            # The last attempt died around its submit and the job of this token was not found: it
+            # may exist all the same (an idempotent submit returns it). The stop is about it.
+            recovered = self._recover_handle(attempt)
+            if recovered is not None:
+                self._handle = recovered
+                self._stop_if_asked(attempt, recovered, "before submitting (the job of the record's token)")
+        raise AttemptInterrupted(
+            f"the task was told to stop before submitting; nothing was submitted ({attempt.where})"
+        )
+
     def _recover_handle(self, attempt: Attempt) -> JobHandle | None:
         """The job of a submit whose answer never came (a stop or timeout during the call), if it exists."""
         record = attempt.record
         if record is None or record.phase is not Phase.SUBMITTING:
             return record.handle if record is not None else None
-        handle = self._call(lambda: self.find_job(attempt.context, record.token), "look for the job by token")
+        handle = self._handle = self._job_of_token(attempt, record.token)
+        return handle
+
+    def _job_of_token(self, attempt: Attempt, token: str) -> JobHandle | None:
+        """The job submitted with ``token``, to stop it: found by token, or where a repeated submit with
+        one token returns the first job, asked for again (a stop means no job runs, so a job that
+        second call creates is stopped too)."""
+        handle = self._call(lambda: self.find_job(attempt.context, token), "look for the job by token")
         if handle is None and self.submit_is_idempotent():
             self.log.warning(
                 "resumable: asking for the job of token %s again (a repeated submit returns it) to stop it",
-                record.token,
+                token,
             )
             self.resubmitting_token = True
             try:
-                handle = self.submit_job(attempt.context, record.token)
+                handle = self.submit_job(attempt.context, token)
             finally:
                 self.resubmitting_token = False
-        self._handle = handle
         return handle
 
     def _poll(

@@ -466,3 +466,21 @@ def test_a_clear_before_execute_after_an_earlier_try_left_its_job_leaves_no_job_
     w.attempt_runs()
     assert w.ti.state == "success", w.ti.state
     assert w.svc.total_submissions == (1 if w.backend_name == "airflow" else 2)
+
+
+@pytest.mark.parametrize("store_fails", [False, True])
+def test_a_stop_before_execute_after_a_submit_whose_answer_never_came_stops_the_tokens_job(
+    world, store_fails: bool
+) -> None:
+    """Found by the model checker: try 1 is evicted while its submit's answer is held (its job exists,
+    its id never reached the record: ``submitting``); a person marks try 2 failed before its
+    ``execute``. With the store failing try 2's first write (its claim on the record, or on Airflow's
+    store its intent to submit again with the token), try 2 ended without stopping the token's job
+    (guarantee 4). The stop now learns the token's job without that write and stops it."""
+    w = world(retries=1, polls=1)
+    if store_fails:
+        w.state_store_fails("put", 2, lost_ack=False)
+    w.stopped_while_the_submit_answer_is_held("evicted")
+    w.stopped_before_execute("mark_failed")
+    assert not w.running_jobs()
+    assert w.svc.total_submissions == 1

@@ -189,6 +189,9 @@ class JobFacts:
     generation: int
     lineage: int
     by_try: int | None
+    #: The DAG run's clear counter when the job was created: a clear that repeats an old max_tries
+    #: (retries lowered) still starts a new lineage.
+    clear_number: int = 0
 
 
 def effective_state(job: FakeJob) -> JobState:
@@ -903,7 +906,9 @@ class World:
         actor = self._actor()
         lineage = actor.lineage if actor else self.ti.max_tries
         generation = self.ti.generation
-        self.facts[job_id] = JobFacts(generation, lineage, actor.try_number if actor else None)
+        self.facts[job_id] = JobFacts(
+            generation, lineage, actor.try_number if actor else None, self.ti.clear_number
+        )
         who = f"try {actor.try_number} (lineage {lineage})" if actor else "someone"
         if self.record_corrupt:
             self._violation(
@@ -931,6 +936,7 @@ class World:
             elif (
                 state is JobState.SUCCEEDED
                 and facts.lineage == lineage
+                and facts.clear_number == self.ti.clear_number  # a clear since then means rerun
                 and other_id not in self.stale
                 and other.token not in self.stopped_tokens  # a person stopped its token: not to be used
             ):
