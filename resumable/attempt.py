@@ -162,10 +162,12 @@ class Attempt:
             raise RecordUnreadableHere(f"the record of {self.where} disappeared; not cancelling anything")
         owner = current.get("owner")
         newer_try = isinstance(owner, int) and owner > self.facts.try_number
-        if newer_try or (owner, current.get("lineage"), current.get("token")) != (
-            mine.owner,
-            mine.lineage,
-            mine.token,
+        # This try's own number on it is this attempt's write too (a claim whose answer was lost).
+        ours = owner in (mine.owner, self.facts.try_number)
+        if (
+            newer_try
+            or not ours
+            or (current.get("lineage"), current.get("token")) != (mine.lineage, mine.token)
         ):
             raise SupersededError(
                 f"try {current.get('owner')} (lineage {current.get('lineage')}) owns the job of "

@@ -20,6 +20,8 @@ from resumable._compat import BaseTrigger, TriggerEvent
 from resumable.errors import TransientJobError
 from resumable.job import JobHandle, JobState, JobStatus
 from resumable.mixin import ResumableMixin
+from resumable.protocol import CancelOnKill
+from resumable.trigger_stop import StopsJobOnAPersonsStop
 
 
 class ServiceUnavailable(TransientJobError):
@@ -211,18 +213,12 @@ class FakeJobService:
         return job_id in self.cancelled
 
 
-class FakeJobTrigger(BaseTrigger):  # type: ignore[misc,valid-type]
+class _WatchesFakeJob(BaseTrigger):  # type: ignore[misc,valid-type]
     """Waits in the triggerer until a fake job is terminal."""
 
-    def __init__(self, service: str, job_id: str, poll_interval: float) -> None:
-        super().__init__()
-        self.service, self.job_id, self.poll_interval = service, job_id, poll_interval
-
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {"service": self.service, "job_id": self.job_id, "poll_interval": self.poll_interval},
-        )
+    service: str
+    job_id: str
+    poll_interval: float
 
     async def run(self) -> AsyncIterator[Any]:
         service = FakeJobService.named(self.service)
@@ -235,6 +231,30 @@ class FakeJobTrigger(BaseTrigger):  # type: ignore[misc,valid-type]
                 yield TriggerEvent({"job_id": self.job_id, "state": state.value})
                 return
             await asyncio.sleep(self.poll_interval)
+
+
+class FakeJobTrigger(StopsJobOnAPersonsStop, _WatchesFakeJob):
+    """Waits in the triggerer until a fake job is terminal; a person's stop of the deferred task
+    cancels the job (unless ``cancel_on_kill`` is False), as the resumable operators' triggers do."""
+
+    def __init__(self, service: str, job_id: str, poll_interval: float, cancel_on_kill: bool = True) -> None:
+        super().__init__()
+        self.service, self.job_id, self.poll_interval = service, job_id, poll_interval
+        self.cancel_on_kill = cancel_on_kill
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "service": self.service,
+                "job_id": self.job_id,
+                "poll_interval": self.poll_interval,
+                "cancel_on_kill": self.cancel_on_kill,
+            },
+        )
+
+    async def stop_for_a_person(self) -> None:
+        await asyncio.to_thread(FakeJobService.named(self.service).cancel, self.job_id)
 
 
 class FakeJobOperator(ResumableMixin, BaseOperator):
@@ -282,7 +302,12 @@ class FakeJobOperator(ResumableMixin, BaseOperator):
         return handle
 
     def job_trigger(self, context: Mapping[str, Any], handle: JobHandle) -> FakeJobTrigger:
-        return FakeJobTrigger(self.service, handle.job_id, self.poll_interval)
+        return FakeJobTrigger(
+            self.service,
+            handle.job_id,
+            self.poll_interval,
+            cancel_on_kill=self.cancel_on_kill is not CancelOnKill.NEVER,
+        )
 
     def job_result(self, context: Mapping[str, Any], handle: JobHandle, status: JobStatus) -> Any:
         return {"job_id": handle.job_id, "state": status.state.value}

@@ -86,6 +86,7 @@ class ResumeMachine(RuleBasedStateMachine):
         polls=st.integers(1, 3),
         cancel_polls=st.integers(0, 2),
         cancel_lag=st.integers(0, 2),
+        deferrable=st.booleans(),
     )
     def a_task(self, **options: Any) -> None:
         self.world = World(self.backend, sql_url=self.sql_url, ignore=self.ignore, **options)
@@ -153,6 +154,26 @@ class ResumeMachine(RuleBasedStateMachine):
     )
     def zombie(self, freeze_at: int, successor: str, thaw: str) -> None:
         self.w.zombie(freeze_at, successor, thaw)
+
+    # ---- a deferred task ----------------------------------------------------------------------
+
+    def deferred(self) -> bool:
+        return self.world is not None and self.w.deferral is not None
+
+    @precondition(deferred)
+    @rule(event=st.sampled_from(["outcome", "error", "max_attempts"]))
+    def trigger_fires(self, event: str) -> None:
+        self.w.trigger_fires(event)
+
+    @precondition(deferred)
+    @rule()
+    def trigger_moves(self) -> None:
+        self.w.trigger_moves()
+
+    @precondition(deferred)
+    @rule(action=st.sampled_from(["mark_failed", "mark_success", "clear"]))
+    def person_stops_deferred(self, action: str) -> None:
+        self.w.person_stops_deferred(action)
 
     # ---- between attempts ---------------------------------------------------------------------
 

@@ -484,3 +484,61 @@ def test_a_stop_before_execute_after_a_submit_whose_answer_never_came_stops_the_
     w.stopped_before_execute("mark_failed")
     assert not w.running_jobs()
     assert w.svc.total_submissions == 1
+
+
+# ---- issue 19, item 2: a deferred task's trigger, the triggerer, and people -------------------------
+
+
+def test_a_trigger_that_moves_or_ends_with_an_error_keeps_the_job_and_the_task_waits_on(world) -> None:
+    """The triggerer running the trigger stops and another takes it (on 3.3 the trigger's ``on_kill``
+    runs; before, its task is cancelled): the task is still deferred, so the job is kept. Then a
+    status call fails past the client's retries and the trigger sends an error event: the job is
+    looked at and the task defers again (guarantee 2). The next trigger sees the job to its end."""
+    w = world(retries=0, polls=3, deferrable=True)
+    w.attempt_runs()
+    assert w.ti.state == "deferred"
+    w.trigger_moves()
+    w.trigger_fires("error")
+    assert w.ti.state == "deferred", w.ti.state
+    w.trigger_fires("outcome")
+    assert w.ti.state == "success", w.ti.state
+    assert w.svc.total_submissions == 1 and not w.svc.cancelled
+
+
+def test_a_trigger_whose_wait_reached_its_limit_cancels_the_job(world) -> None:
+    w = world(retries=0, polls=3, deferrable=True)
+    w.attempt_runs()
+    w.trigger_fires("max_attempts")
+    assert w.svc.cancelled and w.ti.state == "failed"
+
+
+@pytest.mark.parametrize("action", ["mark_failed", "mark_success"])
+def test_a_persons_stop_of_a_deferred_task_stops_its_job(world, action: str) -> None:
+    w = world(retries=0, polls=3, deferrable=True)
+    w.attempt_runs()
+    w.person_stops_deferred(action)
+    assert w.svc.cancelled and not w.running_jobs()
+
+
+def test_a_clear_of_a_deferred_task_reattaches_the_next_try_to_its_job(world) -> None:
+    """Airflow 3.3 does not tell the trigger of a deferred task that a person cleared (measured): the
+    next try starts as ``execute``, finds the job running and reattaches; one job, the task succeeds."""
+    w = world(retries=0, polls=3, deferrable=True)
+    w.attempt_runs()
+    w.person_stops_deferred("clear")
+    w.attempt_runs()
+    w.trigger_fires("outcome")
+    assert w.ti.state == "success", w.ti.state
+    assert w.svc.total_submissions == 1
+
+
+def test_a_stop_before_execute_whose_claim_committed_but_lost_its_answer_still_stops_the_job(world) -> None:
+    """Found by the model checker: an eviction leaves try 1's job running; a person marks try 2 failed
+    before its ``execute``. Try 2's claim on the record (owner = try 2) commits, but its answer is
+    lost: the stop read the record, found try 2 as the owner where it expected try 1, took that for a
+    newer try and kept the job (guarantee 4). A record naming this try is this attempt's own write."""
+    w = world(retries=1, polls=1)
+    w.state_store_fails("put", 3, lost_ack=True)
+    w.evicted("submit")
+    w.stopped_before_execute("mark_failed")
+    assert not w.running_jobs()

@@ -22,6 +22,8 @@ Nothing here imports Hypothesis: ``machine.py`` drives a World with random seque
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 import functools
 import itertools
@@ -36,6 +38,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 import tenacity
+from airflow.exceptions import TaskDeferred
 from sqlalchemy.exc import OperationalError
 
 from resumable import follow_up, stopping
@@ -47,6 +50,7 @@ from resumable.record import Phase, Record
 from resumable.state import MemoryBackend, SqlBackend, StateBackend, TaskScope
 from resumable.state.airflow import AirflowStoreBackend
 from resumable.testing.fake import FakeJob, FakeJobOperator, FakeJobService, ServiceUnavailable
+from resumable.trigger_stop import TRIGGERER_CALLS_ON_KILL
 
 KEY = "resumable.job"
 TASK_ID = "job"
@@ -182,6 +186,8 @@ class Attempt:
     stop_may_cancel: bool = False
     result: Any = None
     error: BaseException | None = None
+    #: The deferral this try ended its process with (``TaskDeferred``): its trigger and kwargs.
+    deferred: Any = None
 
 
 @dataclass
@@ -327,6 +333,7 @@ class World:
         polls: int = 2,
         cancel_polls: int = 0,
         cancel_lag: int = 0,
+        deferrable: bool = False,
         ignore: frozenset[str] = frozenset(),
     ) -> None:
         if backend not in ("memory", "sql", "airflow"):
@@ -336,6 +343,10 @@ class World:
         n = next(_names)
         self.backend_name, self.sql_url = backend, (sql_url if backend == "sql" else None)
         self.cancel_on_kill, self.on_prior_failure = cancel_on_kill, on_prior_failure
+        self.deferrable = deferrable
+        #: The deferred try waiting for its trigger (the try that deferred, with its trigger and kwargs).
+        self.deferral: Attempt | None = None
+        self._trigger_of: Attempt | None = None
         self.ignore = ignore
         self.dag_id, self.run_id = f"model_{os.getpid()}_{n}", "manual__2025-01-01"
         self.scope = TaskScope(self.dag_id, self.run_id, TASK_ID)
@@ -423,6 +434,13 @@ class World:
         # So does a stopping attempt's pause between reads of a record it is refused (Airflow's store
         # refuses every replaced try: 0.4 s a stop, most of an airflow-backend run's time).
         self._patch(stopping, "OWNER_READ_PAUSE", 0.0)
+        # A trigger asks the Execution API for its task instance's state: the model answers.
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+        def task_states(**query: Any) -> dict[str, dict[str, Any]]:
+            return ModelTi(self.dag_id, self.run_id, 0, 0, None, self).get_task_states(**query)
+
+        self._patch(RuntimeTaskInstance, "get_task_states", staticmethod(task_states))
         for module in [m for name, m in sys.modules.items() if name.startswith("resumable") and m]:
             if getattr(module, "wait_exponential_jitter", None) is tenacity.wait_exponential_jitter:
                 self._patch(module, "wait_exponential_jitter", lambda **_: tenacity.wait_none())
@@ -492,14 +510,41 @@ class World:
 
     def _actor(self) -> Attempt | None:
         stack = self._local.__dict__.get("stack") or []
-        return stack[-1] if stack else None
+        return stack[-1] if stack else self._trigger_of
+
+    def _trigger_on_kill(self, deferred: Attempt) -> None:
+        """Airflow's triggerer stops the trigger: on 3.3 it calls the trigger's ``on_kill`` (the model
+        does so also when the trigger moves, which a trigger must survive all the same); before 3.3 it
+        cancels the trigger's task while it watches the job. What the trigger then does (in threads of
+        its own) is the deferred try's doing."""
+        trigger = deferred.deferred.trigger
+
+        async def watch() -> None:
+            async for _ in trigger.run():
+                return
+
+        async def cancel() -> None:
+            task = asyncio.ensure_future(watch())
+            await asyncio.sleep(0)  # it starts watching the job
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+        self._trigger_of = deferred
+        try:
+            asyncio.run(trigger.on_kill() if TRIGGERER_CALLS_ON_KILL else cancel())
+        except ServiceUnavailable:
+            pass  # the triggerer logs it; the service refused the cancel (the model counts it as refused)
+        finally:
+            self._trigger_of = None
 
     # ---- attempts --------------------------------------------------------------------------------
 
-    def _start_attempt(self) -> Attempt:
-        """Airflow starts the next try: a new process, a new operator object, try_number + 1."""
+    def _start_attempt(self, *, resume: bool = False) -> Attempt:
+        """Airflow starts the next try: a new process, a new operator object, try_number + 1
+        (``resume``: the same try again, after its trigger fired)."""
         ti = self.ti
-        ti.try_number += 1
+        ti.try_number += 0 if resume else 1
         ti.state = "running"
         op = FakeJobOperator(
             task_id=TASK_ID,
@@ -508,6 +553,7 @@ class World:
             cancel_on_kill=self.cancel_on_kill,
             on_prior_failure=self.on_prior_failure,
             retries=ti.retries,
+            deferrable=self.deferrable,
         )
         op.task_state_probe = self.probe
         store = ModelTaskStateStore(self, None)
@@ -520,12 +566,14 @@ class World:
         store.attempt = Attempt(ti.try_number, ti.max_tries, ti.generation, op, context, ti_id=ti.ti_ids)
         return store.attempt
 
-    def _run(self, a: Attempt) -> None:
-        """``execute`` as Airflow's task runner calls it (on execution_timeout it calls on_kill), then
-        Airflow records how the try ended."""
+    def _run(self, a: Attempt, call: Callable[[], Any] | None = None) -> None:
+        """``execute`` as Airflow's task runner calls it (or ``call``: ``execute_complete`` when a
+        trigger fired; on execution_timeout it calls on_kill), then Airflow records how the try ended."""
         with self._acting(a):
             try:
-                a.result = a.op.execute(a.context)
+                a.result = call() if call is not None else a.op.execute(a.context)
+            except TaskDeferred as deferred:
+                a.deferred = deferred
             except AirflowTaskTimeout as timeout:
                 a.error = timeout
                 self._on_kill(a)
@@ -567,6 +615,10 @@ class World:
             self.stop_asked |= {j.job_id for j in self.running_jobs()}
         if a.generation != ti.generation or a.try_number != ti.try_number:
             return  # a replaced try: Airflow no longer listens to it
+        if ti.state == "running" and a.deferred is not None:
+            ti.state, self.deferral = "deferred", a
+            a.deferred.trigger.task_instance = a.context["ti"]  # as the triggerer gives it
+            return
         if ti.state == "running":
             if a.error is None:
                 ti.state = "success"
@@ -685,6 +737,74 @@ class World:
         a = self._start_attempt()
         self._stopped(a, action)
         self._run(a)
+
+    # ---- a deferred task: its trigger, the triggerer, and people -------------------------------------
+
+    def _resume(self, event: Any, *, wait_limit_spent: bool = False) -> None:
+        """The trigger fired: Airflow runs ``execute_complete`` for the deferred try, in a new process."""
+        deferred, self.deferral = self.deferral, None
+        assert deferred is not None and deferred.deferred is not None
+        a = self._start_attempt(resume=True)
+        a.wait_limit_spent = wait_limit_spent
+        kwargs = deferred.deferred.kwargs or {}
+        self._run(a, lambda: a.op.execute_complete(a.context, event=event, **kwargs))
+
+    @step
+    def trigger_fires(self, event: str) -> None:
+        """The deferred try's trigger ends with an event: the job's ``outcome`` (it watched the job to
+        its end), an ``error`` (a status call failed past the client's retries: the provider's triggers
+        send ``{"status": "error"}`` or ``"failure"`` with the error's message), or ``max_attempts``
+        (its wait reached its limit: ``Waiter ... failed: Max attempts reached``). Only the last may
+        cancel a job that still runs."""
+        assert self.deferral is not None
+        job_id = self.deferral.deferred.trigger.job_id
+        if event == "outcome":
+            with self._acting(self.deferral):
+                state = JobState.RUNNING
+                for _ in range(50):  # the trigger polls until the job has ended
+                    try:
+                        state = self.svc.status(job_id)
+                    except ServiceUnavailable:
+                        continue
+                    if not state.is_active:
+                        break
+            self._resume({"job_id": job_id, "state": state.value})
+        elif event == "error":
+            message = "An error occurred (InternalServerError) when calling the GetJobRun operation"
+            self._resume({"status": "error", "message": message})
+        else:
+            message = "Waiter job_run_complete failed: Max attempts reached"
+            self._resume({"status": "failure", "message": message}, wait_limit_spent=True)
+
+    @step
+    def trigger_moves(self) -> None:
+        """The triggerer that runs the trigger stops (a restart, a lost heartbeat): Airflow cancels the
+        trigger (on 3.3 through its ``on_kill``) and another triggerer runs it again. The task is still
+        deferred: nobody asked to stop the job."""
+        assert self.deferral is not None
+        self._trigger_on_kill(self.deferral)
+
+    @step
+    def person_stops_deferred(self, action: str) -> None:
+        """A person marks the deferred task failed or success (Airflow 3.3's triggerer then calls the
+        trigger's ``on_kill``), or clears it (Airflow resets the task instance, its ``next_method`` and
+        ``next_kwargs``, but not its trigger, which is never told: measured on 3.3, the next try finds
+        the job running and reattaches to it)."""
+        deferred = self.deferral
+        assert deferred is not None
+        if action == "clear":
+            self.deferral = None
+            ti = self.ti
+            ti.max_tries = ti.try_number + ti.retries
+            ti.state, ti.clear_number, ti.ti_ids = "none", ti.clear_number + 1, ti.ti_ids + 1
+            return
+        self.deferral = None
+        self.ti.state = {"mark_failed": "failed", "mark_success": "success"}[action]
+        deferred.stop_may_cancel = True
+        if self.cancel_on_kill != "never":
+            self.stop_expected = f"a person's {action} of deferred try {deferred.try_number}"
+        self._trigger_on_kill(deferred)
+        self.stop_asked |= {j.job_id for j in self.running_jobs()}
 
     @step
     def execution_timeout(self, where: str | int) -> None:
@@ -969,6 +1089,8 @@ class World:
                 # is the only one that can stop it (guarantee 4), as a person or a final failure asks.
                 return None
             return f"try {ti.try_number} replaced it (the task is {ti.state} in Airflow)"
+        if ti.state == "deferred":
+            return "the task is still deferred in Airflow (its trigger moved or restarted): nobody asked"
         if ti.state in SUPERSEDED:
             return f"it is a replaced try: the task is {ti.state} in Airflow and a retry takes over"
         if a.timed_out or a.wait_limit_spent or self.cancel_on_kill == "always":
