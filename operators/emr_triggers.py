@@ -8,7 +8,6 @@ redistribution is not a person's stop and keeps the job): see :mod:`resumable.tr
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from airflow.providers.amazon.aws.triggers.emr import (
@@ -16,6 +15,7 @@ from airflow.providers.amazon.aws.triggers.emr import (
     EmrContainerTrigger,
     EmrCreateJobFlowTrigger,
 )
+from asgiref.sync import sync_to_async
 
 from resumable.trigger_stop import TRIGGERER_CALLS_ON_KILL, StopsJobOnAPersonsStop
 
@@ -35,7 +35,9 @@ class _StopsJobOnAPersonsStop(StopsJobOnAPersonsStop):
         raise NotImplementedError
 
     async def stop_for_a_person(self) -> None:
-        await asyncio.to_thread(self.stop_job)
+        # asgiref's thread: the hook may ask the triggerer's supervisor for its connection (see
+        # resumable.trigger_stop).
+        await sync_to_async(self.stop_job, thread_sensitive=False)()
 
 
 class ResumableEmrAddStepsTrigger(_StopsJobOnAPersonsStop, EmrAddStepsTrigger):

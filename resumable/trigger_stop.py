@@ -18,6 +18,8 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+from asgiref.sync import sync_to_async
+
 from resumable._compat import BaseTrigger
 from resumable.protocol import DELETED
 
@@ -85,8 +87,9 @@ class StopsJobOnAPersonsStop:
         with contextlib.suppress(Exception):  # Airflow unreachable: keep the job, the task reconciles it
             from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
 
-            states = await asyncio.to_thread(
-                RuntimeTaskInstance.get_task_states,
+            # asgiref's thread, not asyncio's: before 3.2 the triggerer's channel to its supervisor answers
+            # a call from another thread only where asgiref tells it the trigger's event loop.
+            states = await sync_to_async(RuntimeTaskInstance.get_task_states, thread_sensitive=False)(
                 dag_id=ti.dag_id,
                 task_ids=[ti.task_id],
                 run_ids=[ti.run_id],

@@ -293,12 +293,6 @@ def test_worker_killed_between_submit_and_defer(lab: CrashLab, system: str) -> N
 
 
 @pytest.mark.every_airflow
-@pytest.mark.xfail(
-    AIRFLOW_3_0,
-    strict=True,
-    reason="known gap on Airflow 3.0: the trigger's cancellation leads to no cancel (measured; "
-    "docs/concepts.md, Deferred tasks)",
-)
 @pytest.mark.parametrize("system", DEFERRABLE)
 def test_a_mark_failed_of_a_deferred_task_stops_its_job(lab: CrashLab, system: str) -> None:
     """While deferred, the trigger is all that runs for the task: a person's mark failed reaches it

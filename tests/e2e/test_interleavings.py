@@ -343,6 +343,41 @@ def test_a_clear_while_the_service_throttles_cancels_reruns_the_job(lab: CrashLa
     assert_the_clear_reran(lab, run, watch, state)
 
 
+@pytest.mark.parametrize("system", SYSTEMS)
+def test_a_clear_of_a_deferred_task_reruns_or_keeps_its_job_never_two_at_once(
+    lab: CrashLab, system: str
+) -> None:
+    """What the model checker assumes of a clear of a deferred task (``person_stops_deferred`` and
+    ``cleared_trigger_stopped``), on a real Airflow: the clear resets the task instance, its
+    ``next_method`` and ``next_kwargs`` but not its trigger; the next try starts as ``execute``. Airflow
+    stops the cleared try's trigger at a time of its own (measured: both before and after the next try
+    deferred again): stopped while the task is not deferred, the trigger
+    cancels the job and the next try reruns it; stopped once it is deferred again, it keeps the job
+    and the next try ends with it. Either way one job at a time and the task succeeds on try 2."""
+    lab.script(system, 900)  # runs until the test moves the service's clock on
+    lab.script(system, 8, replace=False)  # a rerun, if the clear's stop reaches the job
+    run = lab.start_run(system, dag_id=f"crash_{system}_deferrable")
+    lab.wait_for_state(run, ("deferred",))
+    time.sleep(2)  # the trigger watches the job
+    with ActiveWatch(lab, run) as watch:
+        lab.stack.clear(run.dag_id, run.run_id, ["job"])
+        lab.wait_for_state(run, ("deferred",), try_number=2)
+        time.sleep(10)  # the cleared try's trigger is stopped meanwhile
+        lab.advance(system, 900)  # the first job finishes, if it still runs
+        state = lab.finish(run)
+
+    assert state == "success"
+    assert lab.task(run)["try_number"] == 2
+    assert watch.most_active == 1, watch.states
+    jobs = lab.job_ids(run)
+    if lab.cancelled(run):
+        assert len(jobs) == 2 and lab.cancelled_jobs(run) == [jobs[0]], (jobs, watch.states)
+        assert watch.appeared[jobs[1]] >= watch.ended[jobs[0]], (watch.appeared, watch.ended)
+    else:
+        assert len(jobs) == 1, jobs
+    assert reported_job(lab, run) == jobs[-1]
+
+
 #: Real seconds the service answers every status read with HTTP 500: longer than the clients' own
 #: retries (botocore's, the Databricks hook's), so a deferred task's trigger ends with an error event.
 OUTAGE_SECONDS = 20.0

@@ -170,6 +170,11 @@ class ResumeMachine(RuleBasedStateMachine):
     def trigger_moves(self) -> None:
         self.w.trigger_moves()
 
+    @precondition(lambda self: self.world is not None and self.w.cleared_trigger is not None)
+    @rule()
+    def cleared_trigger_stopped(self) -> None:
+        self.w.cleared_trigger_stopped()
+
     @precondition(deferred)
     @rule(action=st.sampled_from(["mark_failed", "mark_success", "clear"]))
     def person_stops_deferred(self, action: str) -> None:

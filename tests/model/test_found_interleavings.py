@@ -520,16 +520,26 @@ def test_a_persons_stop_of_a_deferred_task_stops_its_job(world, action: str) -> 
     assert w.svc.cancelled and not w.running_jobs()
 
 
-def test_a_clear_of_a_deferred_task_reattaches_the_next_try_to_its_job(world) -> None:
-    """Airflow 3.3 does not tell the trigger of a deferred task that a person cleared (measured): the
-    next try starts as ``execute``, finds the job running and reattaches; one job, the task succeeds."""
+@pytest.mark.parametrize("stopped", ["before_the_next_try", "once_deferred_again", "after_the_next_try"])
+def test_a_clear_of_a_deferred_task_reruns_or_keeps_the_job_as_its_trigger_is_stopped(world, stopped) -> None:
+    """A person clears a deferred task. The next try starts as ``execute``; Airflow stops the cleared
+    try's trigger at a time of its own. Stopped while the task is not deferred, the trigger takes it
+    for the person's stop and cancels the job: the next try reruns it (also when it had reattached to
+    it already). Stopped once the next try deferred again, it keeps the job, which that try goes on
+    with. Either way one job at a time, and the task succeeds."""
     w = world(retries=0, polls=3, deferrable=True)
     w.attempt_runs()
     w.person_stops_deferred("clear")
+    if stopped == "before_the_next_try":
+        w.cleared_trigger_stopped()
     w.attempt_runs()
+    if stopped == "once_deferred_again":
+        w.cleared_trigger_stopped()
     w.trigger_fires("outcome")
+    if stopped == "after_the_next_try":
+        w.cleared_trigger_stopped()
     assert w.ti.state == "success", w.ti.state
-    assert w.svc.total_submissions == 1
+    assert w.svc.total_submissions == (2 if stopped == "before_the_next_try" else 1)
 
 
 def test_a_stop_before_execute_whose_claim_committed_but_lost_its_answer_still_stops_the_job(world) -> None:
@@ -542,3 +552,21 @@ def test_a_stop_before_execute_whose_claim_committed_but_lost_its_answer_still_s
     w.evicted("submit")
     w.stopped_before_execute("mark_failed")
     assert not w.running_jobs()
+
+
+def test_a_clear_of_a_deferred_task_whose_cancel_lands_after_the_next_try_deferred_reruns_the_job(
+    world,
+) -> None:
+    """As above, with the trigger stopped before the next try ran but the cancel taking effect only
+    later: the next try reattaches to the job, which it took over from the lineage before the clear,
+    and defers; the job then ends cancelled, and the resumed try reruns it instead of failing."""
+    w = world(retries=0, polls=3, deferrable=True, cancel_lag=2)
+    w.attempt_runs()
+    w.person_stops_deferred("clear")
+    w.cleared_trigger_stopped()
+    w.attempt_runs()
+    assert w.ti.state == "deferred", w.ti.state
+    w.trigger_fires("outcome")  # the first job: cancelled; the rerun defers
+    w.trigger_fires("outcome")
+    assert w.ti.state == "success", w.ti.state
+    assert w.svc.total_submissions == 2

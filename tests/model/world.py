@@ -347,6 +347,8 @@ class World:
         #: The deferred try waiting for its trigger (the try that deferred, with its trigger and kwargs).
         self.deferral: Attempt | None = None
         self._trigger_of: Attempt | None = None
+        #: The trigger of a deferred try that a person cleared, until Airflow stops it.
+        self.cleared_trigger: Attempt | None = None
         self.ignore = ignore
         self.dag_id, self.run_id = f"model_{os.getpid()}_{n}", "manual__2025-01-01"
         self.scope = TaskScope(self.dag_id, self.run_id, TASK_ID)
@@ -785,18 +787,30 @@ class World:
         self._trigger_on_kill(self.deferral)
 
     @step
+    def cleared_trigger_stopped(self) -> None:
+        """Airflow stops the trigger of a deferred task that a person cleared, once no task instance
+        waits for it: before the next try ran, while it runs, once it deferred again or after it ended
+        (on 3.3 through the trigger's ``on_kill``; measured: sometimes while the task has no state or
+        runs, sometimes once it is deferred again)."""
+        cleared, self.cleared_trigger = self.cleared_trigger, None
+        assert cleared is not None
+        self._trigger_on_kill(cleared)
+
+    @step
     def person_stops_deferred(self, action: str) -> None:
         """A person marks the deferred task failed or success (Airflow 3.3's triggerer then calls the
         trigger's ``on_kill``), or clears it (Airflow resets the task instance, its ``next_method`` and
-        ``next_kwargs``, but not its trigger, which is never told: measured on 3.3, the next try finds
-        the job running and reattaches to it)."""
+        ``next_kwargs``, but not its trigger: the next try starts as ``execute``; the trigger is stopped
+        later, :meth:`cleared_trigger_stopped`)."""
         deferred = self.deferral
         assert deferred is not None
         if action == "clear":
-            self.deferral = None
+            self.deferral, self.cleared_trigger = None, deferred
             ti = self.ti
             ti.max_tries = ti.try_number + ti.retries
             ti.state, ti.clear_number, ti.ti_ids = "none", ti.clear_number + 1, ti.ti_ids + 1
+            # The person asked for a rerun: the trigger may stop the job, whenever Airflow stops it.
+            self.stop_asked |= {j.job_id for j in self.running_jobs()}
             return
         self.deferral = None
         self.ti.state = {"mark_failed": "failed", "mark_success": "success"}[action]
