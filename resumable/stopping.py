@@ -254,9 +254,11 @@ class StopControl:
         self._cancelled_jobs.add(handle.job_id)
         self.cancelled = True
         op, log = self._op, self._op.log
-        if before_sigkill and attempt is not None:
-            # Airflow SIGKILLs the task a few seconds after SIGTERM: a cancel the service does not take
-            # at once (it throttles, it is down) is carried on by a process that outlives this one.
+        if attempt is not None:
+            # Airflow SIGKILLs the task a few seconds after SIGTERM (also when the stop is decided here,
+            # once the job's id is known), and after a final timeout no try comes: a cancel the service
+            # does not take at once (it throttles, it is down) is carried on by a process that outlives
+            # this one.
             self._follow_after_this_process(attempt, None, verdict, handle=handle)
         try:
             op._call(lambda: op.cancel_job(handle), "cancel the job")

@@ -128,6 +128,9 @@ class AirflowStack:
             "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
             "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "10",
             "AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC": "1",
+            # A scheduler that starts after another died resets the task instances the dead one had
+            # running (adopt_or_reset_orphaned_tasks) every 10 s instead of every 300 s.
+            "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "10",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
             # XCom values read back through the REST API (Airflow 3.0 refuses ``deserialize`` without it)
@@ -193,13 +196,13 @@ class AirflowStack:
         )
         log.close()
 
-    def restart(self, name: str, sig: int = signal.SIGKILL) -> None:
+    def restart(self, name: str, sig: int = signal.SIGKILL, *, tree: bool = True) -> None:
         """Kill one of the stack's processes (``"triggerer"``, ``"scheduler"``, ...) and start it again.
 
         A name not running yet is started: ``"triggerer-2"`` adds a second triggerer (with a log
-        server port of its own), as a highly available deployment runs."""
+        server port of its own), as a highly available deployment runs. ``tree=False``: see :meth:`kill`."""
         if name in self.processes:
-            self.kill(name, sig)
+            self.kill(name, sig, tree=tree)
         args = {"api-server": ["api-server", "--port", str(self.port)]}.get(name, [name])
         if name.startswith("triggerer-"):
             args = ["triggerer"]
@@ -218,10 +221,17 @@ class AirflowStack:
             str(self.celery_concurrency),
         ]
 
-    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
-        """Send ``sig`` to one of the stack's processes and all its children, and reap it."""
+    def kill(self, name: str, sig: int = signal.SIGKILL, *, tree: bool = True) -> None:
+        """Send ``sig`` to one of the stack's processes and all its children, and reap it.
+
+        ``tree=False`` signals the process alone: a scheduler that dies while the LocalExecutor's
+        workers it started go on running their tasks (a scheduler pod lost, its workers elsewhere)."""
         process = self.processes.pop(name)
-        _signal_tree(process.pid, sig)
+        if tree:
+            _signal_tree(process.pid, sig)
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, sig)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=30)
 

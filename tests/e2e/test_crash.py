@@ -95,6 +95,34 @@ def test_sigterm_to_the_worker_keeps_the_job(lab: CrashLab, system: str) -> None
     assert lab.cancelled(run) == 0
 
 
+@pytest.mark.parametrize("system", ["databricks", "emr_serverless"])
+def test_a_scheduler_that_resets_the_running_task_to_no_state_keeps_its_job(
+    lab: CrashLab, system: str
+) -> None:
+    """What the model checker assumes of ``reset_to_no_state_while_running``, on a real Airflow: the
+    scheduler dies while the LocalExecutor worker it started runs the task; the next scheduler resets
+    the task instance its dead predecessor had running to no state while the old supervisor runs on.
+    That supervisor's heartbeat is refused and it stops its task, whose ``on_kill`` finds the task
+    instance reset for a new try (no state, or already queued again: nobody asked, keep the job); the
+    next try reattaches to it."""
+    run = running_with_job(lab, system, duration=600)
+    (job,) = lab.job_ids(run)
+    lab.stack.restart("scheduler", signal.SIGKILL, tree=False)
+    lab.wait_for_state(run, ("running",), try_number=2)
+    assert lab.cancelled(run) == 0
+
+    lab.advance(system, 900)  # the job finishes
+    assert lab.finish(run) == "success"
+    assert lab.task(run)["try_number"] == 2
+    assert lab.submitted(run) == 1
+    assert lab.cancelled(run) == 0
+    assert reported_job(lab, run) == job
+    # on_kill asked Airflow and was told the task is reset for a new try (measured: already queued
+    # again, under a new task-instance id that the old try's calls cannot reach)
+    first = [line for line in lab.task_log(run, 1).splitlines() if "resumable: stopping with job" in line]
+    assert first and all(line.endswith("-> keep the job") or "keep the job" in line for line in first), first
+
+
 @pytest.mark.parametrize("system", MATRIX)
 def test_marked_failed_cancels_the_job(lab: CrashLab, system: str) -> None:
     run = running_with_job(lab, system, duration=60)

@@ -127,9 +127,9 @@ class ResumeMachine(RuleBasedStateMachine):
         self.w.stopped_while_the_submit_answer_is_held(action)
 
     @precondition(schedulable)
-    @rule(where=wheres)
-    def reset_to_no_state_while_running(self, where: str | int) -> None:
-        self.w.reset_to_no_state_while_running(where)
+    @rule(where=wheres, seen=st.sampled_from(["none", "queued"]))
+    def reset_to_no_state_while_running(self, where: str | int, seen: str) -> None:
+        self.w.reset_to_no_state_while_running(where, seen)
 
     @precondition(schedulable)
     @rule(action=st.sampled_from(["mark_failed", "mark_success", "clear", "evicted"]))

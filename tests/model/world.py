@@ -717,16 +717,20 @@ class World:
         self._run(a)
 
     @step
-    def reset_to_no_state_while_running(self, where: str | int) -> None:
+    def reset_to_no_state_while_running(self, where: str | int, seen: str = "none") -> None:
         """The scheduler resets the running task instance to no state (a restarted scheduler adopting
-        what an executor it lost was running) while the old supervisor runs on; the supervisor's next
-        heartbeat is refused and it stops its task (SIGTERM, ``on_kill``). No person asked: the job
-        is kept for the next try."""
+        what an executor it lost was running) while the old supervisor runs on: the task instance gets
+        a new id, so the old try's calls are refused. The supervisor's next heartbeat is refused and it
+        stops its task (SIGTERM, ``on_kill``), which finds the task instance in state ``seen``: no
+        state, or already ``queued`` for the next try (measured on 3.3). No person asked: the job is
+        kept for the next try."""
         a = self._start_attempt()
 
         def reset() -> None:
-            self.ti.state = "none"
+            self.ti.state = seen
+            self.ti.ti_ids += 1
             self._on_kill(a)
+            self.ti.state = "none"
 
         self._at(where, reset)
         self._run(a)
