@@ -253,18 +253,32 @@ def test_zombie_past_its_execution_timeout_does_not_cancel_its_successors_job(
     assert reported_job(lab, run) == job
 
 
+#: Seconds a Databricks cancel takes to show (the run still answers RUNNING): a slow control plane,
+#: longer than Airflow takes from a clear to the next try's first status read.
+CANCEL_LAG_SECONDS = 30.0
+#: Seconds the service throttles every cancel: longer than the 5 s Airflow lets a stopped task live.
+CANCEL_THROTTLE_SECONDS = 30.0
+
+
+def cleared_while_running(lab: CrashLab, system: str, dag: str = "noretry", duration: float = 600) -> Run:
+    """A DAG run (of the noretry DAG: a failure is final) whose try 1 is polling its job, with the job
+    the cleared task submits again scripted."""
+    lab.script(system, duration)
+    run = lab.start_run(system, dag_id=f"crash_{system}_{dag}")
+    lab.wait_until_submitted(run)
+    lab.wait_for_state(run, ("running",), try_number=1)
+    time.sleep(3)  # well into polling
+    lab.script(system, 8, replace=False)  # the job the cleared task submits again
+    return run
+
+
 @pytest.mark.parametrize("dag", ["resumable", "noretry"])
 @pytest.mark.parametrize("system", SYSTEMS)
 def test_clear_of_a_running_task_whose_cancel_takes_many_polls_reruns_after_it_stopped(
     lab: CrashLab, system: str, dag: str
 ) -> None:
     lab.stop_takes(system, STOPPING_SECONDS)
-    lab.script(system, 90)
-    run = lab.start_run(system, dag_id=f"crash_{system}_{dag}")
-    lab.wait_until_submitted(run)
-    lab.wait_for_state(run, ("running",), try_number=1)
-    time.sleep(3)  # well into polling
-    lab.script(system, 8, replace=False)  # the job the cleared task submits again
+    run = cleared_while_running(lab, system, dag, duration=90)
 
     with ActiveWatch(lab, run) as watch:
         lab.stack.clear(run.dag_id, run.run_id, ["job"])
@@ -282,24 +296,6 @@ def test_clear_of_a_running_task_whose_cancel_takes_many_polls_reruns_after_it_s
     assert watch.appeared[second] >= watch.ended[first], (watch.appeared, watch.ended)
     assert watch.ended[first] - watch.stopping_since[first] > STOPPING_SECONDS - 2, watch.states
     assert "decided await_stop" in lab.task_log(run, lab.task(run)["try_number"]), logs(lab, run)
-
-
-#: Seconds a Databricks cancel takes to show (the run still answers RUNNING): a slow control plane,
-#: longer than Airflow takes from a clear to the next try's first status read.
-CANCEL_LAG_SECONDS = 30.0
-#: Seconds the service throttles every cancel: longer than the 5 s Airflow lets a stopped task live.
-CANCEL_THROTTLE_SECONDS = 30.0
-
-
-def cleared_while_running(lab: CrashLab, system: str) -> Run:
-    """A DAG run of the noretry DAG (a failure is final) whose try 1 is polling a 10-minute job."""
-    lab.script(system, 600)
-    run = lab.start_run(system, dag_id=f"crash_{system}_noretry")
-    lab.wait_until_submitted(run)
-    lab.wait_for_state(run, ("running",), try_number=1)
-    time.sleep(3)  # well into polling
-    lab.script(system, 8, replace=False)  # the job the cleared task submits again
-    return run
 
 
 def assert_the_clear_reran(lab: CrashLab, run: Run, watch: ActiveWatch, state: str) -> None:
