@@ -295,18 +295,16 @@ class ResumableMixin:
         leaves none)."""
         if not self._stopping.requested.is_set() or not isinstance(record, Record):
             return
-        handle = record.handle if record.phase is Phase.SUBMITTED else None
         if record.phase is Phase.SUBMITTING:
-            # The last attempt died around its submit: the stop is about the job of the record's token.
-            try:
-                handle = self._job_of_token(attempt, record.token)
-            except Exception as error:  # noqa: BLE001 - the attempt's own error follows
-                self.log.error(
-                    "resumable: told to stop, and could not learn the job of token %s: %s",
-                    record.token,
-                    error,
-                )
-                return
+            # The last attempt died around its submit: the stop is about the job of the record's token,
+            # which it learns only if it cancels it (an eviction submits nothing).
+            self.log.warning(
+                "resumable: told to stop, and could not look for the job of token %s; deciding the stop "
+                "without it",
+                record.token,
+            )
+            self._stop_if_asked(attempt, None, "before this attempt could look for its job")
+        handle = record.handle if record.phase is Phase.SUBMITTED else None
         if handle is None:
             return
         self.log.warning(
@@ -316,9 +314,10 @@ class ResumableMixin:
         self._handle = handle
         self._stop_if_asked(attempt, handle, "before this attempt could look at its job")
 
-    def _stop_if_asked(self, attempt: Attempt, handle: JobHandle, when: str) -> None:
+    def _stop_if_asked(self, attempt: Attempt, handle: JobHandle | None, when: str) -> None:
         """Decide a stop that came before ``handle`` was known, now that it is; the attempt then ends
-        instead of going on with the job."""
+        instead of going on with the job. ``None``: the job of the record's token, learnt only if the
+        stop cancels it."""
         if self._stopping.requested.is_set():
             self._stopping.settle_checking_owner(attempt, handle)
             raise AttemptInterrupted(
@@ -726,38 +725,32 @@ class ResumableMixin:
         self._stopping.submitting = None
         if prior is not None and reuse_token:
             # The last attempt died around its submit and the job of this token was not found: it
-            # may exist all the same (an idempotent submit returns it). The stop is about it.
-            recovered = self._recover_handle(attempt)
-            if recovered is not None:
-                self._handle = recovered
-                self._stop_if_asked(attempt, recovered, "before submitting (the job of the record's token)")
+            # may exist all the same (an idempotent submit returns it). The stop is about it, and learns
+            # it only if it cancels it.
+            self._stop_if_asked(attempt, None, "before submitting (the job of the record's token)")
         raise AttemptInterrupted(
             f"the task was told to stop before submitting; nothing was submitted ({attempt.where})"
         )
 
     def _recover_handle(self, attempt: Attempt) -> JobHandle | None:
-        """The job of a submit whose answer never came (a stop or timeout during the call), if it exists."""
+        """The job of a submit whose answer never came (a stop or timeout during the call), if it exists:
+        found by token, or where a repeated submit with one token returns the first job, asked for
+        again (a stop means no job runs, so a job that second call creates is stopped too)."""
         record = attempt.record
         if record is None or record.phase is not Phase.SUBMITTING:
             return record.handle if record is not None else None
-        handle = self._handle = self._job_of_token(attempt, record.token)
-        return handle
-
-    def _job_of_token(self, attempt: Attempt, token: str) -> JobHandle | None:
-        """The job submitted with ``token``, to stop it: found by token, or where a repeated submit with
-        one token returns the first job, asked for again (a stop means no job runs, so a job that
-        second call creates is stopped too)."""
-        handle = self._call(lambda: self.find_job(attempt.context, token), "look for the job by token")
+        handle = self._call(lambda: self.find_job(attempt.context, record.token), "look for the job by token")
         if handle is None and self.submit_is_idempotent():
             self.log.warning(
                 "resumable: asking for the job of token %s again (a repeated submit returns it) to stop it",
-                token,
+                record.token,
             )
             self.resubmitting_token = True
             try:
-                handle = self.submit_job(attempt.context, token)
+                handle = self.submit_job(attempt.context, record.token)
             finally:
                 self.resubmitting_token = False
+        self._handle = handle
         return handle
 
     def _poll(

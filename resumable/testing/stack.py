@@ -32,6 +32,7 @@ from typing import Any
 
 import psutil
 import requests
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_fixed
 
 TERMINAL_TI_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
@@ -86,6 +87,8 @@ class AirflowStack:
     home: Path | None = None
     keep_home: bool = False
     boot_timeout: float = 180.0
+    #: Seconds a REST API call waits for its answer (see :meth:`api`).
+    api_timeout: float = 30.0
 
     port: int = 0
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -295,10 +298,26 @@ class AirflowStack:
     # ---- the REST API ------------------------------------------------------------------------
 
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
-        """Call ``/api/v2/<path>``; raises :class:`StackError` with the body on an error status."""
-        response = self._session.request(
-            method, f"{self.url}/api/v2/{path.lstrip('/')}", timeout=30, **kwargs
-        )
+        """Call ``/api/v2/<path>``; raises :class:`StackError` with the body on an error status.
+
+        A read (``GET``) whose answer does not come within ``api_timeout`` (30 s) is asked again, up to
+        three times: on a
+        loaded machine the embedded API server can stall that long behind a busy metadata database
+        (SQLite, the demo's), and a read changes nothing. Other calls are made once."""
+        url = f"{self.url}/api/v2/{path.lstrip('/')}"
+
+        def call() -> requests.Response:
+            return self._session.request(method, url, timeout=self.api_timeout, **kwargs)
+
+        if method.upper() == "GET":
+            response = Retrying(
+                retry=retry_if_exception_type((requests.Timeout, requests.ConnectionError)),
+                stop=stop_after_attempt(3),
+                wait=wait_fixed(1),
+                reraise=True,
+            )(call)
+        else:
+            response = call()
         if response.status_code >= 400:
             raise StackError(f"{method} {path} answered {response.status_code}: {response.text[:2000]}")
         return response.json() if response.content else None
