@@ -301,9 +301,8 @@ class AirflowStack:
         """Call ``/api/v2/<path>``; raises :class:`StackError` with the body on an error status.
 
         A read (``GET``) whose answer does not come within ``api_timeout`` (30 s) is asked again, up to
-        three times: on a
-        loaded machine the embedded API server can stall that long behind a busy metadata database
-        (SQLite, the demo's), and a read changes nothing. Other calls are made once."""
+        three times: on a loaded machine the embedded API server can stall that long behind a busy
+        metadata database (SQLite, the demo's), and a read changes nothing. Other calls are made once."""
         url = f"{self.url}/api/v2/{path.lstrip('/')}"
 
         def call() -> requests.Response:
