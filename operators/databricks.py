@@ -393,6 +393,9 @@ class ResumableDatabricksExecutionTrigger(StopsJobOnAPersonsStop, DatabricksExec
         super().__init__(*args, **kwargs)
         self.cancel_on_kill = cancel_on_kill
 
+    def stop_worth_retrying(self, error: BaseException) -> bool:
+        return is_transient(error)
+
     def serialize(self) -> tuple[str, dict[str, Any]]:
         _, kwargs = super().serialize()
         return f"{type(self).__module__}.{type(self).__qualname__}", {

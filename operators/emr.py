@@ -37,6 +37,7 @@ from resumable.operators.emr_triggers import (
     ResumableEmrAddStepsTrigger,
     ResumableEmrContainerTrigger,
     ResumableEmrCreateJobFlowTrigger,
+    ResumableEmrServerlessStartJobTrigger,
 )
 from resumable.protocol import CancelOnKill
 
@@ -497,7 +498,7 @@ class ResumableEmrServerlessStartJobOperator(_ResumableEmr, EmrServerlessStartJo
         self.persist_links(context)  # type: ignore[arg-type]
 
     def job_trigger(self, context: Mapping[str, Any], handle: JobHandle) -> EmrServerlessStartJobTrigger:
-        return EmrServerlessStartJobTrigger(
+        return ResumableEmrServerlessStartJobTrigger(
             application_id=handle.extras["application_id"],
             job_id=handle.job_id,
             waiter_delay=self.waiter_delay,

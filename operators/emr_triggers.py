@@ -14,15 +14,34 @@ from airflow.providers.amazon.aws.triggers.emr import (
     EmrAddStepsTrigger,
     EmrContainerTrigger,
     EmrCreateJobFlowTrigger,
+    EmrServerlessStartJobTrigger,
 )
 from asgiref.sync import sync_to_async
 
 from resumable.trigger_stop import TRIGGERER_CALLS_ON_KILL, StopsJobOnAPersonsStop
 
 
-class _StopsJobOnAPersonsStop(StopsJobOnAPersonsStop):
+class _StopsAwsJob(StopsJobOnAPersonsStop):
+    """:meth:`stop_job` stops the job, in asgiref's thread (the hook may ask the triggerer's supervisor
+    for its connection, see :mod:`resumable.trigger_stop`), and raises when the service did not take it;
+    throttling, a 5xx or a lost connection is asked again, an error that says the job cannot be stopped
+    (it has ended) is not."""
+
+    def stop_job(self) -> None:
+        raise NotImplementedError
+
+    async def stop_for_a_person(self) -> None:
+        await sync_to_async(self.stop_job, thread_sensitive=False)()
+
+    def stop_worth_retrying(self, error: BaseException) -> bool:
+        from resumable.operators.emr import is_transient
+
+        return is_transient(error)
+
+
+class _StopsJobOnAPersonsStop(_StopsAwsJob):
     """For the provider's triggers that never stop their job: ``cancel_on_kill`` says whether a
-    person's stop of the deferred task stops it, and :meth:`stop_job` does."""
+    person's stop of the deferred task stops it."""
 
     serialized_fields: dict[str, Any]
 
@@ -30,14 +49,6 @@ class _StopsJobOnAPersonsStop(StopsJobOnAPersonsStop):
         super().__init__(**kwargs)
         self.cancel_on_kill = cancel_on_kill
         self.serialized_fields["cancel_on_kill"] = cancel_on_kill
-
-    def stop_job(self) -> None:
-        raise NotImplementedError
-
-    async def stop_for_a_person(self) -> None:
-        # asgiref's thread: the hook may ask the triggerer's supervisor for its connection (see
-        # resumable.trigger_stop).
-        await sync_to_async(self.stop_job, thread_sensitive=False)()
 
 
 class ResumableEmrAddStepsTrigger(_StopsJobOnAPersonsStop, EmrAddStepsTrigger):
@@ -55,14 +66,33 @@ class ResumableEmrCreateJobFlowTrigger(_StopsJobOnAPersonsStop, EmrCreateJobFlow
         self.hook().conn.terminate_job_flows(JobFlowIds=[self.serialized_fields["job_flow_id"]])
 
 
-class ResumableEmrContainerTrigger(StopsJobOnAPersonsStop, EmrContainerTrigger):
+class ResumableEmrContainerTrigger(_StopsAwsJob, EmrContainerTrigger):
     """``EmrContainerTrigger`` whose job run is cancelled (its own ``cancel_on_kill``) when a person
-    stops the deferred task, also before Airflow 3.3, where its ``on_kill`` is never called."""
+    stops the deferred task, also before Airflow 3.3, where its ``on_kill`` is never called (the
+    provider's ``on_kill`` logs a failed cancel and returns; this one's is asked again)."""
+
+    def stop_job(self) -> None:
+        self.hook().stop_query(self.job_id)  # type: ignore[attr-defined]
+
+
+class ResumableEmrServerlessStartJobTrigger(_StopsAwsJob, EmrServerlessStartJobTrigger):
+    """``EmrServerlessStartJobTrigger`` whose job run is cancelled (its own ``cancel_on_kill``) when a
+    person stops the deferred task, with the stop asked again while the service throttles it, and a
+    mapped task instance's state read under the key Airflow gives it."""
+
+    async def safe_to_cancel(self) -> bool:
+        # The provider's own stop before Airflow 3.3, after a cancellation of the trigger: the job is
+        # stopped by StopsJobOnAPersonsStop instead (which tells a person's stop from a moved trigger).
+        return False
+
+    def stop_job(self) -> None:
+        self.hook().conn.cancel_job_run(applicationId=self.application_id, jobRunId=self.job_id)
 
 
 __all__ = [
     "ResumableEmrAddStepsTrigger",
     "ResumableEmrContainerTrigger",
     "ResumableEmrCreateJobFlowTrigger",
+    "ResumableEmrServerlessStartJobTrigger",
     "TRIGGERER_CALLS_ON_KILL",
 ]

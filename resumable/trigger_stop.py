@@ -9,18 +9,30 @@ else (``failed``, ``success``, no state after a clear, no task instance at all b
 deleted the DAG run) means a person stopped the task (stop the job). Airflow that cannot be asked
 keeps the job: the task reconciles it. Measured: a mark failed
 stops the job on Airflow 3.3 and 3.2; on 3.0 it does not (docs/concepts.md, Deferred tasks).
+
+Airflow 3.3 gives ``on_kill`` ``[triggerer] on_kill_timeout`` (30 s) and then cancels it, and the
+trigger's stop is the only one a deferred task gets: nobody comes back to a job a person stopped.
+So the question to Airflow is bounded (half of that time; a triggerer's first call builds its
+in-process Execution API, measured at 4 s on an idle machine, which is why each triggerer process
+asks once when its first trigger starts; only on 3.3, whose channel to the supervisor takes calls
+side by side), and the stop itself runs as a task of the triggerer's
+own, shielded from that timeout: a service that throttles or fails the cancel is asked again, with
+backoff, for up to ``[resumable] stop_follow_up_seconds``. It ends with the triggerer process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
-from resumable._compat import BaseTrigger
+from resumable import follow_up
+from resumable._compat import BaseTrigger, conf
 from resumable.protocol import DELETED
 
 #: Whether this Airflow's triggerer calls ``on_kill`` when a person acts on a deferred task.
@@ -29,13 +41,28 @@ TRIGGERER_CALLS_ON_KILL = callable(getattr(BaseTrigger, "on_kill", None))
 USER_ACTION = "__airflow_user_action__"
 #: A task-instance state that could not be read.
 UNKNOWN = object()
+#: Airflow's default ``[triggerer] on_kill_timeout``.
+ON_KILL_TIMEOUT_SECONDS = 30.0
+#: Stops carried on in this triggerer process (a reference keeps each task alive until it ends).
+_STOPS: set[asyncio.Task[None]] = set()
+#: Whether this triggerer process has asked Airflow anything yet (see :meth:`_warm_up`).
+_ASKED_AIRFLOW = False
+
+
+def on_kill_timeout() -> float:
+    """``[triggerer] on_kill_timeout``: how long Airflow >= 3.3 lets a trigger's ``on_kill`` run."""
+    with contextlib.suppress(Exception):
+        return float(conf.getint("triggerer", "on_kill_timeout", fallback=int(ON_KILL_TIMEOUT_SECONDS)))
+    return ON_KILL_TIMEOUT_SECONDS
 
 
 class StopsJobOnAPersonsStop:
     """Trigger mixin (first in the bases): stops the job when a person stops the deferred task.
 
-    :meth:`stop_for_a_person` stops it; by default it is the provider trigger's own ``on_kill``.
-    ``cancel_on_kill`` (the operator's rule, carried by the trigger) set to ``False`` keeps the job.
+    :meth:`stop_for_a_person` stops it (it must raise when the service did not take the stop); by
+    default it is the provider trigger's own ``on_kill``. :meth:`stop_worth_retrying` says which of
+    its errors are asked again. ``cancel_on_kill`` (the operator's rule, carried by the trigger) set to
+    ``False`` keeps the job.
     """
 
     log: Any
@@ -45,6 +72,11 @@ class StopsJobOnAPersonsStop:
     async def stop_for_a_person(self) -> None:
         await super().on_kill()  # type: ignore[misc]
 
+    def stop_worth_retrying(self, error: BaseException) -> bool:
+        """Whether a stop that failed with ``error`` is asked again (every error, unless a trigger
+        knows better: a job that has already ended answers a cancel with an error on some services)."""
+        return True
+
     async def _person_stopped(self) -> None:
         if not self.cancel_on_kill:
             self.log.info(
@@ -52,17 +84,91 @@ class StopsJobOnAPersonsStop:
             )
             return
         self.log.warning("resumable: the deferred task was stopped by a person; stopping its job")
-        await self.stop_for_a_person()
+        stop = asyncio.get_running_loop().create_task(self._stop_until_taken(follow_up.budget_seconds()))
+        _STOPS.add(stop)
+        stop.add_done_callback(_STOPS.discard)
+        # Shielded: when Airflow's on_kill_timeout (or a triggerer shutting down) cancels this wait, the
+        # stop goes on.
+        await asyncio.shield(stop)
+
+    async def _stop_until_taken(self, budget: float) -> None:
+        """Ask for the stop until the service takes it, for up to ``budget`` seconds."""
+        started, tries = time.monotonic(), 0
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(self.stop_worth_retrying),
+            stop=stop_after_delay(budget),
+            wait=wait_exponential(multiplier=1, max=follow_up.MAX_PAUSE_SECONDS),
+            before_sleep=lambda state: self.log.warning(
+                "resumable: the job's stop was not taken (%s); asking again in %.0f s (for up to %.0f s)",
+                state.outcome.exception() if state.outcome else None,
+                state.next_action.sleep if state.next_action else 0,
+                budget,
+            ),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    tries += 1
+                    await self.stop_for_a_person()
+        except Exception as error:  # noqa: BLE001 - said in the log: nobody else will stop this job
+            self.log.error(
+                "resumable: gave up stopping the job after %d tries in %.0f s: %s; it may still run",
+                tries,
+                time.monotonic() - started,
+                error,
+            )
+            return
+        if tries > 1:
+            self.log.info(
+                "resumable: the job's stop was taken at try %d, after %.0f s",
+                tries,
+                time.monotonic() - started,
+            )
 
     async def on_kill(self) -> None:
-        if TRIGGERER_CALLS_ON_KILL and await self._task_state() == "deferred":
-            # Airflow >= 3.3 calls on_kill for a person's action; a task instance that is still deferred
-            # was not stopped (its trigger moved to another triggerer, say): the job is kept.
-            self.log.info("resumable: the trigger stopped but its task is still deferred; keeping the job")
-            return
+        if TRIGGERER_CALLS_ON_KILL:
+            within = on_kill_timeout() / 2
+            state = await self._task_state_within(within)
+            if state == "deferred":
+                # Airflow >= 3.3 calls on_kill for a person's action; a task instance that is still deferred
+                # was not stopped (its trigger moved to another triggerer, say): the job is kept.
+                self.log.info(
+                    "resumable: the trigger stopped but its task is still deferred; keeping the job"
+                )
+                return
+            if state is UNKNOWN:
+                self.log.warning(
+                    "resumable: Airflow did not tell the task instance's state within %.0f s; it calls "
+                    "on_kill when a person acts on the deferred task, so the job is stopped",
+                    within,
+                )
         await self._person_stopped()
 
+    async def _task_state_within(self, seconds: float) -> str | object:
+        """:meth:`_task_state`, or :data:`UNKNOWN` when Airflow has not answered within ``seconds``."""
+        try:
+            return await asyncio.wait_for(self._task_state(), timeout=seconds)
+        except asyncio.TimeoutError:
+            return UNKNOWN
+
+    async def _warm_up(self) -> None:
+        """On Airflow >= 3.3, ask Airflow once per triggerer process, when its first trigger starts: the
+        triggerer's first call builds its in-process Execution API (seconds), which a stop then does not
+        wait for within ``on_kill_timeout``."""
+        global _ASKED_AIRFLOW
+        if not TRIGGERER_CALLS_ON_KILL or _ASKED_AIRFLOW or getattr(self, "task_instance", None) is None:
+            # Before 3.3 the triggerer's channel to its supervisor takes one call at a time: a question
+            # beside the trigger's own (its connection, say) kills the trigger runner ("Response read out
+            # of order"); and nothing there bounds the stop's wait.
+            return
+        _ASKED_AIRFLOW = True
+        await self._task_state()
+
     async def run(self) -> AsyncIterator[Any]:
+        warm_up = asyncio.get_running_loop().create_task(self._warm_up())
+        _STOPS.add(warm_up)
+        warm_up.add_done_callback(_STOPS.discard)
         try:
             async for event in super().run():  # type: ignore[misc]
                 yield event

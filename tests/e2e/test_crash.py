@@ -338,3 +338,26 @@ def test_a_mark_failed_of_a_deferred_task_stops_its_job(lab: CrashLab, system: s
     assert lab.cancelled_jobs(run) == [job]
     assert lab.submitted(run) == 1
     lab.wait(lambda: job not in lab.active_jobs(run), f"job {job} to stop", timeout=60)
+
+
+@pytest.mark.every_airflow
+@pytest.mark.parametrize("system", DEFERRABLE)
+def test_a_mark_failed_of_a_deferred_task_while_the_service_throttles_cancels_stops_its_job(
+    lab: CrashLab, system: str
+) -> None:
+    """The trigger's stop is the only one a deferred task gets, and Airflow gives it 30 s
+    (``[triggerer] on_kill_timeout``): a service that throttles every cancel for as long still has
+    the job cancelled once it takes calls again."""
+    lab.script(system, 600)
+    run = lab.start_run(system, dag_id=f"crash_{system}_deferrable")
+    lab.wait_for_state(run, ("deferred",))
+    time.sleep(2)  # the trigger watches the job
+    (job,) = lab.job_ids(run)
+    lab.throttle_cancels(system, CANCEL_THROTTLE_SECONDS)
+    lab.stack.mark(run.dag_id, run.run_id, "job", "failed")
+
+    assert lab.finish(run) == "failed"
+    lab.wait_until_cancelled(run, timeout=CANCEL_THROTTLE_SECONDS + 90)
+    assert lab.cancelled_jobs(run) == [job]
+    assert lab.submitted(run) == 1
+    lab.wait(lambda: job not in lab.active_jobs(run), f"job {job} to stop", timeout=60)

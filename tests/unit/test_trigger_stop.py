@@ -4,6 +4,7 @@ and when they stop the job for it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import pytest
@@ -58,3 +59,92 @@ def test_on_kill_stops_the_job_for_a_persons_stop_unless_cancel_on_kill_keeps_it
     trigger = _Watching(state, cancel_on_kill)
     asyncio.run(trigger.on_kill())
     assert trigger.stops == stops
+
+
+class _Slow(_Watching):
+    """A trigger whose task instance's state Airflow answers only after ``answer_after`` seconds, and
+    whose service refuses the first ``refusals`` stops."""
+
+    def __init__(self, state: str, answer_after: float = 0.0, refusals: int = 0, error: type = ConnectionError):
+        super().__init__(state)
+        self.answer_after, self.refusals, self.error, self.asked = answer_after, refusals, error, 0
+
+    async def _task_state(self) -> str | object:
+        await asyncio.sleep(self.answer_after)
+        return self.state
+
+    async def stop_for_a_person(self) -> None:
+        self.asked += 1
+        if self.asked <= self.refusals:
+            raise self.error("429 REQUEST_LIMIT_EXCEEDED")
+        self.stops += 1
+
+    def stop_worth_retrying(self, error: BaseException) -> bool:
+        return isinstance(error, ConnectionError)
+
+
+@pytest.fixture
+def on_kill_timeout_2s(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW__TRIGGERER__ON_KILL_TIMEOUT", "2")
+
+
+@pytest.mark.skipif(not TRIGGERER_CALLS_ON_KILL, reason="this Airflow's triggerer never calls on_kill")
+def test_an_answer_slower_than_half_the_on_kill_timeout_still_stops_the_job_in_time(
+    on_kill_timeout_2s: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Airflow cancels on_kill after ``[triggerer] on_kill_timeout``: the state question may take half."""
+    trigger = _Slow("failed", answer_after=60)
+
+    async def as_the_triggerer_calls_it() -> None:
+        await asyncio.wait_for(trigger.on_kill(), timeout=2)
+
+    asyncio.run(as_the_triggerer_calls_it())
+    assert trigger.stops == 1
+    assert "did not tell the task instance's state within 1 s" in caplog.text
+
+
+@pytest.mark.skipif(not TRIGGERER_CALLS_ON_KILL, reason="this Airflow's triggerer never calls on_kill")
+def test_a_slow_answer_that_says_deferred_in_time_keeps_the_job(on_kill_timeout_2s: None) -> None:
+    trigger = _Slow("deferred", answer_after=0.5)
+    asyncio.run(trigger.on_kill())
+    assert trigger.stops == 0
+
+
+def test_a_throttled_stop_is_asked_again_after_airflow_gave_up_waiting_for_on_kill(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The service refuses the first two stops (1 s and 2 s of backoff); Airflow cancels on_kill after 0.5 s:
+    the stop goes on in the triggerer and is taken at the third try."""
+    monkeypatch.setenv("AIRFLOW__RESUMABLE__STOP_FOLLOW_UP_SECONDS", "60")
+    trigger = _Slow("failed", refusals=2)
+
+    async def as_the_triggerer_does() -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(trigger._person_stopped(), timeout=0.5)
+        assert trigger.stops == 0
+        for _ in range(100):
+            if trigger.stops:
+                break
+            await asyncio.sleep(0.1)
+
+    asyncio.run(as_the_triggerer_does())
+    assert (trigger.asked, trigger.stops) == (3, 1)
+    assert "the job's stop was taken at try 3" in caplog.text
+
+
+def test_a_stop_the_service_says_cannot_be_done_is_not_asked_again(caplog: pytest.LogCaptureFixture) -> None:
+    trigger = _Slow("failed", refusals=5, error=ValueError)
+    asyncio.run(trigger._person_stopped())
+    assert (trigger.asked, trigger.stops) == (1, 0)
+    assert "gave up stopping the job after 1 tries" in caplog.text
+
+
+def test_a_stop_refused_past_the_follow_up_budget_gives_up_and_says_so(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("AIRFLOW__RESUMABLE__STOP_FOLLOW_UP_SECONDS", "2")
+    trigger = _Slow("failed", refusals=100)
+    asyncio.run(trigger._person_stopped())
+    assert trigger.stops == 0
+    assert 2 <= trigger.asked <= 3  # at 0 s, 1 s and 3 s (past the budget)
+    assert "gave up stopping the job" in caplog.text and "it may still run" in caplog.text
