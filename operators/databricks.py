@@ -346,7 +346,7 @@ class _ResumableDatabricksRun(ResumableMixin):
             if errors:
                 details = "; ".join(f"{e['task_key']}: {e['error']}" for e in errors)
                 status = JobStatus(status.state, status.raw, f"{status.message} [{details}]".strip())
-        return status
+        return status.created(run.get("start_time"))
 
     def cancel_job(self, handle: JobHandle) -> None:
         self._hook.cancel_run(int(handle.job_id))

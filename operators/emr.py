@@ -342,6 +342,11 @@ class ResumableEmrAddStepsOperator(_ResumableEmr, EmrAddStepsOperator):  # type:
             return JobStatus(
                 JobState.NOT_FOUND, "missing", "the cluster or some of its steps no longer exist"
             )
+        return self._steps_status(steps).created(
+            steps[0]["Status"].get("Timeline", {}).get("CreationDateTime")
+        )
+
+    def _steps_status(self, steps: list[dict[str, Any]]) -> JobStatus:
         states = [STEP_STATES.get(s["Status"]["State"], JobState.RUNNING) for s in steps]
         raw = ",".join(s["Status"]["State"] for s in steps)
         if any(state.is_active for state in states):
@@ -486,7 +491,7 @@ class ResumableEmrServerlessStartJobOperator(_ResumableEmr, EmrServerlessStartJo
         state = str(run["state"])
         return JobStatus(
             SERVERLESS_STATES.get(state, JobState.RUNNING), state, str(run.get("stateDetails", ""))
-        )
+        ).created(run.get("createdAt"))
 
     def cancel_job(self, handle: JobHandle) -> None:
         self.hook.conn.cancel_job_run(applicationId=handle.extras["application_id"], jobRunId=handle.job_id)
@@ -560,7 +565,9 @@ class ResumableEmrContainerOperator(_ResumableEmr, EmrContainerOperator):  # typ
         run = answer["jobRun"]
         state = str(run["state"])
         message = " ".join(str(run[k]) for k in ("failureReason", "stateDetails") if run.get(k))
-        return JobStatus(EKS_STATES.get(state, JobState.RUNNING), state, message)
+        return JobStatus(EKS_STATES.get(state, JobState.RUNNING), state, message).created(
+            run.get("createdAt")
+        )
 
     def cancel_job(self, handle: JobHandle) -> None:
         self.hook.conn.cancel_job_run(id=handle.job_id, virtualClusterId=handle.extras["virtual_cluster_id"])
@@ -657,6 +664,9 @@ class ResumableEmrCreateJobFlowOperator(_ResumableEmr, EmrCreateJobFlowOperator)
         if answer is None:
             return JobStatus(JobState.NOT_FOUND, "missing", f"cluster {handle.job_id} does not exist")
         status = answer["Cluster"]["Status"]
+        return self._cluster_status(status).created(status.get("Timeline", {}).get("CreationDateTime"))
+
+    def _cluster_status(self, status: dict[str, Any]) -> JobStatus:
         state, reason = str(status["State"]), status.get("StateChangeReason", {})
         message = str(reason.get("Message", ""))
         if state == "TERMINATED_WITH_ERRORS":

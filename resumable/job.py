@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
 
@@ -38,17 +39,39 @@ class JobStatus:
     state: JobState
     raw: str = ""
     message: str = ""
+    #: When the system created the job (timezone-aware), where it says: a job found by a token that two
+    #: lineages submitted with belongs to the one that submitted before it was created
+    #: (:func:`resumable.protocol.created_by_this_lineage`).
+    created_at: datetime | None = None
 
     def describe(self) -> str:
         text = self.state.value if not self.raw else f"{self.state.value} ({self.raw})"
         return f"{text}: {self.message}" if self.message else text
 
     def to_json(self) -> dict[str, Any]:
-        return {"state": self.state.value, "raw": self.raw, "message": self.message}
+        data = {"state": self.state.value, "raw": self.raw, "message": self.message}
+        if self.created_at is not None:
+            data["created_at"] = self.created_at.isoformat()
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> JobStatus:
-        return cls(JobState(data["state"]), str(data.get("raw", "")), str(data.get("message", "")))
+        created = data.get("created_at")
+        return cls(
+            JobState(data["state"]),
+            str(data.get("raw", "")),
+            str(data.get("message", "")),
+            created_at=datetime.fromisoformat(created) if isinstance(created, str) else None,
+        )
+
+    def created(self, at: Any) -> JobStatus:
+        """This status with the job's creation time ``at`` (a ``datetime``, naive meaning UTC, or epoch
+        milliseconds as Databricks gives it; anything else is left out)."""
+        if isinstance(at, (int, float)) and not isinstance(at, bool) and at > 0:
+            at = datetime.fromtimestamp(at / 1000, tz=timezone.utc)
+        if not isinstance(at, datetime):
+            return self
+        return replace(self, created_at=at if at.tzinfo else at.replace(tzinfo=timezone.utc))
 
 
 @dataclass(frozen=True)

@@ -44,10 +44,11 @@ from resumable.protocol import (
     CancelOnKill,
     Decision,
     PriorFailure,
+    created_by_this_lineage,
     decide,
     same_lineage,
 )
-from resumable.record import Phase, Record
+from resumable.record import Phase, Record, Reuse, utcnow
 from resumable.state import TaskScope
 from resumable.stopping import StopControl, describe_stop
 from resumable.supervisor_calls import through_supervisor
@@ -550,7 +551,9 @@ class ResumableMixin:
             handle = self._repair(attempt, handle, decision.reason)
         else:
             assert isinstance(record, Record) and handle is not None
-            if not same_lineage(record, attempt.facts):
+            if not same_lineage(record, attempt.facts) and not created_by_this_lineage(
+                record, status, attempt.facts
+            ):
                 self._inherited = handle.job_id
             self._adopt(attempt, record, handle)
             stats_incr("resumable.reattach", self._tags())
@@ -673,12 +676,20 @@ class ResumableMixin:
         if prior is not None and reuse_token:
             # The old lineage stays on the record until the job the service returns is looked at, and so
             # does a stop asked for before that job's id was known: the job is cancelled, not adopted.
+            # Who reuses the token, and since when: a job of the token created after this intent is this
+            # lineage's (the service does not say whether it created one), also for a later try of it.
             intent = intent.evolve(
                 lineage=prior.lineage,
                 retries=prior.retries,
                 clear_number=prior.clear_number,
                 created_at=prior.created_at,
                 stop_reason=prior.stop_reason,
+                reuse=Reuse(
+                    at=utcnow(),
+                    lineage=facts.lineage,
+                    owner=facts.try_number,
+                    clear_number=facts.clear_number,
+                ),
             )
         # A stop that came before the submit (before execute began, say) needs no intent: nothing is
         # submitted, and a failed write must not keep the stop from the job of the record's token.

@@ -8,7 +8,7 @@ No I/O happens here: the mixin observes, calls :func:`decide`, and performs what
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum
 
 from resumable.errors import RecordError
@@ -109,6 +109,29 @@ def same_lineage(record: Record, facts: Facts) -> bool:
     return written_in_this_lineage(record.lineage, record.owner, record.clear_number, facts)
 
 
+#: How far the service's clock and the worker's may disagree: a job of a reused token created at most
+#: this long before the reusing lineage's intent is still that lineage's. (An earlier lineage's job
+#: was created before its try died, the task failed and a person cleared it: longer ago than this.)
+CLOCK_SKEW_SECONDS = 2.0
+
+
+def created_by_this_lineage(record: Record, job: JobStatus | None, facts: Facts) -> bool:
+    """Whether the job of ``record``'s token was created by this lineage's submission with a cleared
+    lineage's token (``record.reuse``): a service answers a repeated token with the job it has, or
+    creates one, and does not say which; the job's creation time after the intent does. A try that died
+    before it looked at that job leaves the record in the cleared lineage's name."""
+    reuse = record.reuse
+    if reuse is None or job is None or job.created_at is None:
+        return False
+    if not written_in_this_lineage(reuse.lineage, reuse.owner, reuse.clear_number, facts):
+        return False
+    try:
+        intent = datetime.fromisoformat(reuse.at)
+    except ValueError:
+        return False
+    return job.created_at >= intent - timedelta(seconds=CLOCK_SKEW_SECONDS)
+
+
 def written_in_this_lineage(lineage: int, owner: int, clear_number: int | None, facts: Facts) -> bool:
     """:func:`same_lineage` for any value written by try ``owner`` of lineage ``lineage`` (``max_tries``
     then) when the DAG run's clear counter was ``clear_number``: a job record, a checkpoint."""
@@ -190,6 +213,12 @@ def decide(record: Record | RecordError | None, job: JobStatus | None, facts: Fa
 
     same = same_lineage(record, facts)
     lineage = "same lineage (a retry)" if same else "new lineage (cleared by a person)"
+    if not same and created_by_this_lineage(record, job, facts):
+        same = True
+        lineage = (
+            "same lineage: created by this lineage's submission with the cleared lineage's token "
+            f"(intent written at {record.reuse.at})"  # type: ignore[union-attr]
+        )
 
     if record.phase is Phase.SUBMITTING and state is JobState.NOT_FOUND:
         return Decision(

@@ -28,6 +28,36 @@ def utcnow() -> str:
 
 
 @dataclass(frozen=True)
+class Reuse:
+    """A later lineage's submission with the record's token: its lineage (``max_tries``), try and
+    clear counter, and when it wrote its intent (ISO 8601, before it submitted)."""
+
+    at: str
+    lineage: int
+    owner: int
+    clear_number: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "at": self.at,
+            "lineage": self.lineage,
+            "owner": self.owner,
+            "clear_number": self.clear_number,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Reuse:
+        if not isinstance(data, dict):
+            raise TypeError(f"reuse must be an object, got {type(data).__name__}")
+        return cls(
+            at=_str(data, "at"),
+            lineage=_int(data, "lineage"),
+            owner=_int(data, "owner"),
+            clear_number=_optional(data, "clear_number", int),
+        )
+
+
+@dataclass(frozen=True)
 class Record:
     """One task instance's knowledge of its external job, as written to the state layer.
 
@@ -52,6 +82,9 @@ class Record:
     retries: int | None = None
     clear_number: int | None = None
     run_after: str | None = None
+    #: Set on an intent that submits with an earlier lineage's token (after a clear): who submitted
+    #: and when, so that the job of that token is known for theirs if it was created after that.
+    reuse: Reuse | None = None
     created_at: str = field(default_factory=utcnow)
     updated_at: str = field(default_factory=utcnow)
     v: int = RECORD_VERSION
@@ -79,6 +112,7 @@ class Record:
             "retries": self.retries,
             "clear_number": self.clear_number,
             "run_after": self.run_after,
+            **({"reuse": self.reuse.to_json()} if self.reuse is not None else {}),
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }
@@ -137,6 +171,7 @@ class Record:
                 retries=_optional(data, "retries", int),
                 clear_number=_optional(data, "clear_number", int),
                 run_after=_optional(data, "run_after", str),
+                reuse=Reuse.from_json(data["reuse"]) if data.get("reuse") else None,
                 created_at=str(data.get("created_at", "")),
                 updated_at=str(data.get("updated_at", "")),
             )

@@ -12,6 +12,7 @@ import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, ClassVar
 
 from airflow.sdk import BaseOperator
@@ -42,6 +43,8 @@ class FakeJob:
     stopping_polls_left: int = 0
     #: Status calls this job still answers RUNNING after a cancel was asked for (it has not taken yet).
     cancel_lag_left: int = 0
+    #: When the service created it (the machine's clock).
+    created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
 
 @dataclass
@@ -184,6 +187,12 @@ class FakeJobService:
                     job.state = JobState.RUNNING
             return job.state
 
+    def created_at(self, job_id: str) -> datetime | None:
+        """When the service created ``job_id`` (``None``: no such job)."""
+        with self._lock:
+            job = self.jobs.get(job_id)
+            return job.created_at if job is not None else None
+
     def find(self, token: str) -> str | None:
         with self._lock:
             self._maybe_fail("find")
@@ -279,7 +288,7 @@ class FakeJobOperator(ResumableMixin, BaseOperator):
 
     def get_job_status(self, handle: JobHandle) -> JobStatus:
         state = self.api.status(handle.job_id)
-        return JobStatus(state, raw=state.value)
+        return JobStatus(state, raw=state.value).created(self.api.created_at(handle.job_id))
 
     def cancel_job(self, handle: JobHandle) -> None:
         self.api.cancel(handle.job_id)

@@ -574,19 +574,14 @@ def test_a_clear_of_a_deferred_task_whose_cancel_lands_after_the_next_try_deferr
     assert w.svc.total_submissions == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=GuaranteeViolated,
-    reason="open (found by the model checker in session 12): a job the same-token submit of a new "
-    "lineage created is taken for the cleared lineage's when the try dies before it looks at it",
-)
 def test_a_job_a_clears_same_token_submit_created_is_not_run_again_by_its_retry(world) -> None:
     """Both tries of lineage 1 die after writing their intent (nothing was submitted); a person clears
     the failed task. Try 3 submits with the record's token, as the decision table says (the token's
     job may exist), and the service creates job 1001; try 3 freezes before it looks at it, and its
     retry finds a record of lineage 1 naming a SUCCEEDED job: "a clear means rerun" runs it again in
     lineage 3. An idempotent service does not say whether a repeated token's job is new, and
-    Databricks has no find_job to ask first; the job's creation time against the intent's would."""
+    Databricks has no find_job to ask first. Fixed: the intent says who reuses the token and since when
+    (``Record.reuse``), and a job created after it is that lineage's."""
     w = world(retries=1, polls=1)
     w.attempt_dies_at("after_intent")
     w.attempt_dies_at("after_intent")

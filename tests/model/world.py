@@ -41,7 +41,7 @@ import tenacity
 from airflow.exceptions import TaskDeferred
 from sqlalchemy.exc import OperationalError
 
-from resumable import follow_up, stopping
+from resumable import follow_up, protocol, stopping
 from resumable._compat import AirflowTaskTimeout
 from resumable.errors import InjectedFault, RecordError, ResumableError, StateBackendError
 from resumable.job import JobState
@@ -436,6 +436,10 @@ class World:
         # So does a stopping attempt's pause between reads of a record it is refused (Airflow's store
         # refuses every replaced try: 0.4 s a stop, most of an airflow-backend run's time).
         self._patch(stopping, "OWNER_READ_PAUSE", 0.0)
+        # The world's steps follow each other within milliseconds, on one clock: a job a cleared lineage
+        # created is created well before the new lineage's intent in Airflow (the try died, the task
+        # failed, a person cleared it), here a moment before; and there is no skew to allow for.
+        self._patch(protocol, "CLOCK_SKEW_SECONDS", 0.0)
         # A trigger asks the Execution API for its task instance's state: the model answers.
         from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
 

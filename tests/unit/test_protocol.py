@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime, timezone
 
 import pytest
 
@@ -19,7 +20,7 @@ from resumable.protocol import (
     decide,
     decide_kill,
 )
-from resumable.record import Phase, Record
+from resumable.record import Phase, Record, Reuse
 
 LINEAGE = 3
 HANDLE = JobHandle("fake", "42")
@@ -173,6 +174,65 @@ def test_a_job_cancelled_by_a_cleared_attempt_whose_record_was_out_of_reach_is_r
     rec = replace(record(SUBMITTED), clear_number=0)  # type: ignore[arg-type]
     assert decide(rec, status(S.CANCELLED), Facts(LINEAGE, 2, P.FAIL, clear_number=1)).action is A.SUBMIT
     assert decide(rec, status(S.CANCELLED), Facts(LINEAGE, 2, P.FAIL, clear_number=0)).action is A.FAIL
+
+
+def _reused(at: str, *, lineage: int = LINEAGE + 2, owner: int = 3, clear_number: int = 1) -> Record:
+    """Lineage 3's record (clear 0) whose token lineage 5 (try 3, clear 1) submitted with at ``at``."""
+    rec = replace(record(SUBMITTED), clear_number=0)  # type: ignore[arg-type]
+    return replace(rec, reuse=Reuse(at=at, lineage=lineage, owner=owner, clear_number=clear_number))
+
+
+INTENT = "2026-12-06T10:00:00.000000+00:00"
+
+
+def _created(state: JobState, at: str) -> JobStatus:
+    return JobStatus(state, created_at=datetime.fromisoformat(at))
+
+
+@pytest.mark.parametrize("state", [S.SUCCEEDED, S.FAILED])
+def test_a_job_created_after_a_lineages_same_token_intent_is_that_lineages(state: JobState) -> None:
+    """After a clear, try 3 submitted with the cleared lineage's token and the service created a job; try 3
+    died before it looked at it. Its retry (try 4, same lineage) takes the job for its own: no rerun."""
+    rec = _reused(INTENT)
+    after = _created(state, "2026-12-06T10:00:01+00:00")
+    facts = Facts(LINEAGE + 2, 4, P.FAIL, retries=1, clear_number=1)
+    assert decide(rec, after, facts).action is (A.FINISH if state is S.SUCCEEDED else A.FAIL)
+    assert "created by this lineage" in decide(rec, after, facts).reason
+
+
+def test_a_job_created_before_the_same_token_intent_is_the_cleared_lineages_and_is_rerun() -> None:
+    rec = _reused(INTENT)
+    facts = Facts(LINEAGE + 2, 4, P.FAIL, retries=1, clear_number=1)
+    long_before = _created(S.SUCCEEDED, "2026-12-06T09:58:00+00:00")
+    assert decide(rec, long_before, facts).action is A.SUBMIT
+    # within the clocks' allowed disagreement it counts as created after
+    assert decide(rec, _created(S.SUCCEEDED, "2026-12-06T09:59:59+00:00"), facts).action is A.FINISH
+    # a service that does not say when it created the job: the record's lineage decides (rerun)
+    assert decide(rec, JobStatus(S.SUCCEEDED), facts).action is A.SUBMIT
+
+
+def test_a_same_token_intent_of_yet_another_lineage_does_not_make_the_job_this_ones() -> None:
+    rec = _reused(INTENT)  # lineage 5, clear 1 reused the token; a second clear makes clear 2
+    after = _created(S.SUCCEEDED, "2026-12-06T10:00:01+00:00")
+    assert decide(rec, after, Facts(LINEAGE + 4, 5, retries=1, clear_number=2)).action is A.SUBMIT
+
+
+def test_a_record_with_a_reuse_and_a_status_with_a_creation_time_survive_json() -> None:
+    rec = replace(_reused(INTENT), last_status=_created(S.SUCCEEDED, "2026-12-06T10:00:01+00:00"))
+    back = Record.from_json(rec.to_json(), where="here", clear_hint="clear it")
+    assert back == rec
+    old = {k: v for k, v in rec.to_json().items() if k != "reuse"}  # a record written before this field
+    assert Record.from_json(old, where="here", clear_hint="clear it").reuse is None
+
+
+def test_a_creation_time_is_read_from_what_the_services_say() -> None:
+    assert JobStatus(S.RUNNING).created(1_700_000_000_000).created_at == datetime.fromtimestamp(
+        1_700_000_000, tz=timezone.utc
+    )
+    naive = datetime(2026, 12, 6, 10, 0)
+    assert JobStatus(S.RUNNING).created(naive).created_at == naive.replace(tzinfo=timezone.utc)
+    assert JobStatus(S.RUNNING).created(None).created_at is None
+    assert JobStatus(S.RUNNING).created("yesterday").created_at is None
 
 
 def test_a_record_of_a_deleted_dag_run_with_the_same_run_id_is_not_this_runs() -> None:

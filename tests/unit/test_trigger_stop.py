@@ -65,7 +65,9 @@ class _Slow(_Watching):
     """A trigger whose task instance's state Airflow answers only after ``answer_after`` seconds, and
     whose service refuses the first ``refusals`` stops."""
 
-    def __init__(self, state: str, answer_after: float = 0.0, refusals: int = 0, error: type = ConnectionError):
+    def __init__(
+        self, state: str, answer_after: float = 0.0, refusals: int = 0, error: type = ConnectionError
+    ):
         super().__init__(state)
         self.answer_after, self.refusals, self.error, self.asked = answer_after, refusals, error, 0
 
