@@ -689,6 +689,7 @@ class ResumableMixin:
                     lineage=facts.lineage,
                     owner=facts.try_number,
                     clear_number=facts.clear_number,
+                    after=prior.updated_at or None,
                 ),
             )
         # A stop that came before the submit (before execute began, say) needs no intent: nothing is

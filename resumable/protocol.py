@@ -110,8 +110,9 @@ def same_lineage(record: Record, facts: Facts) -> bool:
 
 
 #: How far the service's clock and the worker's may disagree: a job of a reused token created at most
-#: this long before the reusing lineage's intent is still that lineage's. (An earlier lineage's job
-#: was created before its try died, the task failed and a person cleared it: longer ago than this.)
+#: this long before the reusing lineage's intent is still that lineage's, unless that is more than half
+#: the time since the cleared lineage last wrote the record (its job was created before its try died,
+#: the task failed and a person cleared it).
 CLOCK_SKEW_SECONDS = 2.0
 
 
@@ -127,9 +128,13 @@ def created_by_this_lineage(record: Record, job: JobStatus | None, facts: Facts)
         return False
     try:
         intent = datetime.fromisoformat(reuse.at)
-    except ValueError:
+        since = intent - timedelta(seconds=CLOCK_SKEW_SECONDS)
+        if reuse.after:
+            before = datetime.fromisoformat(reuse.after)
+            since = max(since, before + (intent - before) / 2)
+    except (TypeError, ValueError):
         return False
-    return job.created_at >= intent - timedelta(seconds=CLOCK_SKEW_SECONDS)
+    return job.created_at >= since
 
 
 def written_in_this_lineage(lineage: int, owner: int, clear_number: int | None, facts: Facts) -> bool:

@@ -30,12 +30,14 @@ def utcnow() -> str:
 @dataclass(frozen=True)
 class Reuse:
     """A later lineage's submission with the record's token: its lineage (``max_tries``), try and
-    clear counter, and when it wrote its intent (ISO 8601, before it submitted)."""
+    clear counter, when it wrote its intent (ISO 8601, before it submitted), and when the record it
+    took the token from was last written (``after``)."""
 
     at: str
     lineage: int
     owner: int
     clear_number: int | None = None
+    after: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -43,6 +45,7 @@ class Reuse:
             "lineage": self.lineage,
             "owner": self.owner,
             "clear_number": self.clear_number,
+            "after": self.after,
         }
 
     @classmethod
@@ -54,6 +57,7 @@ class Reuse:
             lineage=_int(data, "lineage"),
             owner=_int(data, "owner"),
             clear_number=_optional(data, "clear_number", int),
+            after=_optional(data, "after", str),
         )
 
 

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import pytest
 
-from tests.model.world import GuaranteeViolated
-
 # ---- issue 11's scenarios (broke guarantees on 8bfb366; pass now) ------------------------------
 
 

@@ -207,6 +207,12 @@ def test_a_job_created_before_the_same_token_intent_is_the_cleared_lineages_and_
     assert decide(rec, long_before, facts).action is A.SUBMIT
     # within the clocks' allowed disagreement it counts as created after
     assert decide(rec, _created(S.SUCCEEDED, "2026-12-06T09:59:59+00:00"), facts).action is A.FINISH
+    # unless that is more than half the time since the cleared lineage last wrote the record: a clear
+    # that came at once (a script) reruns the job its try created a moment before
+    assert rec.reuse is not None
+    quick = replace(rec, reuse=replace(rec.reuse, after="2026-12-06T09:59:59.000000+00:00"))
+    assert decide(quick, _created(S.SUCCEEDED, "2026-12-06T09:59:59.100000+00:00"), facts).action is A.SUBMIT
+    assert decide(quick, _created(S.SUCCEEDED, "2026-12-06T09:59:59.600000+00:00"), facts).action is A.FINISH
     # a service that does not say when it created the job: the record's lineage decides (rerun)
     assert decide(rec, JobStatus(S.SUCCEEDED), facts).action is A.SUBMIT
 
