@@ -43,10 +43,12 @@ from resumable.protocol import (
     Action,
     CancelOnKill,
     Decision,
+    Facts,
     PriorFailure,
     created_by_this_lineage,
     decide,
     same_lineage,
+    written_in_this_lineage,
 )
 from resumable.record import Phase, Record, Reuse, utcnow
 from resumable.state import TaskScope
@@ -684,13 +686,7 @@ class ResumableMixin:
                 clear_number=prior.clear_number,
                 created_at=prior.created_at,
                 stop_reason=prior.stop_reason,
-                reuse=Reuse(
-                    at=utcnow(),
-                    lineage=facts.lineage,
-                    owner=facts.try_number,
-                    clear_number=facts.clear_number,
-                    after=prior.updated_at or None,
-                ),
+                reuse=self._reuse(prior, facts),
             )
         # A stop that came before the submit (before execute began, say) needs no intent: nothing is
         # submitted, and a failed write must not keep the stop from the job of the record's token.
@@ -728,6 +724,23 @@ class ResumableMixin:
         # A stop that came while the submit call was in flight is decided now that the id is known.
         self._stop_if_asked(attempt, handle, "while submitting")
         return handle
+
+    @staticmethod
+    def _reuse(prior: Record, facts: Facts) -> Reuse:
+        """Who submits with ``prior``'s token and since when: this lineage, now, unless an earlier try of
+        it already did (a retry after a crash in the submit window): the job may be from that submit."""
+        earlier = prior.reuse
+        if earlier is not None and written_in_this_lineage(
+            earlier.lineage, earlier.owner, earlier.clear_number, facts
+        ):
+            return earlier
+        return Reuse(
+            at=utcnow(),
+            lineage=facts.lineage,
+            owner=facts.try_number,
+            clear_number=facts.clear_number,
+            after=prior.updated_at or None,
+        )
 
     def _stop_before_submitting(self, attempt: Attempt, prior: Record | None, reuse_token: bool) -> None:
         """Apply a stop that came before the submit call: submit nothing, and stop the job of the

@@ -20,7 +20,7 @@ from resumable.operators.databricks import (
     ResumableDatabricksSubmitRunOperator,
 )
 from resumable.pacing import wait_retry_after
-from resumable.testing.airflow import clear_and_rerun, run_dag, task_states
+from resumable.testing.airflow import clear_and_rerun, run_dag, run_retries, task_states
 from resumable.testing.databricks import DatabricksEmulator, RunScript, TaskScript
 from tests.helpers import FAST_HOOK, databricks_operator_kwargs, new_dag, stop_deferred_task
 
@@ -124,6 +124,31 @@ def test_clear_after_success_runs_the_job_again(dbx, make) -> None:
     assert task_states(dr) == {"run": "success"}
     assert dbx.runs_created == 2, "a clear means: run it again"
     assert len([t for t in dbx.submissions if t]) == 2, "the rerun needs a new token"
+
+
+def test_a_clears_try_that_dies_after_submitting_with_the_old_token_leaves_its_run_to_its_retry(
+    dbx, fault, monkeypatch
+) -> None:
+    """Both tries die after writing their intent: nothing was submitted, the task failed. A person
+    clears it; the clear's first try submits with the record's token (its job may exist), Databricks
+    creates the run, and the try dies before it records it. The run ends at once. Its retry submits
+    with the token again, gets that run back and finishes with it: one run, not a rerun of the
+    clear's own."""
+    dbx.default_script = RunScript(duration=0.0, pending=0.0)
+    dag = submit_dag(retries=1)
+    fault("after_intent")
+    monkeypatch.setenv("RESUMABLE_FAULT_TRY", "any")
+    dr = run_dag(dag)
+    assert task_states(dr) == {"run": "failed"} and dbx.runs_created == 0
+
+    fault("after_submit")
+    monkeypatch.setenv("RESUMABLE_FAULT_TRY", "3")
+    dr = clear_and_rerun(dag, dr)
+    assert task_states(dr) == {"run": "up_for_retry"} and dbx.runs_created == 1
+    dr = run_retries(dag, dr)
+    assert task_states(dr) == {"run": "success"}
+    assert dbx.runs_created == 1, "the retry must finish with the run its lineage created"
+    assert xcom(dr, "run_id") == dbx.runs[0]
 
 
 def test_failed_run_is_resubmitted_by_the_retry_with_a_new_token(dbx, make) -> None:

@@ -24,7 +24,7 @@ from resumable.operators.emr import (
     ResumableEmrCreateJobFlowOperator,
     ResumableEmrServerlessStartJobOperator,
 )
-from resumable.testing.airflow import clear_and_rerun, run_dag, task_states
+from resumable.testing.airflow import clear_and_rerun, run_dag, run_retries, task_states
 from resumable.testing.aws import AwsEmulator, JobScript
 from tests.helpers import new_dag, stop_deferred_task
 
@@ -162,6 +162,29 @@ def test_clear_after_success_creates_again(kind, aws) -> None:
     dr = clear_and_rerun(dag, dr)
     assert task_states(dr) == {"job": "success"}
     assert kind.created(aws) == 2 * kind.per_submission
+
+
+def test_a_clears_try_that_dies_after_submitting_with_the_old_token_leaves_its_job_to_its_retry(
+    kind, aws, fault, monkeypatch
+) -> None:
+    """Both tries die after writing their intent (nothing submitted); a person clears the failed task.
+    The clear's first try submits with the record's token, the service creates the job, the try dies
+    before it records it, and the job ends at once. Its retry finds the job (by the token) and
+    finishes with it instead of running it again."""
+    aws.script_next(kind.script_kind, *[JobScript(duration=0.0, pending=0.0)] * kind.per_submission)
+    fault("after_intent")
+    monkeypatch.setenv("RESUMABLE_FAULT_TRY", "any")
+    dag, _ = make(kind, aws, retries=1)
+    dr = run_dag(dag)
+    assert task_states(dr) == {"job": "failed"} and kind.created(aws) == 0
+
+    fault("after_submit")
+    monkeypatch.setenv("RESUMABLE_FAULT_TRY", "3")
+    dr = clear_and_rerun(dag, dr)
+    assert task_states(dr) == {"job": "up_for_retry"} and kind.created(aws) == kind.per_submission
+    dr = run_retries(dag, dr)
+    assert task_states(dr) == {"job": "success"}
+    assert kind.created(aws) == kind.per_submission, "the retry must finish with the job its lineage created"
 
 
 @pytest.mark.parametrize(
