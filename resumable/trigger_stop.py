@@ -9,6 +9,9 @@ else (``failed``, ``success``, no state after a clear, no task instance at all b
 deleted the DAG run) means a person stopped the task (stop the job). Airflow that cannot be asked
 keeps the job: the task reconciles it. Measured: a mark failed
 stops the job on Airflow 3.3 and 3.2; on 3.0 it does not (docs/concepts.md, Deferred tasks).
+On 3.3 a cancel whose user-action message got lost (asgiref's ``sync_to_async`` re-raises a bare
+``CancelledError``, and the provider hooks await it for connections and boto calls) gets no
+``on_kill`` from Airflow: the trigger then decides as before 3.3.
 
 Airflow 3.3 gives ``on_kill`` ``[triggerer] on_kill_timeout`` (30 s) and then cancels it, and the
 trigger's stop is the only one a deferred task gets: nobody comes back to a job a person stopped.
@@ -173,13 +176,18 @@ class StopsJobOnAPersonsStop:
             async for event in super().run():  # type: ignore[misc]
                 yield event
         except asyncio.CancelledError as cancelled:
+            # Airflow >= 3.3 cancels with USER_ACTION for a person's stop and then calls on_kill. The
+            # message is lost when the cancel lands in an await that re-raises a bare CancelledError
+            # (asgiref's sync_to_async, which the provider hooks use for connections and boto calls):
+            # Airflow then calls no on_kill, so the stop is decided here, as before 3.3.
             by_user = bool(cancelled.args) and cancelled.args[0] == USER_ACTION
-            if not TRIGGERER_CALLS_ON_KILL and not by_user and await self._stopped_by_a_person():
+            if not by_user and await self._stopped_by_a_person():
                 await self._person_stopped()
             raise
 
     async def _stopped_by_a_person(self) -> bool:
-        """Before Airflow 3.3: a cancelled trigger whose task is no longer deferred: a person's stop."""
+        """A trigger cancelled without Airflow 3.3's user-action message whose task is no longer
+        deferred: a person's stop (before 3.3 every stop comes so; from 3.3 one whose message was lost)."""
         state = await self._task_state()
         return state is not UNKNOWN and state != "deferred"
 

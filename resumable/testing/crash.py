@@ -33,10 +33,15 @@ from resumable.testing.stack import AirflowStack, StackError, TaskProcesses
 
 DAG_FILE = Path(__file__).with_name("dags") / "resumable_crash_dags.py"
 DEMO_DAG_FILE = Path(__file__).with_name("dags") / "resumable_demo_dags.py"
-SYSTEMS = ("databricks", "emr_serverless", "emr_steps")
-_AWS_KIND = {"emr_serverless": "serverless", "emr_steps": "step"}
+SYSTEMS = ("databricks", "emr_serverless", "emr_steps", "emr_eks", "emr_cluster")
+_AWS_KIND = {"emr_serverless": "serverless", "emr_steps": "step", "emr_eks": "eks", "emr_cluster": "cluster"}
 #: The AWS operations a resumable operator reads a job's status with, per system.
-_AWS_STATUS_CALLS = {"emr_serverless": ("GetJobRun",), "emr_steps": ("DescribeStep", "ListSteps")}
+_AWS_STATUS_CALLS = {
+    "emr_serverless": ("GetJobRun",),
+    "emr_steps": ("DescribeStep", "ListSteps"),
+    "emr_eks": ("DescribeJobRun",),
+    "emr_cluster": ("DescribeCluster",),
+}
 #: Databricks life-cycle states and AWS states after which a job does nothing any more.
 _ENDED = frozenset(
     {"TERMINATED", "SKIPPED", "INTERNAL_ERROR", "SUCCESS", "COMPLETED", "FAILED", "CANCELLED", "INTERRUPTED"}
@@ -91,6 +96,7 @@ class CrashLab:
             "RESUMABLE_CRASH_APPLICATION_ID": self.aws.create_serverless_application(),
             "RESUMABLE_CRASH_ROLE_ARN": self.aws.role_arn(),
             "RESUMABLE_CRASH_CLUSTER_ID": self.aws.create_cluster(),
+            "RESUMABLE_CRASH_VIRTUAL_CLUSTER_ID": self.aws.create_virtual_cluster(),
             "RESUMABLE_FAULT_FILE": self.fault_file,
             **self.env,
         }
@@ -212,9 +218,8 @@ class CrashLab:
     def counters(self, system: str) -> dict[str, Any]:
         if system == "databricks":
             return {"submitted": self.databricks.runs_created, "cancelled": len(self.databricks.cancels)}
-        stats = self.aws.stats()
-        created = stats["steps_created"] if system == "emr_steps" else stats["job_runs_created"]
-        return {"submitted": sum(created.values()), "cancelled": len(stats["cancels"])}
+        created = len(self.aws.job_ids(_AWS_KIND[system]))
+        return {"submitted": created, "cancelled": len(self.aws.stats()["cancels"])}
 
     def submitted(self, run: Run) -> int:
         """Jobs created since ``run`` started."""

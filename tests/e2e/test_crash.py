@@ -20,12 +20,15 @@ from resumable.testing.crash import CrashLab, Run
 pytestmark = pytest.mark.e2e
 
 SYSTEMS = ["databricks", "emr_serverless", "emr_steps"]
-#: The same systems, Databricks and EMR Serverless marked to run on every supported Airflow
+#: Those and EMR on EKS and a transient EMR cluster, Databricks and EMR Serverless marked to run on
+#: every supported Airflow
 #: (``make test`` runs the ``every_airflow`` tests on the oldest and a middle version too).
 MATRIX = [
     pytest.param("databricks", marks=pytest.mark.every_airflow),
     pytest.param("emr_serverless", marks=pytest.mark.every_airflow),
     "emr_steps",
+    "emr_eks",
+    "emr_cluster",
 ]
 #: The stack runs the Airflow of this interpreter. Airflow 3.0's task supervisor marks a try whose
 #: task process died while the supervisor lived "failed", whatever its retries (3.1 retries it).
@@ -34,8 +37,14 @@ AIRFLOW_3_0 = (airflow_version() or Version("3.3")) < Version("3.1")
 #: it lets the task run on, and a shutdown reaches the task only by signalling it directly.
 SUPERVISOR_FORWARDS_SIGTERM = (airflow_version() or Version("3.3")) >= Version("3.3")
 #: The systems with a deferrable crash DAG (``crash_<system>_deferrable``).
-DEFERRABLE = ["databricks", "emr_serverless"]
-RUN_ID_XCOM = {"databricks": "run_id", "emr_serverless": "return_value", "emr_steps": "return_value"}
+DEFERRABLE = ["databricks", "emr_serverless", "emr_eks"]
+RUN_ID_XCOM = {
+    "databricks": "run_id",
+    "emr_serverless": "return_value",
+    "emr_steps": "return_value",
+    "emr_eks": "return_value",
+    "emr_cluster": "return_value",
+}
 
 
 def reported_job(lab: CrashLab, run: Run) -> str:

@@ -11,7 +11,13 @@ import pytest
 from airflow.utils.state import TaskInstanceState
 
 from resumable.protocol import DELETED
-from resumable.trigger_stop import TRIGGERER_CALLS_ON_KILL, UNKNOWN, StopsJobOnAPersonsStop, task_state_in
+from resumable.trigger_stop import (
+    TRIGGERER_CALLS_ON_KILL,
+    UNKNOWN,
+    USER_ACTION,
+    StopsJobOnAPersonsStop,
+    task_state_in,
+)
 
 
 def test_a_mapped_task_instance_is_found_under_the_key_the_execution_api_gives_it() -> None:
@@ -150,3 +156,53 @@ def test_a_stop_refused_past_the_follow_up_budget_gives_up_and_says_so(
     assert trigger.stops == 0
     assert 2 <= trigger.asked <= 3  # at 0 s, 1 s and 3 s (past the budget)
     assert "gave up stopping the job" in caplog.text and "it may still run" in caplog.text
+
+
+class _Waits:
+    async def run(self):
+        import time
+
+        from asgiref.sync import sync_to_async
+
+        while True:
+            await sync_to_async(time.sleep, thread_sensitive=False)(0.05)
+            yield None
+
+
+class _ThreadedTrigger(StopsJobOnAPersonsStop, _Waits):
+    def __init__(self, state: str) -> None:
+        self.state, self.cancel_on_kill, self.stops = state, True, 0
+        self.log = logging.getLogger("test")
+        self.task_instance = None
+
+    async def _task_state(self) -> str | object:
+        return self.state
+
+    async def stop_for_a_person(self) -> None:
+        self.stops += 1
+
+
+@pytest.mark.parametrize(("state", "stops"), [("failed", 1), ("deferred", 0)])
+def test_a_persons_stop_whose_cancel_message_is_lost_in_a_thread_call_still_stops_the_job_once(
+    state: str, stops: int
+) -> None:
+    """Airflow >= 3.3 cancels the trigger with its user-action message and then calls on_kill; a cancel
+    that lands in ``sync_to_async`` arrives without the message, and Airflow calls no on_kill."""
+    trigger = _ThreadedTrigger(state)
+
+    async def as_the_triggerer_does() -> None:
+        async def consume() -> None:
+            async for _ in trigger.run():
+                pass
+
+        task = asyncio.get_running_loop().create_task(consume())
+        await asyncio.sleep(0.12)
+        task.cancel(USER_ACTION)
+        try:
+            await task
+        except asyncio.CancelledError as cancelled:
+            if TRIGGERER_CALLS_ON_KILL and cancelled.args and cancelled.args[0] == USER_ACTION:
+                await trigger.on_kill()
+
+    asyncio.run(as_the_triggerer_does())
+    assert trigger.stops == stops

@@ -6,16 +6,20 @@ environment (``databricks_default`` and ``aws_default`` pointing at the emulator
 application and cluster ids and the execution role from ``RESUMABLE_CRASH_APPLICATION_ID``,
 ``RESUMABLE_CRASH_CLUSTER_ID`` and ``RESUMABLE_CRASH_ROLE_ARN``.
 
-DAG ids: ``crash_<system>_<contender>`` where system is ``databricks``, ``emr_serverless`` or
-``emr_steps`` and contender is ``resumable`` (ours), ``provider`` (the provider's operator as
-it is) or, for Databricks, ``provider_nodurable`` (the provider's operator with ``durable=False``);
+DAG ids: ``crash_<system>_<contender>`` where system is ``databricks``, ``emr_serverless``,
+``emr_steps``, ``emr_eks`` (EMR on EKS) or ``emr_cluster`` (a transient cluster: it runs for the
+scripted seconds, then terminates) and contender is ``resumable`` (ours), ``provider`` (the
+provider's operator as it is) or, for Databricks, ``provider_nodurable`` (the provider's operator
+with ``durable=False``);
 ``crash_<system>_timeout`` (ours, ``execution_timeout`` shorter than the job, no retries),
 ``crash_<system>_noretry`` (ours, no retries: a failure is final until a person clears it; a DAG
 run with conf ``{"hold_until_stopped": true}`` holds its try before ``execute`` until Airflow's stop
 reaches it, see :func:`hold_until_stopped`),
 ``crash_<system>_retry_timeout`` (ours, ``execution_timeout`` of ``RESUMABLE_CRASH_RETRY_TIMEOUT``
-seconds, default 20, and the usual retries) and ``crash_databricks_deferrable`` and
-``crash_emr_serverless_deferrable`` (ours, deferrable). The task is always ``job``.
+seconds, default 20, and the usual retries) and ``crash_databricks_deferrable``,
+``crash_emr_serverless_deferrable`` and ``crash_emr_eks_deferrable`` (ours, deferrable). The
+task is always ``job``. The EMR on EKS virtual cluster's id comes from
+``RESUMABLE_CRASH_VIRTUAL_CLUSTER_ID``.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ TIMEOUT = timedelta(seconds=float(os.environ.get("RESUMABLE_CRASH_TIMEOUT", "12"
 RETRY_TIMEOUT = timedelta(seconds=float(os.environ.get("RESUMABLE_CRASH_RETRY_TIMEOUT", "20")))
 APPLICATION_ID = os.environ.get("RESUMABLE_CRASH_APPLICATION_ID", "")
 CLUSTER_ID = os.environ.get("RESUMABLE_CRASH_CLUSTER_ID", "")
+VIRTUAL_CLUSTER_ID = os.environ.get("RESUMABLE_CRASH_VIRTUAL_CLUSTER_ID", "")
 
 
 def _dag(dag_id: str) -> DAG:
@@ -128,11 +133,67 @@ def emr_steps(contender: str, **extra: Any) -> Any:
     )
 
 
-BUILDERS = {"databricks": databricks, "emr_serverless": emr_serverless, "emr_steps": emr_steps}
+def emr_eks(contender: str, **extra: Any) -> Any:
+    from airflow.providers.amazon.aws.operators.emr import EmrContainerOperator
+
+    from resumable.operators.emr import ResumableEmrContainerOperator
+
+    cls = ResumableEmrContainerOperator if contender == "resumable" else EmrContainerOperator
+    return cls(
+        task_id="job",
+        name="etl",
+        virtual_cluster_id=VIRTUAL_CLUSTER_ID,
+        execution_role_arn=ROLE,
+        release_label="emr-7.0.0-latest",
+        job_driver={"sparkSubmitJobDriver": {"entryPoint": "s3://bucket/etl.py"}},
+        poll_interval=1,
+        **extra,
+    )
+
+
+def emr_cluster(contender: str, **extra: Any) -> Any:
+    from airflow.providers.amazon.aws.operators.emr import EmrCreateJobFlowOperator
+
+    from resumable.operators.emr import ResumableEmrCreateJobFlowOperator
+
+    cls = ResumableEmrCreateJobFlowOperator if contender == "resumable" else EmrCreateJobFlowOperator
+    overrides = {
+        "Name": "nightly",
+        "ReleaseLabel": "emr-7.0.0",
+        "Instances": {
+            "InstanceGroups": [
+                {"Name": "primary", "InstanceRole": "MASTER", "InstanceType": "m5.xlarge", "InstanceCount": 1}
+            ],
+            # A transient cluster: it runs its work (the scripted seconds), then terminates.
+            "KeepJobFlowAliveWhenNoSteps": False,
+        },
+        "JobFlowRole": "EMR_EC2_DefaultRole",
+        "ServiceRole": "EMR_DefaultRole",
+    }
+    return cls(
+        task_id="job",
+        emr_conn_id=None,
+        job_flow_overrides=overrides,
+        wait_for_completion=True,
+        waiter_delay=1,
+        waiter_max_attempts=100_000,
+        **extra,
+    )
+
+
+BUILDERS = {
+    "databricks": databricks,
+    "emr_serverless": emr_serverless,
+    "emr_steps": emr_steps,
+    "emr_eks": emr_eks,
+    "emr_cluster": emr_cluster,
+}
 CONTENDERS = {
     "databricks": ("resumable", "provider", "provider_nodurable"),
     "emr_serverless": ("resumable", "provider"),
     "emr_steps": ("resumable", "provider"),
+    "emr_eks": ("resumable", "provider"),
+    "emr_cluster": ("resumable", "provider"),
 }
 
 for _system, _build in BUILDERS.items():
@@ -150,7 +211,7 @@ for _system, _build in BUILDERS.items():
         _build("resumable", execution_timeout=RETRY_TIMEOUT)
     globals()[_d.dag_id] = _d
 
-for _system in ("databricks", "emr_serverless"):
+for _system in ("databricks", "emr_serverless", "emr_eks"):
     with _dag(f"crash_{_system}_deferrable") as _d:
         BUILDERS[_system]("resumable", deferrable=True)
     globals()[_d.dag_id] = _d
