@@ -44,6 +44,9 @@ TRIGGERER_CALLS_ON_KILL = callable(getattr(BaseTrigger, "on_kill", None))
 USER_ACTION = "__airflow_user_action__"
 #: A task-instance state that could not be read.
 UNKNOWN = object()
+#: Seconds before a stop the service did not take is asked again (doubling, up to
+#: :data:`resumable.follow_up.MAX_PAUSE_SECONDS`).
+STOP_RETRY_FIRST_WAIT = 1.0
 #: Airflow's default ``[triggerer] on_kill_timeout``.
 ON_KILL_TIMEOUT_SECONDS = 30.0
 #: Stops carried on in this triggerer process (a reference keeps each task alive until it ends).
@@ -100,7 +103,7 @@ class StopsJobOnAPersonsStop:
         retrying = AsyncRetrying(
             retry=retry_if_exception(self.stop_worth_retrying),
             stop=stop_after_delay(budget),
-            wait=wait_exponential(multiplier=1, max=follow_up.MAX_PAUSE_SECONDS),
+            wait=wait_exponential(multiplier=STOP_RETRY_FIRST_WAIT, max=follow_up.MAX_PAUSE_SECONDS),
             before_sleep=lambda state: self.log.warning(
                 "resumable: the job's stop was not taken (%s); asking again in %.0f s (for up to %.0f s)",
                 state.outcome.exception() if state.outcome else None,

@@ -41,7 +41,7 @@ import tenacity
 from airflow.exceptions import TaskDeferred
 from sqlalchemy.exc import OperationalError
 
-from resumable import follow_up, protocol, stopping
+from resumable import follow_up, protocol, stopping, trigger_stop
 from resumable._compat import AirflowTaskTimeout
 from resumable.errors import InjectedFault, RecordError, ResumableError, StateBackendError
 from resumable.job import JobState
@@ -440,6 +440,8 @@ class World:
         # created is created well before the new lineage's intent in Airflow (the try died, the task
         # failed, a person cleared it), here a moment before; and there is no skew to allow for.
         self._patch(protocol, "CLOCK_SKEW_SECONDS", 0.0)
+        # A trigger asks a stop the service did not take again after a pause (seconds); here at once.
+        self._patch(trigger_stop, "STOP_RETRY_FIRST_WAIT", 0.0)
         # A trigger asks the Execution API for its task instance's state: the model answers.
         from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
 
