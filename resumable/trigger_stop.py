@@ -18,9 +18,9 @@ trigger's stop is the only one a deferred task gets: nobody comes back to a job 
 So the question to Airflow is bounded (half of that time; a triggerer's first call builds its
 in-process Execution API, measured at 4 s on an idle machine, which is why each triggerer process
 asks once when its first trigger starts; only on 3.3, whose channel to the supervisor takes calls
-side by side), and the stop itself runs as a task of the triggerer's
-own, shielded from that timeout: a service that throttles or fails the cancel is asked again, with
-backoff, for up to ``[resumable] stop_follow_up_seconds``. It ends with the triggerer process.
+side by side), and the stop itself runs as a task of the triggerer's own, shielded from that
+timeout: a service that throttles or fails the cancel is asked again, with backoff, for up to
+``[resumable] stop_follow_up_seconds``. It ends with the triggerer process.
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ UNKNOWN = object()
 STOP_RETRY_FIRST_WAIT = 1.0
 #: Airflow's default ``[triggerer] on_kill_timeout``.
 ON_KILL_TIMEOUT_SECONDS = 30.0
-#: Stops carried on in this triggerer process (a reference keeps each task alive until it ends).
+#: Stops carried on in this triggerer process, and its warm-up (a reference keeps each task alive
+#: until it ends).
 _STOPS: set[asyncio.Task[None]] = set()
 #: Whether this triggerer process has asked Airflow anything yet (see :meth:`_warm_up`).
 _ASKED_AIRFLOW = False
@@ -168,6 +169,8 @@ class StopsJobOnAPersonsStop:
             # beside the trigger's own (its connection, say) kills the trigger runner ("Response read out
             # of order"); and nothing there bounds the stop's wait.
             return
+        if not _in_a_triggerer():
+            return  # dag.test() runs triggers in the task's process, whose channel has nothing to build
         _ASKED_AIRFLOW = True
         await self._task_state()
 
@@ -183,8 +186,11 @@ class StopsJobOnAPersonsStop:
             # message is lost when the cancel lands in an await that re-raises a bare CancelledError
             # (asgiref's sync_to_async, which the provider hooks use for connections and boto calls):
             # Airflow then calls no on_kill, so the stop is decided here, as before 3.3.
+            # (Not in dag.test(), which cancels its trigger when the task ends and whose channel to Airflow
+            # a question from asgiref's thread would then wait on forever.)
             by_user = bool(cancelled.args) and cancelled.args[0] == USER_ACTION
-            if not by_user and await self._stopped_by_a_person():
+            decide = not TRIGGERER_CALLS_ON_KILL or _in_a_triggerer()
+            if not by_user and decide and await self._stopped_by_a_person():
                 await self._person_stopped()
             raise
 
@@ -214,6 +220,15 @@ class StopsJobOnAPersonsStop:
             )
             return task_state_in(states, ti.run_id, ti.task_id, ti.map_index)
         return UNKNOWN
+
+
+def _in_a_triggerer() -> bool:
+    """Whether this process is a triggerer's trigger runner (its channel to Airflow is the triggerer's)."""
+    try:
+        from airflow.sdk.execution_time import task_runner
+    except ImportError:
+        return False
+    return type(getattr(task_runner, "SUPERVISOR_COMMS", None)).__name__ == "TriggerCommsDecoder"
 
 
 def task_state_in(states: Any, run_id: str, task_id: str, map_index: int | None) -> str | object:

@@ -10,6 +10,7 @@ import logging
 import pytest
 from airflow.utils.state import TaskInstanceState
 
+from resumable import trigger_stop
 from resumable.protocol import DELETED
 from resumable.trigger_stop import (
     TRIGGERER_CALLS_ON_KILL,
@@ -184,10 +185,11 @@ class _ThreadedTrigger(StopsJobOnAPersonsStop, _Waits):
 
 @pytest.mark.parametrize(("state", "stops"), [("failed", 1), ("deferred", 0)])
 def test_a_persons_stop_whose_cancel_message_is_lost_in_a_thread_call_still_stops_the_job_once(
-    state: str, stops: int
+    state: str, stops: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Airflow >= 3.3 cancels the trigger with its user-action message and then calls on_kill; a cancel
     that lands in ``sync_to_async`` arrives without the message, and Airflow calls no on_kill."""
+    monkeypatch.setattr(trigger_stop, "_in_a_triggerer", lambda: True)  # this test is the triggerer
     trigger = _ThreadedTrigger(state)
 
     async def as_the_triggerer_does() -> None:
