@@ -297,6 +297,9 @@ class KillFacts:
     #: The task instance's state in Airflow now (lower case, ``"none"`` for no state),
     #: or ``None`` when Airflow could not be asked.
     ti_state: str | None
+    #: Whether the job has already ended, asked only of a replaced attempt (``owns_record`` ``None``)
+    #: about to cancel; ``None`` when not asked or not told.
+    job_ended: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -319,6 +322,14 @@ def decide_kill(facts: KillFacts) -> KillDecision:
         return KillDecision(False, "cancel_on_kill='never': the job is left running")
     if facts.owns_record is False:
         return KillDecision(False, "a newer try owns the job now (fencing): never cancel a successor's job")
+    if facts.owns_record is None and facts.job_ended:
+        # Airflow's state is the successor's: it reattached and ended with the job (or a person marked
+        # it after the job had ended). Nothing runs to be stopped.
+        return KillDecision(
+            False,
+            f"the task is {facts.ti_state} in Airflow, but this attempt was replaced and its job has "
+            "already ended: nothing to cancel",
+        )
     if facts.owns_record and facts.ti_state in SUPERSEDED_STATES:
         return KillDecision(
             False,

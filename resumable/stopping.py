@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import threading
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from resumable._compat import stats_incr
@@ -210,7 +211,12 @@ class StopControl:
         ti_state = None
         if op.cancel_on_kill is not CancelOnKill.NEVER and owns is not False:
             ti_state = op.task_state_probe.state_of(attempt.context if attempt else {})
-        verdict = decide_kill(KillFacts(op.cancel_on_kill, self.timed_out, owns, ti_state))
+        facts = KillFacts(op.cancel_on_kill, self.timed_out, owns, ti_state)
+        verdict = decide_kill(facts)
+        if verdict.cancel and owns is None and handle is not None:
+            # A replaced attempt sees its successor's state: a successor that ended with the job (its
+            # state success or failed) must not read as a person's stop. The job tells which it is.
+            verdict = decide_kill(replace(facts, job_ended=self._job_ended(handle)))
         stats_incr("resumable.kill." + ("cancel" if verdict.cancel else "keep"), op._tags())
         what = f"job {handle.job_id}" if handle else "no job id known yet"
         log.warning(
@@ -220,6 +226,18 @@ class StopControl:
             "cancel the job" if verdict.cancel else "keep the job",
         )
         return verdict
+
+    def _job_ended(self, handle: JobHandle) -> bool | None:
+        """Whether ``handle``'s job has ended, by one status read (no retries: Airflow SIGKILLs the task
+        5 s after the SIGTERM); ``None`` when the service does not tell."""
+        try:
+            status = self._op.get_job_status(handle)
+        except Exception as error:  # noqa: BLE001 - not told: the rules decide without it
+            self._op.log.warning(
+                "resumable: could not read job %s's status while stopping (%s)", handle.job_id, error
+            )
+            return None
+        return status.state.is_terminal
 
     def _apply(self, attempt: Attempt | None, handle: JobHandle | None, *, before_sigkill: bool) -> bool:
         """Carry the decision out on ``handle``, or on the job of the record's token when no id is known."""

@@ -274,10 +274,20 @@ class CrashLab:
 
     def wait_until_submitted(self, run: Run, count: int = 1, timeout: float = 120) -> None:
         """Wait until ``count`` jobs were created for this run."""
-        self.wait(lambda: self.submitted(run) >= count, f"{count} job(s) of {run.dag_id}", timeout)
+        self.wait_on(run, lambda: self.submitted(run) >= count, f"{count} job(s) of {run.dag_id}", timeout)
 
     def wait_until_cancelled(self, run: Run, count: int = 1, timeout: float = 60) -> None:
-        self.wait(lambda: self.cancelled(run) >= count, f"{count} cancel(s) for {run.dag_id}", timeout)
+        self.wait_on(
+            run, lambda: self.cancelled(run) >= count, f"{count} cancel(s) for {run.dag_id}", timeout
+        )
+
+    def wait_on(self, run: Run, check: Any, what: str, timeout: float) -> None:
+        """:meth:`wait`, with what the stack shows of ``run`` (its task instance, the processes' last
+        log lines) in the error when the wait times out."""
+        try:
+            self.wait(check, what, timeout)
+        except StackError as error:
+            raise StackError(f"{error}\n{self.stack.diagnosis(run.dag_id, run.run_id)}") from None
 
     def wait_for_state(
         self, run: Run, states: tuple[str, ...], try_number: int | None = None

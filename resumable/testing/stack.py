@@ -56,6 +56,16 @@ class TaskProcesses:
     supervisor: psutil.Process
     task: psutil.Process
 
+    def ended(self, which: str = "task") -> bool:
+        """Whether the ``"task"`` or ``"supervisor"`` process has exited (one that waits to be reaped
+        counts as exited). A LocalExecutor or Celery worker supervises in its own process and lives on
+        after the try: the task process is the one that ends with it."""
+        process = self.task if which == "task" else self.supervisor
+        try:
+            return not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
     def signal(self, sig: int, which: str = "both") -> None:
         """Send ``sig`` to ``"task"``, ``"supervisor"`` or ``"both"`` (the task first)."""
         targets = {"task": [self.task], "supervisor": [self.supervisor], "both": [self.task, self.supervisor]}
@@ -147,6 +157,9 @@ class AirflowStack:
             env["AIRFLOW__CELERY__BROKER_URL"] = self.broker_url or "redis://127.0.0.1:6379/0"
             env["AIRFLOW__CELERY__RESULT_BACKEND"] = "db+" + conn
             env["AIRFLOW__CELERY__WORKER_CONCURRENCY"] = str(self.celery_concurrency)
+            # A queue of this stack's own: stacks sharing a broker (parts of a test run, runs on one
+            # machine, a message a killed worker left unacknowledged) never take each other's tasks.
+            env["AIRFLOW__OPERATORS__DEFAULT_QUEUE"] = f"resumable-{self.port}"
         return env
 
     def start(self) -> AirflowStack:
@@ -276,6 +289,25 @@ class AirflowStack:
             return ""
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
+    def diagnosis(self, dag_id: str, run_id: str, task_id: str = "job", lines: int = 25) -> str:
+        """What a timed-out wait on a DAG run reports: the task instance as the REST API shows it, whether
+        each of the stack's processes still runs, and the last lines each one wrote."""
+        parts = []
+        try:
+            ti = self.task_instance(dag_id, run_id, task_id)
+            parts.append(
+                "task instance: "
+                + ", ".join(
+                    f"{key}={ti.get(key)!r}" for key in ("state", "try_number", "hostname", "queued_when")
+                )
+            )
+        except Exception as error:  # noqa: BLE001 - a report of what could be seen, not a check
+            parts.append(f"task instance: could not be read ({error})")
+        for name, process in self.processes.items():
+            status = "running" if process.poll() is None else f"exited with {process.returncode}"
+            parts.append(f"--- {name} ({status}), last lines:\n{self.log_tail(name, lines)}")
+        return "\n".join(parts)
+
     def _healthy(self) -> bool:
         for name, process in self.processes.items():
             if process.poll() is not None:
@@ -369,7 +401,11 @@ class AirflowStack:
                 return ti
             return None
 
-        return self._wait(reached, f"{dag_id}.{task_id} in {run_id} to be {sorted(wanted)}", timeout)  # type: ignore[no-any-return]
+        what = f"{dag_id}.{task_id} in {run_id} to be {sorted(wanted)}"
+        try:
+            return self._wait(reached, what, timeout)  # type: ignore[no-any-return]
+        except StackError as error:
+            raise StackError(f"{error}\n{self.diagnosis(dag_id, run_id, task_id)}") from None
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 300) -> str:
         """Wait for the DAG run to finish; returns ``"success"`` or ``"failed"``."""
@@ -378,7 +414,10 @@ class AirflowStack:
             state = self.dag_run(dag_id, run_id)["state"]
             return state if state in TERMINAL_RUN_STATES else None
 
-        return str(self._wait(finished, f"DAG run {dag_id}/{run_id} to finish", timeout, interval=1))
+        try:
+            return str(self._wait(finished, f"DAG run {dag_id}/{run_id} to finish", timeout, interval=1))
+        except StackError as error:
+            raise StackError(f"{error}\n{self.diagnosis(dag_id, run_id)}") from None
 
     def mark(self, dag_id: str, run_id: str, task_id: str, state: str) -> None:
         """What a person does with "Mark as failed/success" in the UI."""

@@ -116,9 +116,16 @@ def test_a_scheduler_that_resets_the_running_task_to_no_state_keeps_its_job(
     next try reattaches to it."""
     run = running_with_job(lab, system, duration=600)
     (job,) = lab.job_ids(run)
+    old = lab.processes(run)
     lab.stack.restart("scheduler", signal.SIGKILL, tree=False)
     lab.wait_for_state(run, ("running",), try_number=2)
+    # the old try is put down at its next heartbeat, which Airflow refuses (its task instance is gone)
+    lab.wait(old.ended, "the first try's task process to end", timeout=60)
     assert lab.cancelled(run) == 0
+    # on_kill asked Airflow and was told the task is reset for a new try (measured: already queued
+    # again, under a new task-instance id that the old try's calls cannot reach)
+    first = [line for line in lab.task_log(run, 1).splitlines() if "resumable: stopping with job" in line]
+    assert first and all("-> keep the job" in line for line in first), lab.task_log(run, 1)[-3000:]
 
     lab.advance(system, 900)  # the job finishes
     assert lab.finish(run) == "success"
@@ -126,10 +133,6 @@ def test_a_scheduler_that_resets_the_running_task_to_no_state_keeps_its_job(
     assert lab.submitted(run) == 1
     assert lab.cancelled(run) == 0
     assert reported_job(lab, run) == job
-    # on_kill asked Airflow and was told the task is reset for a new try (measured: already queued
-    # again, under a new task-instance id that the old try's calls cannot reach)
-    first = [line for line in lab.task_log(run, 1).splitlines() if "resumable: stopping with job" in line]
-    assert first and all(line.endswith("-> keep the job") or "keep the job" in line for line in first), first
 
 
 @pytest.mark.parametrize("system", MATRIX)
@@ -259,6 +262,38 @@ def test_zombie_does_not_cancel_its_successors_job(lab: CrashLab, system: str) -
     assert lab.submitted(run) == 1
     assert lab.cancelled(run) == 0
     assert reported_job(lab, run) == lab.job_ids(run)[0]
+
+
+@pytest.mark.parametrize("system", ["databricks", "emr_serverless"])
+def test_a_zombie_put_down_after_its_successor_finished_cancels_nothing(lab: CrashLab, system: str) -> None:
+    """A frozen try (a paused VM, a stalled node) wakes after the try that replaced it reattached and
+    succeeded with the job. Airflow refuses the zombie's heartbeat and SIGTERMs it; its ``on_kill``
+    cannot reach its record any more and reads the task instance: ``success``, its successor's
+    outcome, not a person's stop. The job has ended: nothing is cancelled."""
+    run = running_with_job(lab, system, duration=600)
+    zombie = lab.processes(run)
+    zombie.signal(signal.SIGSTOP)
+    try:
+        lab.wait_for_state(run, ("running",), try_number=2)
+        lab.advance(system, 900)  # the job finishes while the zombie sleeps
+        assert lab.finish(run) == "success"
+        # the supervisor wakes first: its heartbeat is refused and it SIGTERMs the frozen task, which
+        # then wakes to the signal before it can poll again
+        zombie.signal(signal.SIGCONT, which="supervisor")
+        lab.wait(
+            lambda: "shouldn't be running anymore" in lab.task_log(run, 1),
+            "Airflow to refuse the zombie's heartbeat",
+            timeout=60,
+        )
+    finally:
+        zombie.signal(signal.SIGCONT)
+    lab.wait(zombie.ended, "the zombie to exit", timeout=60)
+
+    assert lab.cancelled(run) == 0, lab.task_log(run, 1)[-3000:]
+    assert lab.submitted(run) == 1
+    assert (lab.task(run)["state"], lab.task(run)["try_number"]) == ("success", 2)
+    stops = [line for line in lab.task_log(run, 1).splitlines() if "resumable: stopping with job" in line]
+    assert stops and all("already ended: nothing to cancel" in line for line in stops), stops
 
 
 @pytest.mark.parametrize("system", SYSTEMS)

@@ -15,6 +15,7 @@ import pytest
 
 from resumable.testing.crash import CrashLab
 from resumable.testing.stack import postgres_database
+from tests.e2e.conftest import KEEP
 
 # One part of a sharded run (pytest-xdist) runs all of them, on one Celery stack.
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis, pytest.mark.xdist_group("celery")]
@@ -24,8 +25,14 @@ pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis, pytest.m
 def celery_lab(postgres_url: str, redis_url: str) -> Iterator[CrashLab]:
     broker = redis_url.rsplit("/", 1)[0] + "/9"
     with (
-        postgres_database(postgres_url) as url,
-        CrashLab(executor="CeleryExecutor", sql_alchemy_conn=url, broker_url=broker, celery_workers=2) as lab,
+        postgres_database(postgres_url, keep=KEEP) as url,
+        CrashLab(
+            executor="CeleryExecutor",
+            sql_alchemy_conn=url,
+            broker_url=broker,
+            celery_workers=2,
+            keep_home=KEEP,
+        ) as lab,
     ):
         yield lab
 

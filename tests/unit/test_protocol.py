@@ -307,3 +307,26 @@ def test_kill_rule(policy, timed_out, owns, ti_state, cancel, stop_reason) -> No
     verdict = decide_kill(KillFacts(policy, timed_out, owns, ti_state))
     assert verdict.cancel is cancel, verdict.reason
     assert verdict.stop_reason == stop_reason
+
+
+@pytest.mark.parametrize(
+    ("owns", "ti_state", "job_ended", "cancel"),
+    [
+        # a replaced attempt (a zombie, a reset task's old try) stopped after its successor reattached and
+        # ended with the job: the state is the successor's, not a person's stop
+        (None, "success", True, False),
+        (None, "failed", True, False),
+        (None, DELETED, True, False),
+        (None, "restarting", True, False),
+        # the job still runs: a person stopped the task (or its last try failed without it)
+        (None, "success", False, True),
+        (None, "failed", False, True),
+        (None, "failed", None, True),  # the service did not tell: the rules decide without it
+        # the attempt that owns the job decides by Airflow's state alone
+        (True, "failed", True, True),
+        (False, "failed", False, False),
+    ],
+)
+def test_a_replaced_attempt_cancels_no_job_that_has_ended(owns, ti_state, job_ended, cancel) -> None:
+    verdict = decide_kill(KillFacts(U, False, owns, ti_state, job_ended=job_ended))
+    assert verdict.cancel is cancel, verdict.reason
