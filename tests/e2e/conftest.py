@@ -54,3 +54,23 @@ def _no_fault_left_armed(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     if "lab" in request.fixturenames:
         request.getfixturevalue("lab").disarm()
+
+
+#: The node ids of this directory's tests that pytest-xdist must keep together (``xdist_group``).
+GROUPED = ("tests/e2e/test_distributed.py::",)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: object, ids: list[str]) -> None:
+    """Under ``--dist loadgroup`` the parts must see the ``xdist_group`` tests grouped (the group's
+    name after an ``@`` in the node id). A pytest whose node ids pytest-xdist cannot extend (pytest
+    9.2 with pytest-xdist 3.8, pytest-xdist#1386) spreads them over the parts silently, and each part
+    would start a Celery stack of its own: stop the run and say so."""
+    lost = [nodeid for nodeid in ids if nodeid.startswith(GROUPED) and "@" not in nodeid]
+    if lost:
+        pytest.exit(
+            f"pytest-xdist did not group {len(lost)} test(s) marked xdist_group (first: {lost[0]}) under "
+            f"pytest {pytest.__version__} (pytest-xdist#1386): install the pytest pinned in "
+            "constraints.txt (make .venv)",
+            returncode=pytest.ExitCode.USAGE_ERROR,
+        )
