@@ -24,12 +24,24 @@ from resumable.testing.crash import CrashLab, Run
 pytestmark = pytest.mark.e2e
 
 SYSTEMS = ["databricks", "emr_serverless"]
-RUN_ID_XCOM = {"databricks": "run_id", "emr_serverless": "return_value", "emr_steps": "return_value"}
+RUN_ID_XCOM = {
+    "databricks": "run_id",
+    "emr_serverless": "return_value",
+    "emr_steps": "return_value",
+    "emr_eks": "return_value",
+    "emr_cluster": "return_value",
+}
 #: Seconds the service holds its answer to a submission: a slow control plane, longer than the 5 s
 #: in which Airflow's supervisor escalates a stopped task's SIGTERM to SIGKILL, and much longer.
 SUBMIT_HOLDS = [12.0, 60.0]
-#: Every system the crash DAGs cover: the token-based ones and EMR steps, found by discovery.
-ALL_SYSTEMS = ["databricks", "emr_serverless", "emr_steps"]
+#: Every system the crash DAGs cover: the ones whose service honours our token (Databricks, EMR
+#: Serverless, EMR on EKS), and EMR steps and clusters, found by the token in a name or tag.
+ALL_SYSTEMS = ["databricks", "emr_serverless", "emr_steps", "emr_eks", "emr_cluster"]
+#: A held submit, per system: every hold on the first three; the 12 s hold (past the SIGKILL all the
+#: same) on EMR on EKS and clusters, whose stop takes the same path, to keep the tier in its budget.
+HELD = [(system, hold) for system in ALL_SYSTEMS[:3] for hold in SUBMIT_HOLDS] + [
+    (system, SUBMIT_HOLDS[0]) for system in ALL_SYSTEMS[3:]
+]
 #: Seconds a cancelled job stays TERMINATING / CANCELLING: the rerun starts some seconds after the
 #: cancel and then polls it (every 1-2 s) many times before it has stopped.
 STOPPING_SECONDS = 20.0
@@ -46,7 +58,7 @@ def _emulators_back_to_normal(lab: CrashLab) -> Iterator[None]:
         lab.stop_takes(system, None)
     lab.cancel_lags("databricks", 0)
     lab.throttle_cancels("databricks", 0)
-    for system in ("emr_serverless", "emr_steps"):
+    for system in ALL_SYSTEMS[1:]:
         lab.throttle_cancels(system, 0)
 
 
@@ -137,8 +149,7 @@ def test_clear_after_a_crash_in_the_submit_window_without_retries_reattaches(
     assert f"took ownership of job {job}" in lab.task_log(run, 2), logs(lab, run)
 
 
-@pytest.mark.parametrize("hold", SUBMIT_HOLDS)
-@pytest.mark.parametrize("system", ALL_SYSTEMS)
+@pytest.mark.parametrize(("system", "hold"), HELD)
 def test_marked_failed_while_the_submit_answer_is_held_cancels_the_job(
     lab: CrashLab, system: str, hold: float
 ) -> None:
@@ -165,8 +176,7 @@ def test_marked_failed_while_the_submit_answer_is_held_cancels_the_job(
     assert f"submitted job {job}" not in log, logs(lab, run)
 
 
-@pytest.mark.parametrize("hold", SUBMIT_HOLDS)
-@pytest.mark.parametrize("system", ALL_SYSTEMS)
+@pytest.mark.parametrize(("system", "hold"), HELD)
 def test_clear_while_the_submit_answer_is_held_cancels_the_job_and_reruns(
     lab: CrashLab, system: str, hold: float
 ) -> None:
@@ -387,6 +397,9 @@ OUTAGE_SECONDS = 20.0
         ("emr_serverless", "resumable"),
         ("emr_serverless", "deferrable"),
         ("emr_steps", "resumable"),
+        ("emr_eks", "resumable"),
+        ("emr_eks", "deferrable"),
+        ("emr_cluster", "resumable"),
     ],
 )
 def test_a_status_outage_longer_than_the_clients_retries_cancels_nothing(
