@@ -97,11 +97,12 @@ test-tiers-airflow-%: .venvs/airflow-%
 
 # Airflow 3.3: the real-Airflow tier in full (its browser test needs Chromium), in $(E2E_PARTS)
 # parts side by side (pytest-xdist): each part is a process with an Airflow and emulators of its
-# own and takes the next test as it finishes one; the Celery tests stay together in one part.
+# own and takes the next test as it finishes one; the Celery tests stay together in one part. The 20
+# longest tests are listed at the end, to plan the budget by.
 # Each Airflow keeps its metadata in a new database on the machine's PostgreSQL.
 E2E_PARTS ?= 3
 test-e2e: $(VENV) chromium
-	$(BIN)/$(PYTEST) -n $(E2E_PARTS) --dist loadgroup -m e2e tests/e2e
+	$(BIN)/$(PYTEST) -n $(E2E_PARTS) --dist loadgroup --durations=20 -m e2e tests/e2e
 
 # The browser test drives the system's Chromium through Playwright (`playwright install` downloads
 # a browser of its own, which this needs no network for): Debian's package, installed when missing.

@@ -37,9 +37,11 @@ SUBMIT_HOLDS = [12.0, 60.0]
 #: Every system the crash DAGs cover: the ones whose service honours our token (Databricks, EMR
 #: Serverless, EMR on EKS), and EMR steps and clusters, found by the token in a name or tag.
 ALL_SYSTEMS = ["databricks", "emr_serverless", "emr_steps", "emr_eks", "emr_cluster"]
-#: A held submit, per system: every hold on the first three; the 12 s hold (past the SIGKILL all the
-#: same) on EMR on EKS and clusters, whose stop takes the same path, to keep the tier in its budget.
-HELD = [(system, hold) for system in ALL_SYSTEMS[:3] for hold in SUBMIT_HOLDS] + [
+#: A person's mark failed during a held submit: every system, every hold.
+MARK_HELD = [(system, hold) for system in ALL_SYSTEMS for hold in SUBMIT_HOLDS]
+#: A clear during a held submit: every hold on the first three; the 12 s hold (past the SIGKILL all
+#: the same) on EMR on EKS and clusters, whose stop takes the same path, to keep the tier in budget.
+CLEAR_HELD = [(system, hold) for system in ALL_SYSTEMS[:3] for hold in SUBMIT_HOLDS] + [
     (system, SUBMIT_HOLDS[0]) for system in ALL_SYSTEMS[3:]
 ]
 #: Seconds a cancelled job stays TERMINATING / CANCELLING: the rerun starts some seconds after the
@@ -149,7 +151,7 @@ def test_clear_after_a_crash_in_the_submit_window_without_retries_reattaches(
     assert f"took ownership of job {job}" in lab.task_log(run, 2), logs(lab, run)
 
 
-@pytest.mark.parametrize(("system", "hold"), HELD)
+@pytest.mark.parametrize(("system", "hold"), MARK_HELD)
 def test_marked_failed_while_the_submit_answer_is_held_cancels_the_job(
     lab: CrashLab, system: str, hold: float
 ) -> None:
@@ -176,7 +178,7 @@ def test_marked_failed_while_the_submit_answer_is_held_cancels_the_job(
     assert f"submitted job {job}" not in log, logs(lab, run)
 
 
-@pytest.mark.parametrize(("system", "hold"), HELD)
+@pytest.mark.parametrize(("system", "hold"), CLEAR_HELD)
 def test_clear_while_the_submit_answer_is_held_cancels_the_job_and_reruns(
     lab: CrashLab, system: str, hold: float
 ) -> None:
