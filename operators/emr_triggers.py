@@ -83,6 +83,11 @@ class ResumableEmrServerlessStartJobTrigger(_StopsAwsJob, EmrServerlessStartJobT
     async def safe_to_cancel(self) -> bool:
         # The provider's own stop before Airflow 3.3, after a cancellation of the trigger: the job is
         # stopped by StopsJobOnAPersonsStop instead (which tells a person's stop from a moved trigger).
+        self.log.info(
+            "resumable: the provider's trigger leaves job %s alone below; whether a person stopped the task "
+            "is read from its state next",
+            self.job_id,
+        )
         return False
 
     def stop_job(self) -> None:

@@ -45,9 +45,7 @@ from resumable.protocol import (
     Decision,
     Facts,
     PriorFailure,
-    created_by_this_lineage,
     decide,
-    same_lineage,
     written_in_this_lineage,
 )
 from resumable.record import Phase, Record, Reuse, utcnow
@@ -553,9 +551,7 @@ class ResumableMixin:
             handle = self._repair(attempt, handle, decision.reason)
         else:
             assert isinstance(record, Record) and handle is not None
-            if not same_lineage(record, attempt.facts) and not created_by_this_lineage(
-                record, status, attempt.facts
-            ):
+            if decision.inherited:
                 self._inherited = handle.job_id
             self._adopt(attempt, record, handle)
             stats_incr("resumable.reattach", self._tags())

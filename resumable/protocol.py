@@ -81,6 +81,8 @@ class Decision:
     reuse_token: bool = False
     #: Whether the record's own job is ours to cancel before submitting (its DAG run was deleted).
     cancel_previous: bool = False
+    #: Whether the job to reattach to was submitted by an earlier lineage (a clear adopting it).
+    inherited: bool = False
 
     def describe(self) -> str:
         token = " with the same token" if self.action is Action.SUBMIT and self.reuse_token else ""
@@ -242,7 +244,11 @@ def decide(record: Record | RecordError | None, job: JobStatus | None, facts: Fa
             "copy beside it, then decide again",
         )
     if state.is_active:
-        return Decision(Action.REATTACH, f"{found} is {state.value}; {lineage}: reattach and take ownership")
+        return Decision(
+            Action.REATTACH,
+            f"{found} is {state.value}; {lineage}: reattach and take ownership",
+            inherited=not same,
+        )
     if state is JobState.NOT_FOUND:
         return Decision(Action.SUBMIT, f"{found} no longer exists (expired or deleted): resubmit")
     if record.stop_reason == STOP_CLEARED:

@@ -51,7 +51,7 @@ STOP_RETRY_FIRST_WAIT = 1.0
 ON_KILL_TIMEOUT_SECONDS = 30.0
 #: Stops carried on in this triggerer process, and its warm-up (a reference keeps each task alive
 #: until it ends).
-_STOPS: set[asyncio.Task[None]] = set()
+_STOPS: set[asyncio.Task[Any]] = set()
 #: Whether this triggerer process has asked Airflow anything yet (see :meth:`_warm_up`).
 _ASKED_AIRFLOW = False
 
@@ -159,25 +159,29 @@ class StopsJobOnAPersonsStop:
         except asyncio.TimeoutError:
             return UNKNOWN
 
-    async def _warm_up(self) -> None:
-        """On Airflow >= 3.3, ask Airflow once per triggerer process, when its first trigger starts: the
-        triggerer's first call builds its in-process Execution API (seconds), which a stop then does not
-        wait for within ``on_kill_timeout``."""
-        global _ASKED_AIRFLOW
+    def _needs_warm_up(self) -> bool:
+        """Whether this trigger is the first of its triggerer process to ask Airflow (Airflow >= 3.3, in a
+        real triggerer): the triggerer's first call builds its in-process Execution API (seconds),
+        which a stop should not have to wait for within ``on_kill_timeout``."""
         if not TRIGGERER_CALLS_ON_KILL or _ASKED_AIRFLOW or getattr(self, "task_instance", None) is None:
             # Before 3.3 the triggerer's channel to its supervisor takes one call at a time: a question
             # beside the trigger's own (its connection, say) kills the trigger runner ("Response read out
             # of order"); and nothing there bounds the stop's wait.
-            return
-        if not _in_a_triggerer():
-            return  # dag.test() runs triggers in the task's process, whose channel has nothing to build
-        _ASKED_AIRFLOW = True
-        await self._task_state()
+            return False
+        # dag.test() runs triggers in the task's process, whose channel has nothing to build
+        return _in_a_triggerer()
 
-    async def run(self) -> AsyncIterator[Any]:
-        warm_up = asyncio.get_running_loop().create_task(self._warm_up())
+    def _warm_up(self) -> None:
+        """Ask Airflow once for this triggerer process, beside the trigger (see :meth:`_needs_warm_up`)."""
+        global _ASKED_AIRFLOW
+        _ASKED_AIRFLOW = True
+        warm_up = asyncio.get_running_loop().create_task(self._task_state())
         _STOPS.add(warm_up)
         warm_up.add_done_callback(_STOPS.discard)
+
+    async def run(self) -> AsyncIterator[Any]:
+        if self._needs_warm_up():
+            self._warm_up()
         try:
             async for event in super().run():  # type: ignore[misc]
                 yield event

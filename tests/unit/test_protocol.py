@@ -217,6 +217,19 @@ def test_a_job_created_before_the_same_token_intent_is_the_cleared_lineages_and_
     assert decide(rec, JobStatus(S.SUCCEEDED), facts).action is A.SUBMIT
 
 
+def test_a_running_job_is_inherited_only_from_another_lineage() -> None:
+    """Which reattachment adopts a cleared lineage's job (the mixin tells the rest of the attempt so)."""
+    facts = Facts(LINEAGE + 2, 4, P.FAIL, retries=1, clear_number=1)
+    retry = decide(record(SUBMITTED), status(S.RUNNING), Facts(LINEAGE, 2))
+    cleared = decide(record(SUBMITTED), status(S.RUNNING), facts)
+    own = decide(_reused(INTENT), _created(S.RUNNING, "2026-12-06T10:00:01+00:00"), facts)
+    assert [(d.action, d.inherited) for d in (retry, cleared, own)] == [
+        (A.REATTACH, False),
+        (A.REATTACH, True),
+        (A.REATTACH, False),
+    ]
+
+
 def test_a_same_token_intent_of_yet_another_lineage_does_not_make_the_job_this_ones() -> None:
     rec = _reused(INTENT)  # lineage 5, clear 1 reused the token; a second clear makes clear 2
     after = _created(S.SUCCEEDED, "2026-12-06T10:00:01+00:00")

@@ -208,3 +208,39 @@ def test_a_persons_stop_whose_cancel_message_is_lost_in_a_thread_call_still_stop
 
     asyncio.run(as_the_triggerer_does())
     assert trigger.stops == stops
+
+
+class _Counting(_Watching):
+    """A trigger with a task instance, whose questions to Airflow are counted."""
+
+    task_instance = object()
+
+    def __init__(self) -> None:
+        super().__init__("deferred")
+        self.asked = 0
+
+    async def _task_state(self) -> str | object:
+        self.asked += 1
+        return self.state
+
+
+@pytest.mark.parametrize("in_a_triggerer", [True, False])
+def test_the_first_trigger_of_a_triggerer_process_asks_airflow_once_and_only_there(
+    monkeypatch: pytest.MonkeyPatch, in_a_triggerer: bool
+) -> None:
+    monkeypatch.setattr(trigger_stop, "_ASKED_AIRFLOW", False)
+    monkeypatch.setattr(trigger_stop, "_in_a_triggerer", lambda: in_a_triggerer)
+    triggers = [_Counting(), _Counting(), _Counting()]
+
+    async def start_all() -> None:
+        for trigger in triggers:
+            if trigger._needs_warm_up():
+                trigger._warm_up()
+        await asyncio.gather(*trigger_stop._STOPS)
+
+    asyncio.run(start_all())
+    # Airflow 3.3's triggerer builds its Execution API on the first question; before 3.3 a question
+    # beside the trigger's own breaks its channel, and dag.test() has nothing to build
+    expected = 1 if TRIGGERER_CALLS_ON_KILL and in_a_triggerer else 0
+    assert [trigger.asked for trigger in triggers] == [expected, 0, 0]
+    assert not trigger_stop._STOPS
