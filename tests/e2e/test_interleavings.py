@@ -351,7 +351,7 @@ def test_a_clear_while_the_service_throttles_cancels_reruns_the_job(lab: CrashLa
     assert_the_clear_reran(lab, run, watch, state)
 
 
-@pytest.mark.parametrize("system", SYSTEMS)
+@pytest.mark.parametrize("system", [*SYSTEMS, "emr_eks"])
 def test_a_clear_of_a_deferred_task_reruns_or_keeps_its_job_never_two_at_once(
     lab: CrashLab, system: str
 ) -> None:
