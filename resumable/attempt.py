@@ -161,6 +161,14 @@ class Attempt:
         if mine is None or not isinstance(current, dict):
             raise RecordUnreadableHere(f"the record of {self.where} disappeared; not cancelling anything")
         owner = current.get("owner")
+        if (owner, current.get("lineage"), current.get("token")) == (
+            self.facts.try_number,
+            self.facts.lineage,
+            mine.token,
+        ) and isinstance(self.take(current, found.version), Record):  # type: ignore[union-attr]
+            # This attempt's own write whose answer was lost (it took a cleared lineage's job over):
+            # the stored record is its, and now its view.
+            return
         newer_try = isinstance(owner, int) and owner > self.facts.try_number
         # This try's own number on it is this attempt's write too (a claim whose answer was lost).
         ours = owner in (mine.owner, self.facts.try_number)

@@ -585,3 +585,23 @@ def test_a_job_a_clears_same_token_submit_created_is_not_run_again_by_its_retry(
     w.attempt_dies_at("after_intent")
     w.person_clears_finished_task()
     w.zombie(freeze_at=1, successor="finishes", thaw="sigterm")
+
+
+def test_a_stop_before_execute_cancels_the_job_it_took_over_when_the_takeover_answer_was_lost(world) -> None:
+    """Found by a long run (seed 67) on the memory and sql backends: after clears, try 4 (lineage 3) is
+    marked failed before ``execute`` begins. It finds lineage 2's running job 1002, takes it over for
+    its lineage (the write commits, its answer is lost) and decides the stop: its ownership check read
+    the stored record, saw lineage 3 where its own view still said 2, and took itself for a replaced
+    attempt ("a newer try owns the job now"): the job ran on with the task failed (guarantee 4). A
+    stored record with this try's number, lineage and token is this attempt's own lost write."""
+    w = world(retries=0)
+    w.evicted("submit")
+    w.person_clears_finished_task()
+    w.evicted("submit")
+    w.state_store_fails("put", nth=1)
+    w.person_clears_finished_task()
+    w.state_store_fails("put", nth=4, lost_ack=True)
+    w.evicted("submit")
+    w.person_clears_finished_task()
+    w.stopped_before_execute("mark_failed")
+    assert w.svc.cancelled[-1:] == [w.svc.created[-1]], (w.svc.created, w.svc.cancelled)
