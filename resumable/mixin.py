@@ -736,6 +736,7 @@ class ResumableMixin:
             owner=facts.try_number,
             clear_number=facts.clear_number,
             after=prior.updated_at or None,
+            stop=prior.stop_reason,
         )
 
     def _stop_before_submitting(self, attempt: Attempt, prior: Record | None, reuse_token: bool) -> None:

@@ -220,12 +220,18 @@ def decide(record: Record | RecordError | None, job: JobStatus | None, facts: Fa
 
     same = same_lineage(record, facts)
     lineage = "same lineage (a retry)" if same else "new lineage (cleared by a person)"
+    stop_reason = record.stop_reason
     if not same and created_by_this_lineage(record, job, facts):
         same = True
         lineage = (
             "same lineage: created by this lineage's submission with the cleared lineage's token "
             f"(intent written at {record.reuse.at})"  # type: ignore[union-attr]
         )
+        if stop_reason is not None and stop_reason == record.reuse.stop:  # type: ignore[union-attr]
+            # The stop came with the token, from the cleared lineage: it was about a job of the token
+            # created before this lineage's intent, not about the one this lineage created.
+            stop_reason = None
+            lineage += f"; the cleared lineage's stop ({record.stop_reason}) was not about this job"
 
     if record.phase is Phase.SUBMITTING and state is JobState.NOT_FOUND:
         return Decision(
@@ -236,8 +242,8 @@ def decide(record: Record | RecordError | None, job: JobStatus | None, facts: Fa
         )
 
     found = "job found by its token" if record.phase is Phase.SUBMITTING else "job"
-    if state is JobState.STOPPING or (state.is_active and record.stop_reason in PERSONS_STOPS):
-        why = f" (cancel asked for: {record.stop_reason})" if record.stop_reason else ""
+    if state is JobState.STOPPING or (state.is_active and stop_reason in PERSONS_STOPS):
+        why = f" (cancel asked for: {stop_reason})" if stop_reason else ""
         return Decision(
             Action.AWAIT_STOP,
             f"{found} is {state.value}{why}; {lineage}: wait until it has stopped, never run a second "
@@ -251,7 +257,7 @@ def decide(record: Record | RecordError | None, job: JobStatus | None, facts: Fa
         )
     if state is JobState.NOT_FOUND:
         return Decision(Action.SUBMIT, f"{found} no longer exists (expired or deleted): resubmit")
-    if record.stop_reason == STOP_CLEARED:
+    if stop_reason == STOP_CLEARED:
         return Decision(
             Action.SUBMIT,
             f"{found} is {state.value}, cancelled because a person cleared the running task: rerun",

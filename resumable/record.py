@@ -38,15 +38,21 @@ class Reuse:
     owner: int
     clear_number: int | None = None
     after: str | None = None
+    #: The stop the record carried when this lineage took its token (a person's stop of the earlier
+    #: lineage's attempt): it is about a job of the token created before the intent, not after.
+    stop: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "at": self.at,
             "lineage": self.lineage,
             "owner": self.owner,
             "clear_number": self.clear_number,
             "after": self.after,
         }
+        if self.stop is not None:
+            data["stop"] = self.stop
+        return data
 
     @classmethod
     def from_json(cls, data: Any) -> Reuse:
@@ -58,6 +64,7 @@ class Reuse:
             owner=_int(data, "owner"),
             clear_number=_optional(data, "clear_number", int),
             after=_optional(data, "after", str),
+            stop=_optional(data, "stop", str),
         )
 
 

@@ -342,10 +342,15 @@ class StopControl:
                     "the next attempt reads the job's state instead"
                 )
             return True
+        # This attempt's own stop: about whatever job its lineage has, also one it created with an earlier
+        # lineage's token (whose inherited stop was not about it).
+        reuse = replace(record.reuse, stop=None) if record.reuse is not None else None
         if handle is None:
-            stopped = record.evolve(stop_reason=verdict.stop_reason)
+            stopped = record.evolve(stop_reason=verdict.stop_reason, reuse=reuse)
         else:
-            stopped = record.evolve(phase=Phase.SUBMITTED, handle=handle, stop_reason=verdict.stop_reason)
+            stopped = record.evolve(
+                phase=Phase.SUBMITTED, handle=handle, stop_reason=verdict.stop_reason, reuse=reuse
+            )
         try:
             attempt.write(stopped)
         except VersionConflict as conflict:

@@ -605,3 +605,25 @@ def test_a_stop_before_execute_cancels_the_job_it_took_over_when_the_takeover_an
     w.person_clears_finished_task()
     w.stopped_before_execute("mark_failed")
     assert w.svc.cancelled[-1:] == [w.svc.created[-1]], (w.svc.created, w.svc.cancelled)
+
+
+def test_a_clear_after_a_stop_before_execute_does_not_cancel_the_job_it_creates_with_the_old_token(
+    world,
+) -> None:
+    """Found by a long run (seed 73) on the airflow backend, on a service that does not honour tokens:
+    try 2 (lineage 1) finds lineage 0's intent (no job) and is marked failed before it submits; the
+    record keeps the stop with lineage 0's token, for a job of that token that may still turn up. A
+    person clears the task: try 3 (lineage 2) submits with that token, as the decision table says, and
+    the service creates job 1002. The stop it inherited then read as asked of job 1002: try 3
+    cancelled its own healthy job and submitted a third (guarantee 2). The inherited stop is about a job
+    of the token created before this lineage's intent; a job created after it is this lineage's."""
+    w = world(retries=0, idempotent=False, polls=1)
+    w.execution_timeout("submit")
+    w.dag_run_recreated(record_kept=False, same_run_after=False)
+    w.attempt_dies_at("after_intent")
+    w.person_clears_finished_task()
+    w.stopped_before_execute("mark_failed")
+    w.person_clears_finished_task()
+    w.attempt_runs()
+    assert w.ti.state == "success", w.ti.state
+    assert w.svc.cancelled == ["1001"], (w.svc.created, w.svc.cancelled)
