@@ -42,6 +42,14 @@ _AWS_STATUS_CALLS = {
     "emr_eks": ("DescribeJobRun",),
     "emr_cluster": ("DescribeCluster",),
 }
+#: The XCom each crash DAG's task pushes its job's id under, per system.
+_RESULT_XCOM = {
+    "databricks": "run_id",
+    "emr_serverless": "return_value",
+    "emr_steps": "return_value",
+    "emr_eks": "return_value",
+    "emr_cluster": "return_value",
+}
 #: Databricks life-cycle states and AWS states after which a job does nothing any more.
 _ENDED = frozenset(
     {"TERMINATED", "SKIPPED", "INTERNAL_ERROR", "SUCCESS", "COMPLETED", "FAILED", "CANCELLED", "INTERRUPTED"}
@@ -271,6 +279,11 @@ class CrashLab:
     def xcom(self, run: Run, key: str) -> Any:
         path = f"dags/{run.dag_id}/dagRuns/{run.run_id}/taskInstances/job/xcomEntries/{key}"
         return self.stack.api("GET", path, params={"deserialize": True})["value"]
+
+    def reported_job(self, run: Run) -> str:
+        """The job id the run's last try pushed to XCom (the first step id for EMR steps)."""
+        value = self.xcom(run, _RESULT_XCOM[run.system])
+        return str(value[0] if isinstance(value, list) else value)
 
     def wait_until_submitted(self, run: Run, count: int = 1, timeout: float = 120) -> None:
         """Wait until ``count`` jobs were created for this run."""

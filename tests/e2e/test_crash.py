@@ -38,19 +38,6 @@ AIRFLOW_3_0 = (airflow_version() or Version("3.3")) < Version("3.1")
 SUPERVISOR_FORWARDS_SIGTERM = (airflow_version() or Version("3.3")) >= Version("3.3")
 #: The systems with a deferrable crash DAG (``crash_<system>_deferrable``).
 DEFERRABLE = ["databricks", "emr_serverless", "emr_eks"]
-RUN_ID_XCOM = {
-    "databricks": "run_id",
-    "emr_serverless": "return_value",
-    "emr_steps": "return_value",
-    "emr_eks": "return_value",
-    "emr_cluster": "return_value",
-}
-
-
-def reported_job(lab: CrashLab, run: Run) -> str:
-    """The job id the last try pushed to XCom (a list of step ids for EMR steps)."""
-    value = lab.xcom(run, RUN_ID_XCOM[run.system])
-    return str(value[0] if isinstance(value, list) else value)
 
 
 def running_with_job(lab: CrashLab, system: str, duration: float) -> Run:
@@ -73,7 +60,7 @@ def test_sigkill_while_polling_reattaches(lab: CrashLab, system: str) -> None:
     assert (task["state"], task["try_number"]) == ("success", 2)
     assert lab.submitted(run) == 1
     assert lab.cancelled(run) == 0
-    assert reported_job(lab, run) == lab.job_ids(run)[0]
+    assert lab.reported_job(run) == lab.job_ids(run)[0]
 
 
 @pytest.mark.parametrize("system", MATRIX)
@@ -90,7 +77,7 @@ def test_exit_between_submit_and_persist_submits_once(lab: CrashLab, system: str
     assert lab.finish(run) == "success"
     assert lab.task(run)["try_number"] == 2
     assert lab.submitted(run) == 1
-    assert reported_job(lab, run) == lab.job_ids(run)[0]
+    assert lab.reported_job(run) == lab.job_ids(run)[0]
 
 
 @pytest.mark.parametrize("system", MATRIX)
@@ -132,7 +119,7 @@ def test_a_scheduler_that_resets_the_running_task_to_no_state_keeps_its_job(
     assert lab.task(run)["try_number"] == 2
     assert lab.submitted(run) == 1
     assert lab.cancelled(run) == 0
-    assert reported_job(lab, run) == job
+    assert lab.reported_job(run) == job
 
 
 @pytest.mark.parametrize("system", MATRIX)
@@ -228,7 +215,7 @@ def test_clear_of_a_running_task_cancels_and_reruns(lab: CrashLab, system: str) 
     assert lab.submitted(run) == 2
     assert lab.cancelled(run) == 1
     first, second = lab.job_ids(run)
-    assert reported_job(lab, run) == second
+    assert lab.reported_job(run) == second
 
 
 @pytest.mark.parametrize("system", MATRIX)
@@ -261,7 +248,7 @@ def test_zombie_does_not_cancel_its_successors_job(lab: CrashLab, system: str) -
     assert lab.finish(run) == "success"
     assert lab.submitted(run) == 1
     assert lab.cancelled(run) == 0
-    assert reported_job(lab, run) == lab.job_ids(run)[0]
+    assert lab.reported_job(run) == lab.job_ids(run)[0]
 
 
 @pytest.mark.parametrize("system", ["databricks", "emr_serverless"])
@@ -350,7 +337,7 @@ def test_triggers_moving_between_two_triggerers_keep_the_job(lab: CrashLab, syst
     assert lab.task(run)["try_number"] == 1
     assert lab.submitted(run) == 1
     assert lab.cancelled(run) == 0
-    assert reported_job(lab, run) == lab.job_ids(run)[0]
+    assert lab.reported_job(run) == lab.job_ids(run)[0]
 
 
 @pytest.mark.parametrize("system", ["databricks", "emr_serverless"])

@@ -24,13 +24,6 @@ from resumable.testing.crash import CrashLab, Run
 pytestmark = pytest.mark.e2e
 
 SYSTEMS = ["databricks", "emr_serverless"]
-RUN_ID_XCOM = {
-    "databricks": "run_id",
-    "emr_serverless": "return_value",
-    "emr_steps": "return_value",
-    "emr_eks": "return_value",
-    "emr_cluster": "return_value",
-}
 #: Seconds the service holds its answer to a submission: a slow control plane, longer than the 5 s
 #: in which Airflow's supervisor escalates a stopped task's SIGTERM to SIGKILL, and much longer.
 SUBMIT_HOLDS = [12.0, 60.0]
@@ -62,12 +55,6 @@ def _emulators_back_to_normal(lab: CrashLab) -> Iterator[None]:
     lab.throttle_cancels("databricks", 0)
     for system in ALL_SYSTEMS[1:]:
         lab.throttle_cancels(system, 0)
-
-
-def reported_job(lab: CrashLab, run: Run) -> str:
-    """The job id the last try pushed to XCom (the first step id for EMR steps)."""
-    value = lab.xcom(run, RUN_ID_XCOM[run.system])
-    return str(value[0] if isinstance(value, list) else value)
 
 
 def logs(lab: CrashLab, run: Run) -> str:
@@ -147,7 +134,7 @@ def test_clear_after_a_crash_in_the_submit_window_without_retries_reattaches(
     assert lab.task(run)["state"] == "success"
     assert lab.submitted(run) == 1, logs(lab, run)
     assert lab.cancelled(run) == 0, logs(lab, run)
-    assert reported_job(lab, run) == job
+    assert lab.reported_job(run) == job
     assert f"took ownership of job {job}" in lab.task_log(run, 2), logs(lab, run)
 
 
@@ -203,7 +190,7 @@ def test_clear_while_the_submit_answer_is_held_cancels_the_job_and_reruns(
     assert lab.submitted(run) == 2, logs(lab, run)
     first, second = lab.job_ids(run)
     assert lab.cancelled_jobs(run) == [first], logs(lab, run)
-    assert reported_job(lab, run) == second, logs(lab, run)
+    assert lab.reported_job(run) == second, logs(lab, run)
     assert watch.most_active == 1, (watch.states, logs(lab, run))
 
 
@@ -262,7 +249,7 @@ def test_zombie_past_its_execution_timeout_does_not_cancel_its_successors_job(
     assert lab.finish(run) == "success", logs(lab, run)
     assert lab.submitted(run) == 1, logs(lab, run)
     assert lab.cancelled(run) == 0, logs(lab, run)
-    assert reported_job(lab, run) == job
+    assert lab.reported_job(run) == job
 
 
 #: Seconds a Databricks cancel takes to show (the run still answers RUNNING): a slow control plane,
@@ -301,7 +288,7 @@ def test_clear_of_a_running_task_whose_cancel_takes_many_polls_reruns_after_it_s
     assert lab.submitted(run) == 2, logs(lab, run)
     assert lab.cancelled(run) == 1, logs(lab, run)
     first, second = lab.job_ids(run)
-    assert reported_job(lab, run) == second
+    assert lab.reported_job(run) == second
     # never two jobs at once: the rerun waited until the first had stopped, which took many polls
     assert watch.most_active == 1, (watch.states, logs(lab, run))
     assert first in watch.ended, watch.states
@@ -315,7 +302,7 @@ def assert_the_clear_reran(lab: CrashLab, run: Run, watch: ActiveWatch, state: s
     assert lab.submitted(run) == 2, logs(lab, run)
     first, second = lab.job_ids(run)
     assert lab.cancelled_jobs(run) == [first], logs(lab, run)
-    assert reported_job(lab, run) == second
+    assert lab.reported_job(run) == second
     assert watch.most_active == 1, (watch.states, logs(lab, run))
     assert watch.appeared[second] >= watch.ended[first], (watch.appeared, watch.ended)
 
@@ -383,7 +370,7 @@ def test_a_clear_of_a_deferred_task_reruns_or_keeps_its_job_never_two_at_once(
         assert watch.appeared[jobs[1]] >= watch.ended[jobs[0]], (watch.appeared, watch.ended)
     else:
         assert len(jobs) == 1, jobs
-    assert reported_job(lab, run) == jobs[-1]
+    assert lab.reported_job(run) == jobs[-1]
 
 
 #: Real seconds the service answers every status read with HTTP 500: longer than the clients' own
