@@ -99,8 +99,8 @@ def test_a_scheduler_that_resets_the_running_task_to_no_state_keeps_its_job(
     scheduler dies while the LocalExecutor worker it started runs the task; the next scheduler resets
     the task instance its dead predecessor had running to no state while the old supervisor runs on.
     That supervisor's heartbeat is refused and it stops its task, whose ``on_kill`` finds the task
-    instance reset for a new try (no state, or already queued again: nobody asked, keep the job); the
-    next try reattaches to it."""
+    instance reset for a new try (no state, queued again, or already running as try 2: nobody asked,
+    keep the job); the next try reattaches to it."""
     run = running_with_job(lab, system, duration=600)
     (job,) = lab.job_ids(run)
     old = lab.processes(run)
@@ -109,8 +109,8 @@ def test_a_scheduler_that_resets_the_running_task_to_no_state_keeps_its_job(
     # the old try is put down at its next heartbeat, which Airflow refuses (its task instance is gone)
     lab.wait(old.ended, "the first try's task process to end", timeout=60)
     assert lab.cancelled(run) == 0
-    # on_kill asked Airflow and was told the task is reset for a new try (measured: already queued
-    # again, under a new task-instance id that the old try's calls cannot reach)
+    # on_kill asked Airflow and was told the task is reset for a new try (measured: queued again or
+    # running as try 2, under a new task-instance id that the old try's calls cannot reach)
     first = [line for line in lab.task_log(run, 1).splitlines() if "resumable: stopping with job" in line]
     assert first and all("-> keep the job" in line for line in first), lab.task_log(run, 1)[-3000:]
 
