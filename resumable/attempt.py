@@ -160,28 +160,19 @@ class Attempt:
         current = found.value if found is not None else None
         if mine is None or not isinstance(current, dict):
             raise RecordUnreadableHere(f"the record of {self.where} disappeared; not cancelling anything")
-        owner = current.get("owner")
-        if (owner, current.get("lineage"), current.get("token")) == (
-            self.facts.try_number,
-            self.facts.lineage,
-            mine.token,
-        ) and isinstance(self.take(current, found.version), Record):  # type: ignore[union-attr]
-            # This attempt's own write whose answer was lost (it took a cleared lineage's job over):
-            # the stored record is its, and now its view.
-            return
+        owner, lineage = current.get("owner"), current.get("lineage")
         newer_try = isinstance(owner, int) and owner > self.facts.try_number
-        # This try's own number on it is this attempt's write too (a claim whose answer was lost).
-        ours = owner in (mine.owner, self.facts.try_number)
-        if (
-            newer_try
-            or not ours
-            or (current.get("lineage"), current.get("token")) != (mine.lineage, mine.token)
-        ):
+        # The record as this attempt knows it, or this try's own write whose answer was lost: a claim
+        # (this try's number) or a takeover of a cleared lineage's job (this lineage's number too).
+        as_known = (owner, lineage) == (mine.owner, mine.lineage)
+        own_write = owner == self.facts.try_number and lineage in (mine.lineage, self.facts.lineage)
+        if newer_try or current.get("token") != mine.token or not (as_known or own_write):
             raise SupersededError(
-                f"try {current.get('owner')} (lineage {current.get('lineage')}) owns the job of "
-                f"{self.where} now; try {mine.owner} stops and does not cancel it"
+                f"try {owner} (lineage {lineage}) owns the job of {self.where} now; try {mine.owner} "
+                "stops and does not cancel it"
             )
-        self.version = found.version  # type: ignore[union-attr]
+        # The stored record is this attempt's view from now on (a write whose answer was lost included).
+        self.take(current, found.version)  # type: ignore[union-attr]
 
     def know(self, record: Record) -> None:
         """Take ``record`` as this attempt's view without writing it (what the store need not keep)."""

@@ -172,16 +172,17 @@ class StopsJobOnAPersonsStop:
         return _in_a_triggerer()
 
     def _warm_up(self) -> None:
-        """Ask Airflow once for this triggerer process, beside the trigger (see :meth:`_needs_warm_up`)."""
+        """Ask Airflow once for this triggerer process, beside the trigger, if :meth:`_needs_warm_up`."""
         global _ASKED_AIRFLOW
+        if not self._needs_warm_up():
+            return
         _ASKED_AIRFLOW = True
         warm_up = asyncio.get_running_loop().create_task(self._task_state())
         _STOPS.add(warm_up)
         warm_up.add_done_callback(_STOPS.discard)
 
     async def run(self) -> AsyncIterator[Any]:
-        if self._needs_warm_up():
-            self._warm_up()
+        self._warm_up()
         try:
             async for event in super().run():  # type: ignore[misc]
                 yield event

@@ -144,10 +144,10 @@ def test_a_mark_failed_before_execute_begins_submits_nothing(lab: CrashLab, syst
     lab.script(system, 60)
     run = lab.start_run(system, dag_id=f"crash_{system}_noretry", conf={"hold_until_stopped": True})
     lab.wait(lambda: _held(lab, run), "the try to hold before execute", 120)
-    task = lab.processes(run).task
+    try1 = lab.processes(run)
     lab.stack.mark(run.dag_id, run.run_id, "job", "failed")
 
-    lab.wait(lambda: not task.is_running(), "the task's process to end", 60)
+    lab.wait(try1.ended, "the task's process to end", 60)
     assert lab.finish(run) == "failed"
     assert lab.task(run)["state"] == "failed"
     assert lab.submitted(run) == 0
@@ -168,13 +168,13 @@ def test_a_dag_run_failed_and_deleted_while_its_task_runs_cancels_the_job(lab: C
     no task instance in Airflow: no attempt will ever look at the job again, so it is cancelled
     (guarantee 4)."""
     run = running_with_job(lab, system, duration=300)
-    task = lab.processes(run).task
+    try1 = lab.processes(run)
     path = f"dags/{run.dag_id}/dagRuns/{run.run_id}"
     lab.stack.api("PATCH", path, json={"state": "failed"})
     lab.stack.api("DELETE", path)
 
     lab.wait_until_cancelled(run, timeout=90)
-    lab.wait(lambda: not task.is_running(), "the task's process to end", 60)
+    lab.wait(try1.ended, "the task's process to end", 60)
     lab.wait(lambda: lab.active_jobs(run) == [], "the job to stop", 60)
     assert lab.submitted(run) == 1
     assert lab.cancelled(run) == 1
@@ -243,7 +243,7 @@ def test_zombie_does_not_cancel_its_successors_job(lab: CrashLab, system: str) -
     finally:
         zombie.signal(signal.SIGCONT)
     # the zombie learns it was replaced and is put down; it must not cancel the job
-    lab.wait(lambda: not zombie.task.is_running(), "the zombie to exit", timeout=60)
+    lab.wait(zombie.ended, "the zombie to exit", timeout=60)
 
     assert lab.finish(run) == "success"
     assert lab.submitted(run) == 1

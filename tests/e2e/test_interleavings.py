@@ -237,7 +237,7 @@ def test_zombie_past_its_execution_timeout_does_not_cancel_its_successors_job(
     finally:
         zombie.signal(signal.SIGCONT)
     # the zombie thaws while its successor polls: its timeout fires and it is put down
-    lab.wait(lambda: not zombie.task.is_running(), "the zombie to exit", timeout=60)
+    lab.wait(zombie.ended, "the zombie to exit", timeout=60)
     task = lab.task(run)
     assert (task["state"], task["try_number"]) == ("running", 2), logs(lab, run)
     assert lab.cancelled(run) == 0, logs(lab, run)

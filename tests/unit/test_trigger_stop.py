@@ -234,8 +234,7 @@ def test_the_first_trigger_of_a_triggerer_process_asks_airflow_once_and_only_the
 
     async def start_all() -> None:
         for trigger in triggers:
-            if trigger._needs_warm_up():
-                trigger._warm_up()
+            trigger._warm_up()
         await asyncio.gather(*trigger_stop._STOPS)
 
     asyncio.run(start_all())
