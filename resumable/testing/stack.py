@@ -106,6 +106,8 @@ class AirflowStack:
     _log_ports: tuple[int, int] = field(default_factory=lambda: (free_port(), free_port()))
     _session: requests.Session = field(default_factory=requests.Session)
     _previous_sigterm: Any = None
+    #: Children of processes killed alone (``tree=False``), put down with the stack.
+    _orphans: list[psutil.Process] = field(default_factory=list)
 
     # ---- life cycle --------------------------------------------------------------------------
 
@@ -241,20 +243,64 @@ class AirflowStack:
         """Send ``sig`` to one of the stack's processes and all its children, and reap it.
 
         ``tree=False`` signals the process alone: a scheduler that dies while the LocalExecutor's
-        workers it started go on running their tasks (a scheduler pod lost, its workers elsewhere)."""
+        workers it started go on running their tasks (a scheduler pod lost, its workers elsewhere).
+        The killed process's database sessions end with it, as a lost host's do: its forked workers
+        inherit the sockets, and a PostgreSQL session they keep open would hold whatever the dead
+        process had locked (the pool rows of the scheduler's critical section, say) for as long as
+        they live, so that no scheduler queues a task again. The children are stopped with the stack."""
         process = self.processes.pop(name)
         if tree:
             _signal_tree(process.pid, sig)
         else:
+            sessions = self._database_sessions(process.pid)
+            with contextlib.suppress(psutil.NoSuchProcess):
+                self._orphans.extend(psutil.Process(process.pid).children(recursive=True))
             with contextlib.suppress(ProcessLookupError):
                 os.kill(process.pid, sig)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=30)
+        if not tree:
+            self._end_database_sessions(sessions)
+
+    def _database_sessions(self, pid: int) -> list[int]:
+        """The local ports of the PostgreSQL connections process ``pid`` holds."""
+        conn = self.sql_alchemy_conn
+        if conn is None or not conn.startswith("postgresql"):
+            return []  # SQLite: a dead process's locks are released with it
+        from sqlalchemy.engine import make_url
+
+        server_port = make_url(conn).port or 5432
+        try:
+            connections = psutil.Process(pid).net_connections(kind="tcp")
+        except psutil.NoSuchProcess:
+            return []
+        return [c.laddr.port for c in connections if c.raddr and c.raddr.port == server_port]
+
+    def _end_database_sessions(self, ports: list[int]) -> None:
+        if not ports:
+            return
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(self.sql_alchemy_conn, isolation_level="AUTOCOMMIT")  # type: ignore[arg-type]
+        try:
+            with engine.connect() as conn:
+                conn.execute(
+                    sa.text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND client_port = ANY(:ports)"
+                    ),
+                    {"ports": ports},
+                )
+        finally:
+            engine.dispose()
 
     def stop(self) -> None:
-        for name in list(self.processes):
-            process = self.processes[name]
-            _signal_tree(process.pid, signal.SIGTERM)
+        doomed = list(self._orphans)
+        for process in self.processes.values():
+            doomed.extend(_tree(process.pid))
+        for process in doomed:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 20
         for name, process in list(self.processes.items()):
             try:
@@ -263,6 +309,12 @@ class AirflowStack:
                 _signal_tree(process.pid, signal.SIGKILL)
                 process.wait(timeout=10)
             del self.processes[name]
+        # what ignores SIGTERM (the LocalExecutor's idle workers) or lost its parent is killed
+        _, alive = psutil.wait_procs(doomed, timeout=max(0.1, deadline - time.monotonic()))
+        for process in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+        self._orphans.clear()
         if self._made_home and not self.keep_home and self.home is not None:
             shutil.rmtree(self.home, ignore_errors=True)
 
@@ -478,12 +530,19 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-def _signal_tree(pid: int, sig: int) -> None:
-    with contextlib.suppress(psutil.NoSuchProcess):
+def _tree(pid: int) -> list[psutil.Process]:
+    """Process ``pid`` and its descendants, children first (none if it is gone)."""
+    try:
         root = psutil.Process(pid)
-        for process in [*root.children(recursive=True), root]:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                process.send_signal(sig)
+        return [*root.children(recursive=True), root]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _signal_tree(pid: int, sig: int) -> None:
+    for process in _tree(pid):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.send_signal(sig)
 
 
 @contextlib.contextmanager
