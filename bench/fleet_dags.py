@@ -25,7 +25,7 @@ from airflow.providers.databricks.operators.databricks import DatabricksSubmitRu
 from airflow.sdk import DAG, task
 
 from resumable.operators.databricks import ResumableDatabricksSubmitRunOperator
-from resumable.operators.emr import ResumableEmrServerlessStartJobOperator
+from resumable.operators.emr_serverless import ResumableEmrServerlessStartJobOperator
 
 ROLE = os.environ.get("RESUMABLE_CRASH_ROLE_ARN", "arn:aws:iam::123456789012:role/emr-job")
 APPLICATION_ID = os.environ.get("RESUMABLE_CRASH_APPLICATION_ID", "")

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG
 
-from resumable.operators.emr import ResumableEmrAddStepsOperator
+from resumable.operators.emr_steps import ResumableEmrAddStepsOperator
 
 with DAG(
     "example_emr_add_steps",

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG
 
-from resumable.operators.emr import ResumableEmrCreateJobFlowOperator
+from resumable.operators.emr_cluster import ResumableEmrCreateJobFlowOperator
 
 CLUSTER = {
     "Name": "nightly",

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG
 
-from resumable.operators.emr import ResumableEmrContainerOperator
+from resumable.operators.emr_eks import ResumableEmrContainerOperator
 
 with DAG(
     "example_emr_on_eks",

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG
 
-from resumable.operators.emr import ResumableEmrServerlessStartJobOperator
+from resumable.operators.emr_serverless import ResumableEmrServerlessStartJobOperator
 
 with DAG(
     "example_emr_serverless",

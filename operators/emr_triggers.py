@@ -34,7 +34,7 @@ class _StopsAwsJob(StopsJobOnAPersonsStop):
         await sync_to_async(self.stop_job, thread_sensitive=False)()
 
     def stop_worth_retrying(self, error: BaseException) -> bool:
-        from resumable.operators.emr import is_transient
+        from resumable.operators._aws import is_transient
 
         return is_transient(error)
 

@@ -66,6 +66,8 @@ class Attempt:
     job_system: str
     record: Record | None = None
     version: int | None = None
+    #: The names this operator's records were written under before (see ``former_names``).
+    former: tuple[str, ...] = ()
 
     @classmethod
     def begin(
@@ -79,6 +81,7 @@ class Attempt:
             facts=facts_from_context(context, on_prior_failure),
             operator=operator_identity(operator),
             job_system=job_system,
+            former=tuple(getattr(operator, "former_names", ())),
         )
 
     @property
@@ -120,7 +123,7 @@ class Attempt:
             record = Record.from_json(value, where=self.where, clear_hint=hint)
         except RecordError as error:
             return error
-        if _DAG_FILE_MODULE.sub("", record.operator) != self.operator:
+        if _DAG_FILE_MODULE.sub("", record.operator) not in (self.operator, *self.former):
             return RecordError(
                 f"The resumable record {self.where} was written by {record.operator}, not {self.operator}: "
                 f"two operators share one state key. Nothing was submitted and the record was left as it "

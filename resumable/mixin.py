@@ -99,6 +99,11 @@ class ResumableMixin:
     #: is retried before the attempt fails: a whole fleet reattaching at once is throttled for as long
     #: as the service takes to answer every task once, however many tries that takes.
     throttled_retry_seconds: float = 900.0
+    #: The names this operator's records were written under before a release moved the class (its
+    #: module and class name, as ``"resumable.operators.emr.ResumableEmrAddStepsOperator"``): a record
+    #: that names one of them is read as this operator's own, so a task in flight during an upgrade
+    #: reattaches to its job. Records are written under the current name.
+    former_names: tuple[str, ...] = ()
 
     if TYPE_CHECKING:  # provided by BaseOperator, which every user of the mixin also inherits
         log: Any

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from resumable.attempt import operator_identity
 from resumable.job import JobHandle, JobState
 from resumable.operators.emr import (
     ResumableEmrAddStepsOperator,
@@ -144,6 +145,27 @@ def test_crash_while_polling_reattaches(kind, aws, fault) -> None:
     dr = run_dag(dag)
     assert task_states(dr) == {"job": "success"}
     assert kind.created(aws) == kind.per_submission
+
+
+def test_a_record_written_before_the_module_split_is_the_operators_own(kind, aws, fault, monkeypatch) -> None:
+    """Upgrading while a task runs: try 1 writes its record under the name the release before the
+    split of ``operators/emr.py`` gave the class; the retry, with the class in its own module,
+    reattaches to that job instead of refusing the record."""
+    from resumable import attempt
+
+    names: list[str] = []
+
+    def identity(cls: type) -> str:
+        names.append(f"resumable.operators.emr.{cls.__qualname__}" if not names else operator_identity(cls))
+        return names[-1]
+
+    monkeypatch.setattr(attempt, "operator_identity", identity)
+    fault("while_polling")
+    dag, op = make(kind, aws)
+    dr = run_dag(dag)
+    assert task_states(dr) == {"job": "success"}
+    assert kind.created(aws) == kind.per_submission, "the retry must reattach, not create another"
+    assert names == [op.former_names[0], f"{type(op).__module__}.{type(op).__qualname__}"]
 
 
 def test_prior_success_creates_nothing(kind, aws, fault) -> None:

@@ -93,18 +93,24 @@ def test_every_argument_of_the_mixin_is_documented_in_its_args_section() -> None
 
 
 def test_every_operators_own_arguments_are_documented_in_its_args_section() -> None:
-    import resumable.operators.databricks as databricks
-    import resumable.operators.emr as emr
+    import importlib
+    import pkgutil
+
+    import resumable.operators
     from resumable.mixin import ResumableMixin
 
+    modules = [
+        importlib.import_module(f"resumable.operators.{info.name}")
+        for info in pkgutil.iter_modules(resumable.operators.__path__)
+    ]
     operators = [
         value
-        for module in (databricks, emr)
+        for module in modules
         for value in vars(module).values()
         if isinstance(value, type)
         and issubclass(value, ResumableMixin)
         and value.__name__.endswith("Operator")
         and value.__module__ == module.__name__
     ]
-    assert len(operators) == 6, operators
+    assert len(operators) == 6, operators  # Databricks' two, EMR's four: each defined once
     assert {op.__name__: _undocumented(op) for op in operators} == {op.__name__: [] for op in operators}

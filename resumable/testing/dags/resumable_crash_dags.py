@@ -94,7 +94,7 @@ def databricks(contender: str, **extra: Any) -> Any:
 def emr_serverless(contender: str, **extra: Any) -> Any:
     from airflow.providers.amazon.aws.operators.emr import EmrServerlessStartJobOperator
 
-    from resumable.operators.emr import ResumableEmrServerlessStartJobOperator
+    from resumable.operators.emr_serverless import ResumableEmrServerlessStartJobOperator
 
     cls = (
         ResumableEmrServerlessStartJobOperator if contender == "resumable" else EmrServerlessStartJobOperator
@@ -114,7 +114,7 @@ def emr_serverless(contender: str, **extra: Any) -> Any:
 def emr_steps(contender: str, **extra: Any) -> Any:
     from airflow.providers.amazon.aws.operators.emr import EmrAddStepsOperator
 
-    from resumable.operators.emr import ResumableEmrAddStepsOperator
+    from resumable.operators.emr_steps import ResumableEmrAddStepsOperator
 
     cls = ResumableEmrAddStepsOperator if contender == "resumable" else EmrAddStepsOperator
     step = {
@@ -136,7 +136,7 @@ def emr_steps(contender: str, **extra: Any) -> Any:
 def emr_eks(contender: str, **extra: Any) -> Any:
     from airflow.providers.amazon.aws.operators.emr import EmrContainerOperator
 
-    from resumable.operators.emr import ResumableEmrContainerOperator
+    from resumable.operators.emr_eks import ResumableEmrContainerOperator
 
     cls = ResumableEmrContainerOperator if contender == "resumable" else EmrContainerOperator
     return cls(
@@ -154,7 +154,7 @@ def emr_eks(contender: str, **extra: Any) -> Any:
 def emr_cluster(contender: str, **extra: Any) -> Any:
     from airflow.providers.amazon.aws.operators.emr import EmrCreateJobFlowOperator
 
-    from resumable.operators.emr import ResumableEmrCreateJobFlowOperator
+    from resumable.operators.emr_cluster import ResumableEmrCreateJobFlowOperator
 
     cls = ResumableEmrCreateJobFlowOperator if contender == "resumable" else EmrCreateJobFlowOperator
     overrides = {

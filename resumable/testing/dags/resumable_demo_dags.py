@@ -51,7 +51,7 @@ def databricks_task(task_id: str, resumable: bool, **extra: Any) -> Any:
 def serverless_task(task_id: str, resumable: bool) -> Any:
     from airflow.providers.amazon.aws.operators.emr import EmrServerlessStartJobOperator
 
-    from resumable.operators.emr import ResumableEmrServerlessStartJobOperator
+    from resumable.operators.emr_serverless import ResumableEmrServerlessStartJobOperator
 
     cls = ResumableEmrServerlessStartJobOperator if resumable else EmrServerlessStartJobOperator
     return cls(
