@@ -39,7 +39,7 @@ class _StopsAwsJob(StopsJobOnAPersonsStop):
         return is_transient(error)
 
 
-class _StopsJobOnAPersonsStop(_StopsAwsJob):
+class StopsAwsJobOnAPersonsStop(_StopsAwsJob):
     """For the provider's triggers that never stop their job: ``cancel_on_kill`` says whether a
     person's stop of the deferred task stops it."""
 
@@ -51,7 +51,7 @@ class _StopsJobOnAPersonsStop(_StopsAwsJob):
         self.serialized_fields["cancel_on_kill"] = cancel_on_kill
 
 
-class ResumableEmrAddStepsTrigger(_StopsJobOnAPersonsStop, EmrAddStepsTrigger):
+class ResumableEmrAddStepsTrigger(StopsAwsJobOnAPersonsStop, EmrAddStepsTrigger):
     """``EmrAddStepsTrigger`` whose steps are cancelled when a person stops the deferred task."""
 
     def stop_job(self) -> None:
@@ -59,7 +59,7 @@ class ResumableEmrAddStepsTrigger(_StopsJobOnAPersonsStop, EmrAddStepsTrigger):
         self.hook().conn.cancel_steps(ClusterId=fields["job_flow_id"], StepIds=list(fields["step_ids"]))
 
 
-class ResumableEmrCreateJobFlowTrigger(_StopsJobOnAPersonsStop, EmrCreateJobFlowTrigger):
+class ResumableEmrCreateJobFlowTrigger(StopsAwsJobOnAPersonsStop, EmrCreateJobFlowTrigger):
     """``EmrCreateJobFlowTrigger`` whose cluster is terminated when a person stops the deferred task."""
 
     def stop_job(self) -> None:

@@ -1,9 +1,10 @@
-"""moto as a real HTTP server on loopback, plus a driver that makes it behave like EMR where moto does not.
+"""moto as a real HTTP server on loopback, plus a driver that makes it behave like EMR and Glue where
+moto does not.
 
-The driver moves steps, EMR Serverless and EMR on EKS job runs and clusters through their real
-states on a clock the test controls, deduplicates ``clientToken`` as AWS does, implements
-``CancelSteps``, throttles on demand or over a request-rate limit and counts what was created,
-cancelled and consumed.
+The driver moves steps, EMR Serverless and EMR on EKS job runs, clusters and Glue job runs through
+their real states on a clock the test controls, deduplicates ``clientToken`` as AWS does, implements
+``CancelSteps`` and Glue's ``BatchStopJobRun``, throttles on demand or over a request-rate limit and
+counts what was created, cancelled and consumed.
 """
 
 from __future__ import annotations
@@ -23,16 +24,22 @@ from resumable.testing._base import Emulator
 
 #: The tag a resumable cluster carries; clusters are counted per its value.
 TOKEN_TAG = "resumable-token"
-KINDS = ("step", "serverless", "eks", "cluster")
+KINDS = ("step", "serverless", "eks", "cluster", "glue")
+#: The Glue job run argument a resumable Glue run carries, whose value is the submission's token.
+GLUE_TOKEN_ARGUMENT = "--resumable-token"
+#: Services that speak AWS's JSON 1.1 protocol (errors as ``{"__type": ...}`` with HTTP 400).
+_JSON_SERVICES = frozenset({"emr", "glue"})
 #: Emulated seconds a cancel or a termination takes to finish, unless :attr:`AwsEmulator.stop_seconds`
 #: says otherwise.
 STOP_SECONDS = 1.0
 #: Operations that create a job; :attr:`AwsEmulator.submit_delay` holds their answers.
 SUBMIT_OPERATIONS = frozenset({"StartJobRun", "AddJobFlowSteps", "RunJobFlow"})
 #: Operations that read a job's status; :meth:`AwsEmulator.outage` answers them with 500.
-STATUS_OPERATIONS = frozenset({"GetJobRun", "DescribeJobRun", "DescribeStep", "ListSteps", "DescribeCluster"})
-#: The calls that stop a job: EMR steps, EMR Serverless and EMR on EKS job runs, clusters.
-CANCEL_OPERATIONS = frozenset({"CancelSteps", "CancelJobRun", "TerminateJobFlows"})
+STATUS_OPERATIONS = frozenset(
+    {"GetJobRun", "GetJobRuns", "DescribeJobRun", "DescribeStep", "ListSteps", "DescribeCluster"}
+)
+#: The calls that stop a job: EMR steps, EMR Serverless and EMR on EKS job runs, clusters, Glue job runs.
+CANCEL_OPERATIONS = frozenset({"CancelSteps", "CancelJobRun", "TerminateJobFlows", "BatchStopJobRun"})
 ACCOUNT = "123456789012"
 #: What the emulator's own fixture requests (:meth:`AwsEmulator.create_cluster` and the like) add to
 #: their User-Agent: the rate limit lets them through and does not spend a token on them.
@@ -145,6 +152,8 @@ class AwsEmulator(Emulator):
         self.start_requests: Counter[str] = Counter()
         #: Clusters created by ``RunJobFlow``, per value of the ``resumable-token`` tag ("" without it).
         self.clusters_created: Counter[str] = Counter()
+        #: Glue job runs created, per value of the ``--resumable-token`` argument ("" without it).
+        self.glue_runs_created: Counter[str] = Counter()
         #: Step, job run and cluster ids cancelled or terminated, in order.
         self.cancels: list[str] = []
         #: API calls per operation name, e.g. ``"AddJobFlowSteps"``, ``"GetJobRun"``.
@@ -216,8 +225,9 @@ class AwsEmulator(Emulator):
         from moto.emr.models import emr_backends
         from moto.emrcontainers.models import emrcontainers_backends
         from moto.emrserverless.models import emrserverless_backends
+        from moto.glue.models import glue_backends
 
-        for backends in (emr_backends, emrserverless_backends, emrcontainers_backends):
+        for backends in (emr_backends, emrserverless_backends, emrcontainers_backends, glue_backends):
             with contextlib.suppress(KeyError):
                 backends[self.account_id][self.region].reset()
 
@@ -315,6 +325,16 @@ class AwsEmulator(Emulator):
         client.start_application(applicationId=app_id)
         return app_id
 
+    def create_glue_job(self, name: str = "etl", *, max_concurrent_runs: int = 1) -> str:
+        """A Glue job (a script, a role and ``MaxConcurrentRuns``) to start runs of; returns its name."""
+        self._fixture_client("glue").create_job(
+            Name=name,
+            Role=self.role_arn("glue-job"),
+            Command={"Name": "glueetl", "ScriptLocation": f"s3://scripts/{name}.py"},
+            ExecutionProperty={"MaxConcurrentRuns": max_concurrent_runs},
+        )
+        return name
+
     def create_virtual_cluster(self, name: str = "vc") -> str:
         """An EMR on EKS virtual cluster; returns its id."""
         response = self._fixture_client("emr-containers").create_virtual_cluster(
@@ -375,6 +395,7 @@ class AwsEmulator(Emulator):
                 "job_runs_created": dict(self.job_runs_created),
                 "start_requests": dict(self.start_requests),
                 "clusters_created": dict(self.clusters_created),
+                "glue_runs_created": dict(self.glue_runs_created),
                 "cancels": list(self.cancels),
                 "calls": dict(self.calls),
                 "async_calls": dict(self.async_calls),
@@ -398,6 +419,11 @@ class AwsEmulator(Emulator):
         from moto.emrcontainers.models import emrcontainers_backends
 
         return emrcontainers_backends[self.account_id][self.region]
+
+    def _glue(self) -> Any:
+        from moto.glue.models import glue_backends
+
+        return glue_backends[self.account_id][self.region]
 
     def _cluster(self, cluster_id: str) -> Any:
         return self._emr().clusters[cluster_id]
@@ -431,6 +457,11 @@ class AwsEmulator(Emulator):
             if run.id not in self._jobs:
                 self._register("eks", run.id, run)
                 self.job_runs_created[run.client_token] += 1
+        for glue_job in self._glue().jobs.values():
+            for run in glue_job.job_runs:
+                if run.job_run_id not in self._jobs:
+                    self._register("glue", run.job_run_id, run, parent=glue_job.name)
+                    self.glue_runs_created[(run.arguments or {}).get(GLUE_TOKEN_ARGUMENT, "")] += 1
 
     def _begin(self, job: _Job) -> float | None:
         if job.kind != "step":
@@ -542,6 +573,16 @@ class AwsEmulator(Emulator):
     def _eks_state(self, job: _Job, now: float) -> str:
         return self._job_run_state(job, now, ("PENDING", "SUBMITTED", "COMPLETED", "CANCEL_PENDING"))
 
+    def _glue_state(self, job: _Job, now: float) -> Any:
+        if job.stop_at is not None and now >= job.stop_at:
+            return "STOPPING" if now < job.stop_at + job.stop_seconds else "STOPPED"
+        if now < job.created + job.script.pending:
+            return "STARTING"
+        phase = self._phase(job, now, job.created)
+        if phase == "fail":
+            return "FAILED", "The job run failed: the script said so"
+        return {"running": "RUNNING", "succeed": "SUCCEEDED"}[phase]
+
     def _job_run_state(self, job: _Job, now: float, names: tuple[str, str, str, str]) -> str:
         """A job run's state in its service's words: (first wait, second wait, success, stopping)."""
         first, second, success, stopping = names
@@ -572,7 +613,11 @@ class AwsEmulator(Emulator):
             with self._lock:
                 self.calls[operation] += 1
                 if operation == "GetJobRun":
-                    job_run = environ.get("PATH_INFO", "").rstrip("/").split("/")[-1]
+                    job_run = (
+                        str(_json(body).get("RunId", ""))
+                        if service == "glue"
+                        else environ.get("PATH_INFO", "").rstrip("/").split("/")[-1]
+                    )
                     self.polls.setdefault(job_run, []).append(time.time())
                 if "aiobotocore" in environ.get("HTTP_USER_AGENT", ""):
                     self.async_calls[operation] += 1
@@ -621,8 +666,9 @@ class AwsEmulator(Emulator):
             return _throttled(service)
         if operation in STATUS_OPERATIONS and time.monotonic() < self._outage_until:
             self.outage_answers[operation] += 1
-            if service == "emr":
-                payload = json.dumps({"__type": "InternalServerException", "message": "outage"}).encode()
+            if service in _JSON_SERVICES:
+                code = "InternalServiceException" if service == "glue" else "InternalServerException"
+                payload = json.dumps({"__type": code, "message": "outage"}).encode()
                 return "500 Internal Server Error", [("Content-Type", "application/x-amz-json-1.1")], payload
             return _rest_error(500, "InternalServerException", "Internal server error (outage)")
         if _FIXTURE_AGENT not in environ.get("HTTP_USER_AGENT", "") and not self._limit.take():
@@ -640,6 +686,8 @@ class AwsEmulator(Emulator):
                 return self._cancel_steps(params)
             if operation == "TerminateJobFlows":
                 return self._terminate(params.get("JobFlowIds", []))
+        if service == "glue":
+            return self._glue_call(operation, params)
         if operation == "StartJobRun":
             token = str(params.get("clientToken", ""))
             self.start_requests[token] += 1
@@ -660,6 +708,44 @@ class AwsEmulator(Emulator):
                     answer = {"id": job_id, "virtualClusterId": job.obj.virtual_cluster_id}
                 return "200 OK", [("Content-Type", "application/json")], json.dumps(answer).encode()
         return None
+
+    def _glue_call(
+        self, operation: str, params: dict[str, Any]
+    ) -> tuple[str, list[tuple[str, str]], bytes] | None:
+        """Glue's answers where moto's differ from the service's: ``BatchStopJobRun`` (moto has none)
+        and an unknown job run (``EntityNotFoundException``)."""
+        runs = {job.key: job for job in self._jobs.values() if job.kind == "glue"}
+        if operation == "GetJobRun" and params.get("RunId") not in runs:
+            return _emr_error("EntityNotFoundException", f"Job run {params.get('RunId')} not found")
+        if operation != "BatchStopJobRun":
+            return None
+        stopped, errors = [], []
+        for run_id in params.get("JobRunIds", []):
+            job = runs.get(run_id)
+            if job is None or job.parent != params.get("JobName"):
+                errors.append(
+                    {
+                        "JobName": params.get("JobName"),
+                        "JobRunId": run_id,
+                        "ErrorDetail": {"ErrorCode": "EntityNotFoundException", "ErrorMessage": "not found"},
+                    }
+                )
+            elif job.obj.state in ("STARTING", "RUNNING", "WAITING"):
+                self._stop(run_id)
+                stopped.append({"JobName": job.parent, "JobRunId": run_id})
+            else:
+                errors.append(
+                    {
+                        "JobName": job.parent,
+                        "JobRunId": run_id,
+                        "ErrorDetail": {
+                            "ErrorCode": "InvalidInputException",
+                            "ErrorMessage": f"Job run {run_id} is {job.obj.state}: it cannot be stopped",
+                        },
+                    }
+                )
+        payload = json.dumps({"SuccessfulSubmissions": stopped, "Errors": errors}).encode()
+        return "200 OK", [("Content-Type", "application/x-amz-json-1.1")], payload
 
     def _terminate(self, cluster_ids: list[str]) -> tuple[str, list[tuple[str, str]], bytes]:
         now = self.now()
@@ -752,7 +838,7 @@ def _operation(service: str, environ: dict[str, Any]) -> str:
 
 
 def _throttled(service: str) -> tuple[str, list[tuple[str, str]], bytes]:
-    if service == "emr":
+    if service in _JSON_SERVICES:
         return _emr_error("ThrottlingException", "Rate exceeded")
     return _rest_error(429, "ThrottlingException", "Rate exceeded")
 
@@ -775,11 +861,13 @@ _PATCHED = False
 
 
 def _patch_moto_status() -> None:
-    """Let moto's step and cluster answers carry the details the real API gives (FailureDetails, Code)."""
+    """Let moto's step, cluster and Glue job run answers carry the details the real API gives
+    (FailureDetails, Code, ErrorMessage), and Glue job runs the state the driver gives them."""
     global _PATCHED
     if _PATCHED:
         return
     from moto.emr.models import Cluster, Step
+    from moto.glue.models import FakeJobRun
 
     step_status, cluster_status = Step.status, Cluster.status
 
@@ -797,6 +885,20 @@ def _patch_moto_status() -> None:
             status["StateChangeReason"] = {"Code": code, "Message": f"Terminated: {code}"}
         return status
 
+    def glue_run_state(self: Any) -> str:
+        return str(self.__dict__.get("state") or self._status)
+
+    def glue_run_as_dict(self: Any) -> dict[str, Any]:
+        answer = dict(glue_as_dict(self))
+        reason = getattr(self, "resumable_reason", None)
+        if answer["JobRunState"] == "FAILED" and reason:
+            answer["ErrorMessage"] = reason
+        return answer
+
+    glue_as_dict = FakeJobRun.as_dict
+    FakeJobRun.status = property(glue_run_state)  # type: ignore[method-assign,assignment]
+    FakeJobRun.as_dict = glue_run_as_dict  # type: ignore[method-assign]
+    FakeJobRun.advance = lambda self: None  # type: ignore[method-assign]  # the driver moves it
     Step.status = property(step_with_details)  # type: ignore[method-assign,assignment]
     Cluster.status = property(cluster_with_code)  # type: ignore[method-assign,assignment]
     _PATCHED = True

@@ -1,7 +1,8 @@
-"""The resumable EMR operators on a real Airflow (``dag.test()``), through the amazon provider's real
-hooks, against moto running as an HTTP server with the kit's EMR driver.
+"""The resumable AWS operators on a real Airflow (``dag.test()``), through the amazon provider's real
+hooks, against moto running as an HTTP server with the kit's driver.
 
-Every scenario runs for each operator: steps, EMR Serverless, EMR on EKS and cluster creation.
+Every scenario runs for each operator: EMR steps, EMR Serverless, EMR on EKS, cluster creation and
+Glue.
 The assertions are what a user checks: how many steps, job runs or clusters AWS created, and how
 the task ended.
 """
@@ -25,6 +26,7 @@ from resumable.operators.emr import (
     ResumableEmrCreateJobFlowOperator,
     ResumableEmrServerlessStartJobOperator,
 )
+from resumable.operators.glue import ResumableGlueJobOperator
 from resumable.testing.airflow import clear_and_rerun, run_dag, run_retries, task_states
 from resumable.testing.aws import AwsEmulator, JobScript
 from tests.helpers import new_dag, stop_deferred_task
@@ -102,11 +104,16 @@ def cluster(aws: AwsEmulator, kwargs: dict[str, Any]) -> Any:
     )
 
 
+def glue(aws: AwsEmulator, kwargs: dict[str, Any]) -> Any:
+    return ResumableGlueJobOperator(task_id="job", job_name=aws.create_glue_job(), **kwargs)
+
+
 KINDS = [
     Kind("steps", "step", steps, lambda aws: sum(aws.steps_created.values()), per_submission=2),
     Kind("serverless", "serverless", serverless, lambda aws: sum(aws.job_runs_created.values())),
     Kind("eks", "eks", eks, lambda aws: sum(aws.job_runs_created.values())),
     Kind("cluster", "cluster", cluster, lambda aws: sum(aws.clusters_created.values())),
+    Kind("glue", "glue", glue, lambda aws: sum(aws.glue_runs_created.values())),
 ]
 
 
@@ -147,6 +154,7 @@ def test_crash_while_polling_reattaches(kind, aws, fault) -> None:
     assert kind.created(aws) == kind.per_submission
 
 
+@pytest.mark.parametrize("kind", [k for k in KINDS if k.name != "glue"], ids=lambda k: k.name)
 def test_a_record_written_before_the_module_split_is_the_operators_own(kind, aws, fault, monkeypatch) -> None:
     """Upgrading while a task runs: try 1 writes its record under the name the release before the
     split of ``operators/emr.py`` gave the class; the retry, with the class in its own module,
@@ -255,6 +263,10 @@ def submitted(kind: Kind, aws: AwsEmulator, op: Any) -> JobHandle:
     class Ti:
         try_number = 1
         task_id = "job"
+        pushed: dict[str, Any] = {}
+
+        def xcom_push(self, key: str, value: Any) -> None:  # Glue's submit pushes glue_job_run_id
+            self.pushed[key] = value
 
     return op.submit_job({"ti": Ti(), "dag_run": None}, f"rsm-{kind.name}-check")
 
@@ -269,6 +281,7 @@ def test_an_unknown_job_is_not_found(kind, aws) -> None:
         "serverless": JobHandle(op.job_system, "00nosuchrun0000", extras=handle.extras),
         "eks": JobHandle(op.job_system, "0000000000nosuchrun", extras=handle.extras),
         "cluster": JobHandle(op.job_system, "j-NOSUCHCLUSTER"),
+        "glue": JobHandle(op.job_system, "jr_nosuchrun"),
     }[kind.name]
     assert op.get_job_status(bogus).state is JobState.NOT_FOUND
 
@@ -365,6 +378,36 @@ def test_a_trigger_that_fails_to_watch_a_running_job_does_not_cancel_it(kind, aw
 def test_the_providers_boolean_cancel_on_kill_keeps_its_meaning(aws, given, meaning) -> None:
     _, op = make(KINDS[1], aws, cancel_on_kill=given)
     assert op.cancel_on_kill.value == meaning
+
+
+@pytest.mark.parametrize(
+    ("given", "meaning"),
+    [
+        ({}, "user_stop"),
+        ({"stop_job_run_on_kill": True}, "user_stop"),
+        ({"stop_job_run_on_kill": False}, "never"),
+    ],
+)
+def test_glues_stop_job_run_on_kill_is_read_as_cancel_on_kill(aws, given, meaning) -> None:
+    _, op = make(KINDS[4], aws, **given)
+    assert op.cancel_on_kill.value == meaning
+    assert op.stop_job_run_on_kill is False, "the provider's on_kill must not stop the run behind ours"
+
+
+@pytest.mark.parametrize("before_3_3", [True, False], ids=["airflow<3.3", "airflow>=3.3"])
+@pytest.mark.parametrize(("state", "stopped"), [("failed", True), ("none", True), ("deferred", False)])
+def test_a_deferred_glue_runs_trigger_stops_it_only_on_a_persons_stop(
+    aws, monkeypatch, before_3_3, state, stopped
+) -> None:
+    """The trigger the operator defers with, rebuilt from its serialised form as the triggerer does,
+    stops the run when a person stopped the task (failed, or cleared to no state) and keeps it when
+    the task is still deferred (a triggerer restart or a moved trigger)."""
+    aws.script_next("glue", JobScript(duration=10_000.0, pending=0.0))
+    _, op = make(KINDS[4], aws, deferrable=True)
+    handle = submitted(KINDS[4], aws, op)
+    path, kwargs = op.job_trigger({}, handle).serialize()
+    stop_deferred_task(path, kwargs, monkeypatch, state=state, before_3_3=before_3_3)
+    assert aws.cancels == ([handle.job_id] if stopped else [])
 
 
 @pytest.mark.parametrize("kind", [KINDS[1], KINDS[2]], ids=lambda k: k.name)
