@@ -33,14 +33,21 @@ from resumable.testing.stack import AirflowStack, StackError, TaskProcesses
 
 DAG_FILE = Path(__file__).with_name("dags") / "resumable_crash_dags.py"
 DEMO_DAG_FILE = Path(__file__).with_name("dags") / "resumable_demo_dags.py"
-SYSTEMS = ("databricks", "emr_serverless", "emr_steps", "emr_eks", "emr_cluster")
-_AWS_KIND = {"emr_serverless": "serverless", "emr_steps": "step", "emr_eks": "eks", "emr_cluster": "cluster"}
+SYSTEMS = ("databricks", "emr_serverless", "emr_steps", "emr_eks", "emr_cluster", "glue")
+_AWS_KIND = {
+    "emr_serverless": "serverless",
+    "emr_steps": "step",
+    "emr_eks": "eks",
+    "emr_cluster": "cluster",
+    "glue": "glue",
+}
 #: The AWS operations a resumable operator reads a job's status with, per system.
 _AWS_STATUS_CALLS = {
     "emr_serverless": ("GetJobRun",),
     "emr_steps": ("DescribeStep", "ListSteps"),
     "emr_eks": ("DescribeJobRun",),
     "emr_cluster": ("DescribeCluster",),
+    "glue": ("GetJobRun",),
 }
 #: The XCom each crash DAG's task pushes its job's id under, per system.
 _RESULT_XCOM = {
@@ -49,10 +56,12 @@ _RESULT_XCOM = {
     "emr_steps": "return_value",
     "emr_eks": "return_value",
     "emr_cluster": "return_value",
+    "glue": "return_value",
 }
 #: Databricks life-cycle states and AWS states after which a job does nothing any more.
 _ENDED = frozenset(
     {"TERMINATED", "SKIPPED", "INTERNAL_ERROR", "SUCCESS", "COMPLETED", "FAILED", "CANCELLED", "INTERRUPTED"}
+    | {"SUCCEEDED", "STOPPED", "TIMEOUT", "ERROR", "EXPIRED"}  # Glue
 )
 
 
@@ -105,6 +114,8 @@ class CrashLab:
             "RESUMABLE_CRASH_ROLE_ARN": self.aws.role_arn(),
             "RESUMABLE_CRASH_CLUSTER_ID": self.aws.create_cluster(),
             "RESUMABLE_CRASH_VIRTUAL_CLUSTER_ID": self.aws.create_virtual_cluster(),
+            # one Glue job for every scenario: as many concurrent runs as they leave behind
+            "RESUMABLE_CRASH_GLUE_JOB": self.aws.create_glue_job("crash-etl", max_concurrent_runs=1000),
             "RESUMABLE_FAULT_FILE": self.fault_file,
             **self.env,
         }

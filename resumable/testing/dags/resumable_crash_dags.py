@@ -3,14 +3,14 @@
 Loaded by the DAG processor of :class:`resumable.testing.stack.AirflowStack` (the demo, the e2e
 suite and ``bench/chaos.py`` copy this file into its DAGs folder). Connections come from the
 environment (``databricks_default`` and ``aws_default`` pointing at the emulators); the EMR
-application and cluster ids and the execution role from ``RESUMABLE_CRASH_APPLICATION_ID``,
-``RESUMABLE_CRASH_CLUSTER_ID`` and ``RESUMABLE_CRASH_ROLE_ARN``.
+application and cluster ids, the execution role and the Glue job from ``RESUMABLE_CRASH_APPLICATION_ID``,
+``RESUMABLE_CRASH_CLUSTER_ID``, ``RESUMABLE_CRASH_ROLE_ARN`` and ``RESUMABLE_CRASH_GLUE_JOB``.
 
 DAG ids: ``crash_<system>_<contender>`` where system is ``databricks``, ``emr_serverless``,
-``emr_steps``, ``emr_eks`` (EMR on EKS) or ``emr_cluster`` (a transient cluster: it runs for the
-scripted seconds, then terminates) and contender is ``resumable`` (ours), ``provider`` (the
-provider's operator as it is) or, for Databricks, ``provider_nodurable`` (the provider's operator
-with ``durable=False``);
+``emr_steps``, ``emr_eks`` (EMR on EKS), ``emr_cluster`` (a transient cluster: it runs for the
+scripted seconds, then terminates) or ``glue`` (a Glue job's runs) and contender is ``resumable``
+(ours), ``provider`` (the provider's operator as it is) or, for Databricks, ``provider_nodurable``
+(the provider's operator with ``durable=False``);
 ``crash_<system>_timeout`` (ours, ``execution_timeout`` shorter than the job, no retries),
 ``crash_<system>_noretry`` (ours, no retries: a failure is final until a person clears it; a DAG
 run with conf ``{"hold_until_stopped": true}`` holds its try before ``execute`` until Airflow's stop
@@ -39,6 +39,7 @@ RETRY_TIMEOUT = timedelta(seconds=float(os.environ.get("RESUMABLE_CRASH_RETRY_TI
 APPLICATION_ID = os.environ.get("RESUMABLE_CRASH_APPLICATION_ID", "")
 CLUSTER_ID = os.environ.get("RESUMABLE_CRASH_CLUSTER_ID", "")
 VIRTUAL_CLUSTER_ID = os.environ.get("RESUMABLE_CRASH_VIRTUAL_CLUSTER_ID", "")
+GLUE_JOB = os.environ.get("RESUMABLE_CRASH_GLUE_JOB", "crash-etl")
 
 
 def _dag(dag_id: str) -> DAG:
@@ -181,12 +182,30 @@ def emr_cluster(contender: str, **extra: Any) -> Any:
     )
 
 
+def glue(contender: str, **extra: Any) -> Any:
+    from airflow.providers.amazon.aws.operators.glue import GlueJobOperator
+
+    from resumable.operators.glue import ResumableGlueJobOperator
+
+    cls = ResumableGlueJobOperator if contender == "resumable" else GlueJobOperator
+    return cls(
+        task_id="job",
+        job_name=GLUE_JOB,
+        wait_for_completion=True,
+        job_poll_interval=1,
+        waiter_delay=1,
+        waiter_max_attempts=100_000,
+        **extra,
+    )
+
+
 BUILDERS = {
     "databricks": databricks,
     "emr_serverless": emr_serverless,
     "emr_steps": emr_steps,
     "emr_eks": emr_eks,
     "emr_cluster": emr_cluster,
+    "glue": glue,
 }
 CONTENDERS = {
     "databricks": ("resumable", "provider", "provider_nodurable"),
@@ -194,6 +213,7 @@ CONTENDERS = {
     "emr_steps": ("resumable", "provider"),
     "emr_eks": ("resumable", "provider"),
     "emr_cluster": ("resumable", "provider"),
+    "glue": ("resumable", "provider"),
 }
 
 for _system, _build in BUILDERS.items():
