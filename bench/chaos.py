@@ -1,12 +1,17 @@
-"""Chaos benchmark: random disruptions of running Databricks tasks on a real Airflow, three contenders.
+"""Chaos benchmark: random disruptions of running tasks on a real Airflow, ours beside the provider's.
 
 Each trial starts one DAG run per contender at the same moment, on the same embedded Airflow
-(LocalExecutor, SQLite) and the same Databricks Jobs API emulator, each running the same job:
+(LocalExecutor, SQLite) and the same emulated service, each running the same job. ``--system
+databricks`` (the Databricks Jobs API emulator):
 
 - ``resumable``: ``ResumableDatabricksSubmitRunOperator``;
 - ``provider``: the provider's ``DatabricksSubmitRunOperator`` with its own ``durable`` persistence
   (Airflow 3.3's ResumableJobMixin);
 - ``provider_nodurable``: the same with ``durable=False`` (what older Airflow and providers do).
+
+``--system glue`` (moto with the kit's Glue driver): ``resumable`` (``ResumableGlueJobOperator``) and
+``provider`` (``GlueJobOperator`` with its own ``durable``, on by default), each on a Glue job of its
+own.
 
 Then one disruption hits all three at once: SIGKILL of the worker (task and supervisor) at a
 random moment of the job; SIGTERM to the supervisor (graceful shutdown, a pod eviction) at a random
@@ -21,6 +26,7 @@ used divided by the ideal (one job per trial), and the time from the retry's sta
 poll of a job.
 
     python bench/chaos.py --trials 12 --seed 7 --write docs/benchmarks.md
+    python bench/chaos.py --system glue --trials 9 --seed 7 --write docs/benchmarks.md
 """
 
 from __future__ import annotations
@@ -41,13 +47,103 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from resumable.testing.crash import CrashLab
+from resumable.testing.aws import JobScript
+from resumable.testing.crash import GLUE_JOB, CrashLab
 from resumable.testing.databricks import RunScript
 
-CONTENDERS = ("resumable", "provider", "provider_nodurable")
 DISRUPTIONS = ("sigkill", "sigterm", "kill_after_submit")
 JOB_SECONDS = 30.0
-MARKER_BEGIN, MARKER_END = "<!-- chaos:begin -->", "<!-- chaos:end -->"
+
+
+class Service:
+    """What the bench reads of one system's emulator, per contender."""
+
+    system = ""
+    contenders: tuple[str, ...] = ()
+    provider_package = ""
+
+    def __init__(self, lab: CrashLab) -> None:
+        self.lab = lab
+
+    def prepare(self) -> None:
+        raise NotImplementedError
+
+    def hold_submit(self, seconds: float) -> None:
+        self.lab.hold_submit(self.system, seconds)
+
+    def jobs(self, contender: str) -> list[str]:
+        """Every job of ``contender``, oldest first."""
+        raise NotImplementedError
+
+    def cancels(self) -> set[str]:
+        raise NotImplementedError
+
+    def final(self, run: Any) -> str:
+        """The job the DAG run's task finished with."""
+        raise NotImplementedError
+
+    def polls(self, job: str) -> list[float]:
+        raise NotImplementedError
+
+    def compute(self, job: str) -> float:
+        raise NotImplementedError
+
+
+class Databricks(Service):
+    system = "databricks"
+    contenders = ("resumable", "provider", "provider_nodurable")
+    provider_package = "apache-airflow-providers-databricks"
+
+    def prepare(self) -> None:
+        self.lab.databricks.default_script = RunScript(duration=JOB_SECONDS, pending=1.0)
+
+    def jobs(self, contender: str) -> list[str]:
+        return [str(r["run_id"]) for r in self.lab.databricks.runs_named(f"crash-{contender}")]
+
+    def cancels(self) -> set[str]:
+        return {str(job) for job in self.lab.databricks.cancels}
+
+    def final(self, run: Any) -> str:
+        return str(self.lab.xcom(run, "run_id"))
+
+    def polls(self, job: str) -> list[float]:
+        return list(self.lab.databricks.polls.get(int(job), []))
+
+    def compute(self, job: str) -> float:
+        return float(self.lab.databricks.compute_seconds(run_id=int(job)))
+
+
+class Glue(Service):
+    system = "glue"
+    contenders = ("resumable", "provider")
+    provider_package = "apache-airflow-providers-amazon"
+
+    def prepare(self) -> None:
+        self.lab.aws.default_script = JobScript(duration=JOB_SECONDS, pending=1.0)
+
+    def jobs(self, contender: str) -> list[str]:
+        return self.lab.aws.glue_runs(f"{GLUE_JOB}-{contender}")
+
+    def cancels(self) -> set[str]:
+        return set(self.lab.aws.cancels)
+
+    def final(self, run: Any) -> str:
+        return str(self.lab.xcom(run, "return_value"))
+
+    def polls(self, job: str) -> list[float]:
+        return list(self.lab.aws.polls.get(job, []))
+
+    def compute(self, job: str) -> float:
+        return float(self.lab.aws.compute_seconds(job_id=job))
+
+
+SERVICES: dict[str, type[Service]] = {"databricks": Databricks, "glue": Glue}
+
+
+def markers(system: str) -> tuple[str, str]:
+    """The comments around the system's table in the Markdown file (Databricks keeps its old ones)."""
+    tag = "chaos" if system == "databricks" else f"chaos-{system}"
+    return f"<!-- {tag}:begin -->", f"<!-- {tag}:end -->"
 
 
 @dataclass
@@ -73,22 +169,20 @@ class Totals:
     resume: list[float] = field(default_factory=list)
 
 
-def trial(lab: CrashLab, rng: random.Random, number: int, disruption: str) -> list[Outcome]:
+def trial(service: Service, rng: random.Random, number: int, disruption: str) -> list[Outcome]:
+    lab, contenders = service.lab, service.contenders
     at = rng.uniform(3.0, JOB_SECONDS - 8.0)
     # In the submit window the emulator holds its answer: the run exists, the worker has no id yet.
-    lab.databricks.submit_delay = 3.0 if disruption == "kill_after_submit" else 0.0
-    names = {c: f"crash-{c}" for c in CONTENDERS}
-    before = {c: {r["run_id"] for r in lab.databricks.runs_named(names[c])} for c in CONTENDERS}
-    runs = {c: lab.start_run("databricks", c) for c in CONTENDERS}
+    service.hold_submit(3.0 if disruption == "kill_after_submit" else 0.0)
+    before = {c: set(service.jobs(c)) for c in contenders}
+    runs = {c: lab.start_run(service.system, c) for c in contenders}
     print(
         f"trial {number}: {disruption}" + ("" if disruption == "kill_after_submit" else f" at {at:.1f} s"),
         flush=True,
     )
 
-    def new_jobs(contender: str) -> list[dict[str, Any]]:
-        return [
-            r for r in lab.databricks.runs_named(names[contender]) if r["run_id"] not in before[contender]
-        ]
+    def new_jobs(contender: str) -> list[str]:
+        return [job for job in service.jobs(contender) if job not in before[contender]]
 
     def disturb(contender: str) -> None:
         run = runs[contender]
@@ -101,37 +195,35 @@ def trial(lab: CrashLab, rng: random.Random, number: int, disruption: str) -> li
         else:
             processes.signal(signal.SIGKILL)
 
-    threads = [threading.Thread(target=disturb, args=(c,)) for c in CONTENDERS]
+    threads = [threading.Thread(target=disturb, args=(c,)) for c in contenders]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     outcomes = []
-    for contender in CONTENDERS:
+    for contender in contenders:
         run = runs[contender]
         state = lab.finish(run, timeout=600)
-        jobs = new_jobs(contender)
-        ids = [int(j["run_id"]) for j in jobs]
-        cancelled = sum(1 for i in ids if i in lab.databricks.cancels)
-        final = None
-        if state == "success":
-            final = int(lab.xcom(run, "run_id"))
-        lost = sum(1 for i in ids if i not in lab.databricks.cancels and i != final)
+        ids = new_jobs(contender)
+        cancels = service.cancels()
+        cancelled = sum(1 for i in ids if i in cancels)
+        final = service.final(run) if state == "success" else None
+        lost = sum(1 for i in ids if i not in cancels and i != final)
         tries = lab.stack.api("GET", f"dags/{run.dag_id}/dagRuns/{run.run_id}/taskInstances/job/tries")
         second = [t for t in tries["task_instances"] if t["try_number"] == 2 and t.get("start_date")]
         resume = None
         if second:
             started = datetime.fromisoformat(second[0]["start_date"].replace("Z", "+00:00")).timestamp()
-            polls = [p for i in ids for p in lab.databricks.polls.get(i, []) if p >= started]
+            polls = [p for i in ids for p in service.polls(i) if p >= started]
             resume = min(polls) - started if polls else None
-        compute = sum(lab.databricks.compute_seconds(run_id=i) for i in ids)
+        compute = sum(service.compute(i) for i in ids)
         outcomes.append(Outcome(contender, disruption, len(ids), cancelled, lost, state, compute, resume))
         print(f"  {contender:<20} jobs={len(ids)} cancelled={cancelled} lost={lost} run={state}", flush=True)
     return outcomes
 
 
-def summarise(outcomes: list[Outcome]) -> dict[str, Totals]:
-    totals = {c: Totals() for c in CONTENDERS}
+def summarise(outcomes: list[Outcome], contenders: tuple[str, ...]) -> dict[str, Totals]:
+    totals = {c: Totals() for c in contenders}
     for o in outcomes:
         t = totals[o.contender]
         t.trials += 1
@@ -146,13 +238,21 @@ def summarise(outcomes: list[Outcome]) -> dict[str, Totals]:
 
 
 def markdown(
-    totals: dict[str, Totals], outcomes: list[Outcome], args: argparse.Namespace, took: float
+    service: Service,
+    totals: dict[str, Totals],
+    outcomes: list[Outcome],
+    args: argparse.Namespace,
+    took: float,
 ) -> str:
-    by_kind = {d: sum(1 for o in outcomes if o.disruption == d) // len(CONTENDERS) for d in DISRUPTIONS}
+    begin, end = markers(service.system)
+    by_kind = {
+        d: sum(1 for o in outcomes if o.disruption == d) // len(service.contenders) for d in DISRUPTIONS
+    }
+    system = "" if service.system == "databricks" else f" --system {service.system}"
     lines = [
-        MARKER_BEGIN,
-        f"Run on {datetime.now().strftime('%Y-%m-%d')} with `python bench/chaos.py --trials {args.trials} "
-        f"--seed {args.seed}` in {took / 60:.1f} minutes: {args.trials} trials "
+        begin,
+        f"Run on {datetime.now().strftime('%Y-%m-%d')} with `python bench/chaos.py{system} --trials "
+        f"{args.trials} --seed {args.seed}` in {took / 60:.1f} minutes: {args.trials} trials "
         f"({', '.join(f'{n} {d}' for d, n in by_kind.items())}), a {JOB_SECONDS:.0f}-second job each.",
         "",
         "| contender | duplicate submissions | healthy jobs cancelled | lost jobs | failed DAG runs "
@@ -170,8 +270,8 @@ def markdown(
         "",
         f"Machine: {platform.platform()}, Python {platform.python_version()}, "
         f"apache-airflow {version('apache-airflow')}, "
-        f"apache-airflow-providers-databricks {version('apache-airflow-providers-databricks')}.",
-        MARKER_END,
+        f"{service.provider_package} {version(service.provider_package)}.",
+        end,
     ]
     return "\n".join(lines)
 
@@ -182,6 +282,7 @@ def main() -> int:
         "--trials", type=int, default=9, help="trials (default %(default)s, about 100 seconds each)"
     )
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--system", choices=sorted(SERVICES), default="databricks")
     parser.add_argument("--json", type=Path, help="write every outcome to this JSON file")
     parser.add_argument("--write", type=Path, help="replace the chaos section of this Markdown file")
     args = parser.parse_args()
@@ -189,20 +290,22 @@ def main() -> int:
     rng = random.Random(args.seed)
     t0 = time.monotonic()
     with CrashLab(env={"RESUMABLE_CRASH_RETRY_DELAY": "1"}) as lab:
-        lab.databricks.default_script = RunScript(duration=JOB_SECONDS, pending=1.0)
+        service = SERVICES[args.system](lab)
+        service.prepare()
         # Each disruption as often as the others, in a random order.
         plan = [DISRUPTIONS[n % len(DISRUPTIONS)] for n in range(args.trials)]
         rng.shuffle(plan)
-        outcomes = [o for n, kind in enumerate(plan, 1) for o in trial(lab, rng, n, kind)]
+        outcomes = [o for n, kind in enumerate(plan, 1) for o in trial(service, rng, n, kind)]
     took = time.monotonic() - t0
-    totals = summarise(outcomes)
-    text = markdown(totals, outcomes, args, took)
+    totals = summarise(outcomes, service.contenders)
+    text = markdown(service, totals, outcomes, args, took)
     print(text)
     if args.json:
         args.json.write_text(json.dumps([o.__dict__ for o in outcomes], indent=2))
     if args.write:
         page = args.write.read_text()
-        start, end = page.index(MARKER_BEGIN), page.index(MARKER_END) + len(MARKER_END)
+        begin, finish = markers(args.system)
+        start, end = page.index(begin), page.index(finish) + len(finish)
         args.write.write_text(page[:start] + text + page[end:])
     ours = totals["resumable"]
     return 0 if (ours.duplicates, ours.cancelled, ours.lost, ours.failed_runs) == (0, 0, 0, 0) else 1

@@ -63,7 +63,7 @@ def _find_run(op: Any, context: Mapping[str, Any], token: str) -> str | None:
     ]
     if not runs:
         return None
-    runs.sort(key=lambda run: run.get("StartedOn") or 0)
+    runs.sort(key=lambda run: run["StartedOn"].timestamp() if run.get("StartedOn") else 0.0)
     first, extra = runs[0], runs[1:]
     active = [
         run["Id"] for run in extra if GLUE_STATES.get(run.get("JobRunState", ""), JobState.RUNNING).is_active
@@ -91,10 +91,7 @@ def _status(op: Any, run_id: str) -> JobStatus:
             return JobStatus(JobState.NOT_FOUND, "missing", f"Glue has no run {run_id} of job {op.job_name}")
         raise
     raw = str(run.get("JobRunState", ""))
-    state = GLUE_STATES.get(raw)
-    if state is None:
-        op.log.warning("resumable: Glue job run state %r is not known here; taking it as running", raw)
-        state = JobState.RUNNING
+    state = op.map_status(raw).state  # a state not in GLUE_STATES: as the provider's contract says
     return JobStatus(state, raw, str(run.get("ErrorMessage", ""))).created(run.get("StartedOn"))
 
 

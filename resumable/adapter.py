@@ -112,6 +112,11 @@ class ContractOperator(ResumableMixin):
         super().__init__(**kwargs)
         for name, value in self.job_contract.provider_off.items():
             setattr(self, name, value)
+        if getattr(self, "deferrable", False) and type(self).job_trigger is ResumableMixin.job_trigger:
+            raise ValueError(
+                f"{type(self).__name__} cannot defer: it has no job_trigger, the trigger that waits for its "
+                "job in the triggerer. Pass deferrable=False (the task then polls), or implement job_trigger."
+            )
 
     # ---- the contract, through the provider's methods -------------------------------------------
 

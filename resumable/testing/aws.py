@@ -24,22 +24,32 @@ from resumable.testing._base import Emulator
 
 #: The tag a resumable cluster carries; clusters are counted per its value.
 TOKEN_TAG = "resumable-token"
-KINDS = ("step", "serverless", "eks", "cluster", "glue")
+KINDS = ("step", "serverless", "eks", "cluster", "glue", "training")
 #: The Glue job run argument a resumable Glue run carries, whose value is the submission's token.
 GLUE_TOKEN_ARGUMENT = "--resumable-token"
 #: Services that speak AWS's JSON 1.1 protocol (errors as ``{"__type": ...}`` with HTTP 400).
-_JSON_SERVICES = frozenset({"emr", "glue"})
+_JSON_SERVICES = frozenset({"emr", "glue", "sagemaker"})
 #: Emulated seconds a cancel or a termination takes to finish, unless :attr:`AwsEmulator.stop_seconds`
 #: says otherwise.
 STOP_SECONDS = 1.0
 #: Operations that create a job; :attr:`AwsEmulator.submit_delay` holds their answers.
-SUBMIT_OPERATIONS = frozenset({"StartJobRun", "AddJobFlowSteps", "RunJobFlow"})
+SUBMIT_OPERATIONS = frozenset({"StartJobRun", "AddJobFlowSteps", "RunJobFlow", "CreateTrainingJob"})
 #: Operations that read a job's status; :meth:`AwsEmulator.outage` answers them with 500.
 STATUS_OPERATIONS = frozenset(
-    {"GetJobRun", "GetJobRuns", "DescribeJobRun", "DescribeStep", "ListSteps", "DescribeCluster"}
+    {
+        "GetJobRun",
+        "GetJobRuns",
+        "DescribeJobRun",
+        "DescribeStep",
+        "ListSteps",
+        "DescribeCluster",
+        "DescribeTrainingJob",
+    }
 )
 #: The calls that stop a job: EMR steps, EMR Serverless and EMR on EKS job runs, clusters, Glue job runs.
-CANCEL_OPERATIONS = frozenset({"CancelSteps", "CancelJobRun", "TerminateJobFlows", "BatchStopJobRun"})
+CANCEL_OPERATIONS = frozenset(
+    {"CancelSteps", "CancelJobRun", "TerminateJobFlows", "BatchStopJobRun", "StopTrainingJob"}
+)
 ACCOUNT = "123456789012"
 #: What the emulator's own fixture requests (:meth:`AwsEmulator.create_cluster` and the like) add to
 #: their User-Agent: the rate limit lets them through and does not spend a token on them.
@@ -154,6 +164,8 @@ class AwsEmulator(Emulator):
         self.clusters_created: Counter[str] = Counter()
         #: Glue job runs created, per value of the ``--resumable-token`` argument ("" without it).
         self.glue_runs_created: Counter[str] = Counter()
+        #: SageMaker training jobs created, per name (a repeated name is refused, as SageMaker does).
+        self.training_jobs_created: Counter[str] = Counter()
         #: Step, job run and cluster ids cancelled or terminated, in order.
         self.cancels: list[str] = []
         #: API calls per operation name, e.g. ``"AddJobFlowSteps"``, ``"GetJobRun"``.
@@ -226,10 +238,16 @@ class AwsEmulator(Emulator):
         from moto.emrcontainers.models import emrcontainers_backends
         from moto.emrserverless.models import emrserverless_backends
         from moto.glue.models import glue_backends
+        from moto.s3.models import s3_backends
+        from moto.sagemaker.models import sagemaker_backends
 
         for backends in (emr_backends, emrserverless_backends, emrcontainers_backends, glue_backends):
             with contextlib.suppress(KeyError):
                 backends[self.account_id][self.region].reset()
+        with contextlib.suppress(KeyError):
+            sagemaker_backends[self.account_id][self.region].training_jobs.clear()
+        with contextlib.suppress(KeyError):
+            s3_backends[self.account_id]["global"].reset()
 
     @property
     def endpoint_url(self) -> str:
@@ -335,6 +353,14 @@ class AwsEmulator(Emulator):
         )
         return name
 
+    def create_training_data(self, bucket: str = "training", key: str = "data/train.csv") -> str:
+        """An S3 object for a training job's input channel (the provider checks it exists); returns
+        the ``s3://`` prefix it is under."""
+        s3 = self._fixture_client("s3")
+        s3.create_bucket(Bucket=bucket)
+        s3.put_object(Bucket=bucket, Key=key, Body=b"x,y\n1,2\n")
+        return f"s3://{bucket}/{key.rsplit('/', 1)[0]}/"
+
     def create_virtual_cluster(self, name: str = "vc") -> str:
         """An EMR on EKS virtual cluster; returns its id."""
         response = self._fixture_client("emr-containers").create_virtual_cluster(
@@ -372,13 +398,22 @@ class AwsEmulator(Emulator):
                 if getattr(job.obj, "name", None) == name
             ]
 
-    def compute_seconds(self, name: str | None = None) -> float:
-        """Emulated seconds all steps, job runs and clusters (called ``name``, if given) spent running."""
+    def glue_runs(self, job_name: str) -> list[str]:
+        """Ids of the runs of the Glue job ``job_name``, oldest first."""
+        with self._lock:
+            self._sync()
+            return [key for key, job in self._jobs.items() if job.kind == "glue" and job.parent == job_name]
+
+    def compute_seconds(self, name: str | None = None, *, job_id: str | None = None) -> float:
+        """Emulated seconds all steps, job runs and clusters (called ``name``, or the one ``job_id``,
+        if given) spent running."""
         with self._lock:
             now = self.now()
             total = 0.0
             for job in self._jobs.values():
                 if name is not None and getattr(job.obj, "name", None) != name:
+                    continue
+                if job_id is not None and job.key != job_id:
                     continue
                 begin = self._begin(job)
                 if begin is None:
@@ -396,6 +431,7 @@ class AwsEmulator(Emulator):
                 "start_requests": dict(self.start_requests),
                 "clusters_created": dict(self.clusters_created),
                 "glue_runs_created": dict(self.glue_runs_created),
+                "training_jobs_created": dict(self.training_jobs_created),
                 "cancels": list(self.cancels),
                 "calls": dict(self.calls),
                 "async_calls": dict(self.async_calls),
@@ -424,6 +460,11 @@ class AwsEmulator(Emulator):
         from moto.glue.models import glue_backends
 
         return glue_backends[self.account_id][self.region]
+
+    def _sagemaker(self) -> Any:
+        from moto.sagemaker.models import sagemaker_backends
+
+        return sagemaker_backends[self.account_id][self.region]
 
     def _cluster(self, cluster_id: str) -> Any:
         return self._emr().clusters[cluster_id]
@@ -462,6 +503,10 @@ class AwsEmulator(Emulator):
                 if run.job_run_id not in self._jobs:
                     self._register("glue", run.job_run_id, run, parent=glue_job.name)
                     self.glue_runs_created[(run.arguments or {}).get(GLUE_TOKEN_ARGUMENT, "")] += 1
+        for name, training_job in self._sagemaker().training_jobs.items():
+            if name not in self._jobs:
+                self._register("training", name, training_job)
+                self.training_jobs_created[name] += 1
 
     def _begin(self, job: _Job) -> float | None:
         if job.kind != "step":
@@ -583,6 +628,19 @@ class AwsEmulator(Emulator):
             return "FAILED", "The job run failed: the script said so"
         return {"running": "RUNNING", "succeed": "SUCCEEDED"}[phase]
 
+    def _training_state(self, job: _Job, now: float) -> Any:
+        if job.stop_at is not None and now >= job.stop_at:
+            state = "Stopping" if now < job.stop_at + job.stop_seconds else "Stopped"
+        elif now < job.created + job.script.pending:
+            state = "InProgress"
+        else:
+            phase = self._phase(job, now, job.created)
+            state = {"running": "InProgress", "succeed": "Completed", "fail": "Failed"}[phase]
+        job.obj.training_job_status = job.obj.secondary_status = state
+        if state == "Failed":
+            return state, "AlgorithmError: the script said so"
+        return state
+
     def _job_run_state(self, job: _Job, now: float, names: tuple[str, str, str, str]) -> str:
         """A job run's state in its service's words: (first wait, second wait, success, stopping)."""
         first, second, success, stopping = names
@@ -688,6 +746,8 @@ class AwsEmulator(Emulator):
                 return self._terminate(params.get("JobFlowIds", []))
         if service == "glue":
             return self._glue_call(operation, params)
+        if service == "sagemaker":
+            return self._sagemaker_call(operation, params)
         if operation == "StartJobRun":
             token = str(params.get("clientToken", ""))
             self.start_requests[token] += 1
@@ -746,6 +806,33 @@ class AwsEmulator(Emulator):
                 )
         payload = json.dumps({"SuccessfulSubmissions": stopped, "Errors": errors}).encode()
         return "200 OK", [("Content-Type", "application/x-amz-json-1.1")], payload
+
+    def _sagemaker_call(
+        self, operation: str, params: dict[str, Any]
+    ) -> tuple[str, list[tuple[str, str]], bytes] | None:
+        """SageMaker's answers where moto's differ from the service's: a training job's name is unique
+        (moto overwrites the job), ``StopTrainingJob`` (moto has none)."""
+        name = str(params.get("TrainingJobName", ""))
+        arn = f"arn:aws:sagemaker:{self.region}:{self.account_id}:training-job/{name}"
+        job = self._jobs.get(name)
+        if operation == "CreateTrainingJob" and name in self._sagemaker().training_jobs:
+            return _emr_error(
+                "ValidationException",
+                "Training job names must be unique within an AWS account and region, and a training job "
+                f"with this name already exists ({arn})",
+            )
+        if operation == "StopTrainingJob":
+            if job is None:
+                return _emr_error("ValidationException", f"Requested resource not found: {arn}")
+            if job.obj.training_job_status != "InProgress":
+                return _emr_error(
+                    "ValidationException",
+                    "The request was rejected because the training job is in status "
+                    f"{job.obj.training_job_status}.",
+                )
+            self._stop(name)
+            return "200 OK", [("Content-Type", "application/x-amz-json-1.1")], b"{}"
+        return None
 
     def _terminate(self, cluster_ids: list[str]) -> tuple[str, list[tuple[str, str]], bytes]:
         now = self.now()
@@ -868,6 +955,7 @@ def _patch_moto_status() -> None:
         return
     from moto.emr.models import Cluster, Step
     from moto.glue.models import FakeJobRun
+    from moto.sagemaker.models import FakeTrainingJob
 
     step_status, cluster_status = Step.status, Cluster.status
 
@@ -895,6 +983,15 @@ def _patch_moto_status() -> None:
             answer["ErrorMessage"] = reason
         return answer
 
+    def training_with_reason(self: Any) -> dict[str, Any]:
+        answer = dict(training_response(self))
+        reason = getattr(self, "resumable_reason", None)
+        if answer.get("TrainingJobStatus") == "Failed" and reason:
+            answer["FailureReason"] = reason
+        return answer
+
+    training_response = FakeTrainingJob.response_object.fget  # type: ignore[attr-defined]
+    FakeTrainingJob.response_object = property(training_with_reason)  # type: ignore[method-assign,assignment]
     glue_as_dict = FakeJobRun.as_dict
     FakeJobRun.status = property(glue_run_state)  # type: ignore[method-assign,assignment]
     FakeJobRun.as_dict = glue_run_as_dict  # type: ignore[method-assign]

@@ -33,13 +33,25 @@ from resumable.testing.stack import AirflowStack, StackError, TaskProcesses
 
 DAG_FILE = Path(__file__).with_name("dags") / "resumable_crash_dags.py"
 DEMO_DAG_FILE = Path(__file__).with_name("dags") / "resumable_demo_dags.py"
-SYSTEMS = ("databricks", "emr_serverless", "emr_steps", "emr_eks", "emr_cluster", "glue")
+SYSTEMS = (
+    "databricks",
+    "emr_serverless",
+    "emr_steps",
+    "emr_eks",
+    "emr_cluster",
+    "glue",
+    "sagemaker_training",
+)
+#: The crash DAGs' Glue jobs are ``<GLUE_JOB>-<contender>``: a job per contender, so that a test or
+#: a bench tells their runs apart.
+GLUE_JOB = "crash-etl"
 _AWS_KIND = {
     "emr_serverless": "serverless",
     "emr_steps": "step",
     "emr_eks": "eks",
     "emr_cluster": "cluster",
     "glue": "glue",
+    "sagemaker_training": "training",
 }
 #: The AWS operations a resumable operator reads a job's status with, per system.
 _AWS_STATUS_CALLS = {
@@ -48,6 +60,7 @@ _AWS_STATUS_CALLS = {
     "emr_eks": ("DescribeJobRun",),
     "emr_cluster": ("DescribeCluster",),
     "glue": ("GetJobRun",),
+    "sagemaker_training": ("DescribeTrainingJob",),
 }
 #: The XCom each crash DAG's task pushes its job's id under, per system.
 _RESULT_XCOM = {
@@ -57,11 +70,13 @@ _RESULT_XCOM = {
     "emr_eks": "return_value",
     "emr_cluster": "return_value",
     "glue": "return_value",
+    "sagemaker_training": "return_value",
 }
 #: Databricks life-cycle states and AWS states after which a job does nothing any more.
 _ENDED = frozenset(
     {"TERMINATED", "SKIPPED", "INTERNAL_ERROR", "SUCCESS", "COMPLETED", "FAILED", "CANCELLED", "INTERRUPTED"}
     | {"SUCCEEDED", "STOPPED", "TIMEOUT", "ERROR", "EXPIRED"}  # Glue
+    | {"Completed", "Failed", "Stopped"}  # SageMaker
 )
 
 
@@ -107,6 +122,8 @@ class CrashLab:
         # meanwhile keep the default account their fixed role ARNs name.
         self.aws = AwsEmulator(speed=self.speed, own_account=True).start()
         self.fault_file = os.path.join(tempfile.mkdtemp(prefix="resumable-faults-"), "fault.json")
+        for contender in ("resumable", "provider"):  # as many concurrent runs as the scenarios leave
+            self.aws.create_glue_job(f"{GLUE_JOB}-{contender}", max_concurrent_runs=1000)
         env = {
             **self.databricks.airflow_env(),
             **self.aws.airflow_env(),
@@ -114,8 +131,8 @@ class CrashLab:
             "RESUMABLE_CRASH_ROLE_ARN": self.aws.role_arn(),
             "RESUMABLE_CRASH_CLUSTER_ID": self.aws.create_cluster(),
             "RESUMABLE_CRASH_VIRTUAL_CLUSTER_ID": self.aws.create_virtual_cluster(),
-            # one Glue job for every scenario: as many concurrent runs as they leave behind
-            "RESUMABLE_CRASH_GLUE_JOB": self.aws.create_glue_job("crash-etl", max_concurrent_runs=1000),
+            "RESUMABLE_CRASH_GLUE_JOB": GLUE_JOB,
+            "RESUMABLE_CRASH_TRAINING_DATA": self.aws.create_training_data(),
             "RESUMABLE_FAULT_FILE": self.fault_file,
             **self.env,
         }
@@ -292,8 +309,11 @@ class CrashLab:
         return self.stack.api("GET", path, params={"deserialize": True})["value"]
 
     def reported_job(self, run: Run) -> str:
-        """The job id the run's last try pushed to XCom (the first step id for EMR steps)."""
+        """The job id the run's last try pushed to XCom (the first step id for EMR steps, the training
+        job's name of SageMaker's description)."""
         value = self.xcom(run, _RESULT_XCOM[run.system])
+        if isinstance(value, dict) and "Training" in value:
+            value = value["Training"]["TrainingJobName"]
         return str(value[0] if isinstance(value, list) else value)
 
     def wait_until_submitted(self, run: Run, count: int = 1, timeout: float = 120) -> None:

@@ -34,9 +34,22 @@ class ServiceJobOperator(BaseOperator):
     """A provider operator as Airflow 3.3's contract has them: it submits with ``request_id`` (a field
     its service dedupes on, when it does) and has a ``durable`` of its own."""
 
-    def __init__(self, *, service: str, request_id: str = "", durable: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        service: str,
+        request_id: str = "",
+        durable: bool = True,
+        deferrable: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
-        self.service, self.request_id, self.durable = service, request_id, durable
+        self.service, self.request_id, self.durable, self.deferrable = (
+            service,
+            request_id,
+            durable,
+            deferrable,
+        )
 
     def submit_job(self, context: Mapping[str, Any]) -> str:
         return FakeJobService.named(self.service).submit(self.request_id or uuid.uuid4().hex, self.task_id)
@@ -134,6 +147,13 @@ def test_a_provider_class_without_the_job_contract_is_refused() -> None:
 
         class Plain(ContractOperator, BaseOperator):
             job_contract = contract
+
+
+def test_deferrable_without_a_trigger_is_refused_before_anything_is_submitted(airflow_db) -> None:
+    svc = FakeJobService()
+    with pytest.raises(ValueError, match="cannot defer: it has no job_trigger"):
+        _dag(ResumableServiceJobOperator, svc, deferrable=True)
+    assert svc.created == []
 
 
 def test_a_contract_without_a_way_back_to_its_job_is_refused() -> None:

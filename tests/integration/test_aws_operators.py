@@ -1,8 +1,8 @@
 """The resumable AWS operators on a real Airflow (``dag.test()``), through the amazon provider's real
 hooks, against moto running as an HTTP server with the kit's driver.
 
-Every scenario runs for each operator: EMR steps, EMR Serverless, EMR on EKS, cluster creation and
-Glue.
+Every scenario runs for each operator: EMR steps, EMR Serverless, EMR on EKS, cluster creation,
+Glue and SageMaker training.
 The assertions are what a user checks: how many steps, job runs or clusters AWS created, and how
 the task ended.
 """
@@ -27,6 +27,7 @@ from resumable.operators.emr import (
     ResumableEmrServerlessStartJobOperator,
 )
 from resumable.operators.glue import ResumableGlueJobOperator
+from resumable.operators.sagemaker import ResumableSageMakerTrainingOperator
 from resumable.testing.airflow import clear_and_rerun, run_dag, run_retries, task_states
 from resumable.testing.aws import AwsEmulator, JobScript
 from tests.helpers import new_dag, stop_deferred_task
@@ -108,12 +109,42 @@ def glue(aws: AwsEmulator, kwargs: dict[str, Any]) -> Any:
     return ResumableGlueJobOperator(task_id="job", job_name=aws.create_glue_job(), **kwargs)
 
 
+def training_config(aws: AwsEmulator) -> dict[str, Any]:
+    return {
+        "TrainingJobName": "etl-model",
+        "AlgorithmSpecification": {
+            "TrainingImage": "123456789012.dkr.ecr.us-east-1.amazonaws.com/xgb:1",
+            "TrainingInputMode": "File",
+        },
+        "RoleArn": ROLE,
+        "InputDataConfig": [
+            {
+                "ChannelName": "train",
+                "DataSource": {
+                    "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": aws.create_training_data()}
+                },
+            }
+        ],
+        "OutputDataConfig": {"S3OutputPath": "s3://training/output/"},
+        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 10},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
+    }
+
+
+def training(aws: AwsEmulator, kwargs: dict[str, Any]) -> Any:
+    config = training_config(aws)
+    return ResumableSageMakerTrainingOperator(
+        task_id="job", config=config, print_log=False, check_interval=1, **kwargs
+    )
+
+
 KINDS = [
     Kind("steps", "step", steps, lambda aws: sum(aws.steps_created.values()), per_submission=2),
     Kind("serverless", "serverless", serverless, lambda aws: sum(aws.job_runs_created.values())),
     Kind("eks", "eks", eks, lambda aws: sum(aws.job_runs_created.values())),
     Kind("cluster", "cluster", cluster, lambda aws: sum(aws.clusters_created.values())),
     Kind("glue", "glue", glue, lambda aws: sum(aws.glue_runs_created.values())),
+    Kind("training", "training", training, lambda aws: sum(aws.training_jobs_created.values())),
 ]
 
 
@@ -154,7 +185,7 @@ def test_crash_while_polling_reattaches(kind, aws, fault) -> None:
     assert kind.created(aws) == kind.per_submission
 
 
-@pytest.mark.parametrize("kind", [k for k in KINDS if k.name != "glue"], ids=lambda k: k.name)
+@pytest.mark.parametrize("kind", KINDS[:4], ids=lambda k: k.name)  # the EMR operators
 def test_a_record_written_before_the_module_split_is_the_operators_own(kind, aws, fault, monkeypatch) -> None:
     """Upgrading while a task runs: try 1 writes its record under the name the release before the
     split of ``operators/emr.py`` gave the class; the retry, with the class in its own module,
@@ -282,6 +313,7 @@ def test_an_unknown_job_is_not_found(kind, aws) -> None:
         "eks": JobHandle(op.job_system, "0000000000nosuchrun", extras=handle.extras),
         "cluster": JobHandle(op.job_system, "j-NOSUCHCLUSTER"),
         "glue": JobHandle(op.job_system, "jr_nosuchrun"),
+        "training": JobHandle(op.job_system, "no-such-training-job"),
     }[kind.name]
     assert op.get_job_status(bogus).state is JobState.NOT_FOUND
 
@@ -307,8 +339,9 @@ def test_the_pytest_plugin_fixture_serves_a_dag_authors_test(airflow_db, aws_emu
 
 
 def _trigger_delay(kind: Kind) -> dict[str, Any]:
-    """One second between the trigger's polls (EMR on EKS names it ``poll_interval``)."""
-    return {"poll_interval": 1} if kind.name == "eks" else {"waiter_delay": 1}
+    """One second between the trigger's polls (EMR on EKS names it ``poll_interval``, SageMaker
+    ``check_interval``, which the training kind sets already)."""
+    return {"eks": {"poll_interval": 1}, "training": {}}.get(kind.name, {"waiter_delay": 1})
 
 
 def test_deferrable_waits_in_the_providers_trigger(kind, aws) -> None:
@@ -394,17 +427,18 @@ def test_glues_stop_job_run_on_kill_is_read_as_cancel_on_kill(aws, given, meanin
     assert op.stop_job_run_on_kill is False, "the provider's on_kill must not stop the run behind ours"
 
 
+@pytest.mark.parametrize("kind", KINDS[4:], ids=lambda k: k.name)  # Glue, SageMaker training
 @pytest.mark.parametrize("before_3_3", [True, False], ids=["airflow<3.3", "airflow>=3.3"])
 @pytest.mark.parametrize(("state", "stopped"), [("failed", True), ("none", True), ("deferred", False)])
-def test_a_deferred_glue_runs_trigger_stops_it_only_on_a_persons_stop(
-    aws, monkeypatch, before_3_3, state, stopped
+def test_a_deferred_jobs_trigger_stops_it_only_on_a_persons_stop(
+    kind, aws, monkeypatch, before_3_3, state, stopped
 ) -> None:
     """The trigger the operator defers with, rebuilt from its serialised form as the triggerer does,
-    stops the run when a person stopped the task (failed, or cleared to no state) and keeps it when
+    stops the job when a person stopped the task (failed, or cleared to no state) and keeps it when
     the task is still deferred (a triggerer restart or a moved trigger)."""
-    aws.script_next("glue", JobScript(duration=10_000.0, pending=0.0))
-    _, op = make(KINDS[4], aws, deferrable=True)
-    handle = submitted(KINDS[4], aws, op)
+    aws.script_next(kind.script_kind, JobScript(duration=10_000.0, pending=0.0))
+    _, op = make(kind, aws, deferrable=True)
+    handle = submitted(kind, aws, op)
     path, kwargs = op.job_trigger({}, handle).serialize()
     stop_deferred_task(path, kwargs, monkeypatch, state=state, before_3_3=before_3_3)
     assert aws.cancels == ([handle.job_id] if stopped else [])

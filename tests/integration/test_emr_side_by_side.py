@@ -1,4 +1,5 @@
-"""Side by side with the amazon provider's EMR operators: the same moto-backed AWS, the same crash point.
+"""Side by side with the amazon provider's EMR, Glue and SageMaker operators: the same moto-backed
+AWS, the same crash point.
 
 A worker that dies right after the job was created and before the task finished is the crash
 every retry must survive. Our operators are asserted to create the job once; the provider
@@ -19,12 +20,24 @@ from airflow.providers.amazon.aws.operators.emr import (
     EmrCreateJobFlowOperator,
     EmrServerlessStartJobOperator,
 )
+from airflow.providers.amazon.aws.operators.glue import GlueJobOperator
+from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTrainingOperator
 
 from resumable.operators.emr import ResumableEmrContainerOperator, ResumableEmrServerlessStartJobOperator
 from resumable.testing.airflow import run_dag, task_states
 from resumable.testing.aws import AwsEmulator
 from tests.helpers import new_dag
-from tests.integration.test_emr import CLUSTER, EKS_DRIVER, KINDS, ROLE, SPARK_DRIVER, SPARK_STEP, Kind, make
+from tests.integration.test_aws_operators import (
+    CLUSTER,
+    EKS_DRIVER,
+    KINDS,
+    ROLE,
+    SPARK_DRIVER,
+    SPARK_STEP,
+    Kind,
+    make,
+    training_config,
+)
 
 
 def dies_after_submit(provider: type) -> type:
@@ -72,6 +85,12 @@ def provider_task(kind: Kind, aws: AwsEmulator) -> Callable[[], Any]:
         ),
         "cluster": lambda: dies_after_submit(EmrCreateJobFlowOperator)(
             emr_conn_id=None, job_flow_overrides=CLUSTER, **common
+        ),
+        "glue": lambda: dies_after_submit(GlueJobOperator)(
+            job_name=aws.create_glue_job(), wait_for_completion=False, **common
+        ),
+        "training": lambda: dies_after_submit(SageMakerTrainingOperator)(
+            config=training_config(aws), wait_for_completion=False, print_log=False, **common
         ),
     }
     return build[kind.name]

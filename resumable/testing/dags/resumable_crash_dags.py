@@ -3,14 +3,15 @@
 Loaded by the DAG processor of :class:`resumable.testing.stack.AirflowStack` (the demo, the e2e
 suite and ``bench/chaos.py`` copy this file into its DAGs folder). Connections come from the
 environment (``databricks_default`` and ``aws_default`` pointing at the emulators); the EMR
-application and cluster ids, the execution role and the Glue job from ``RESUMABLE_CRASH_APPLICATION_ID``,
-``RESUMABLE_CRASH_CLUSTER_ID``, ``RESUMABLE_CRASH_ROLE_ARN`` and ``RESUMABLE_CRASH_GLUE_JOB``.
+application and cluster ids and the execution role from ``RESUMABLE_CRASH_APPLICATION_ID``,
+``RESUMABLE_CRASH_CLUSTER_ID`` and ``RESUMABLE_CRASH_ROLE_ARN``; the Glue jobs are
+``<RESUMABLE_CRASH_GLUE_JOB>-<contender>``.
 
 DAG ids: ``crash_<system>_<contender>`` where system is ``databricks``, ``emr_serverless``,
 ``emr_steps``, ``emr_eks`` (EMR on EKS), ``emr_cluster`` (a transient cluster: it runs for the
-scripted seconds, then terminates) or ``glue`` (a Glue job's runs) and contender is ``resumable``
-(ours), ``provider`` (the provider's operator as it is) or, for Databricks, ``provider_nodurable``
-(the provider's operator with ``durable=False``);
+scripted seconds, then terminates), ``glue`` (a Glue job's runs) or ``sagemaker_training`` and
+contender is ``resumable`` (ours), ``provider`` (the provider's operator as it is) or, for
+Databricks, ``provider_nodurable`` (the provider's operator with ``durable=False``);
 ``crash_<system>_timeout`` (ours, ``execution_timeout`` shorter than the job, no retries),
 ``crash_<system>_noretry`` (ours, no retries: a failure is final until a person clears it; a DAG
 run with conf ``{"hold_until_stopped": true}`` holds its try before ``execute`` until Airflow's stop
@@ -40,6 +41,7 @@ APPLICATION_ID = os.environ.get("RESUMABLE_CRASH_APPLICATION_ID", "")
 CLUSTER_ID = os.environ.get("RESUMABLE_CRASH_CLUSTER_ID", "")
 VIRTUAL_CLUSTER_ID = os.environ.get("RESUMABLE_CRASH_VIRTUAL_CLUSTER_ID", "")
 GLUE_JOB = os.environ.get("RESUMABLE_CRASH_GLUE_JOB", "crash-etl")
+TRAINING_DATA = os.environ.get("RESUMABLE_CRASH_TRAINING_DATA", "s3://training/data/")
 
 
 def _dag(dag_id: str) -> DAG:
@@ -190,13 +192,39 @@ def glue(contender: str, **extra: Any) -> Any:
     cls = ResumableGlueJobOperator if contender == "resumable" else GlueJobOperator
     return cls(
         task_id="job",
-        job_name=GLUE_JOB,
+        job_name=f"{GLUE_JOB}-{contender}",  # a job per contender: their runs are told apart
         wait_for_completion=True,
         job_poll_interval=1,
         waiter_delay=1,
         waiter_max_attempts=100_000,
         **extra,
     )
+
+
+def sagemaker_training(contender: str, **extra: Any) -> Any:
+    from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTrainingOperator
+
+    from resumable.operators.sagemaker import ResumableSageMakerTrainingOperator
+
+    cls = ResumableSageMakerTrainingOperator if contender == "resumable" else SageMakerTrainingOperator
+    config = {
+        "TrainingJobName": f"crash-{contender}",
+        "AlgorithmSpecification": {
+            "TrainingImage": "123456789012.dkr.ecr.us-east-1.amazonaws.com/xgboost:1",
+            "TrainingInputMode": "File",
+        },
+        "RoleArn": ROLE,
+        "InputDataConfig": [
+            {
+                "ChannelName": "train",
+                "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": TRAINING_DATA}},
+            }
+        ],
+        "OutputDataConfig": {"S3OutputPath": "s3://training/output/"},
+        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 10},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 86400},
+    }
+    return cls(task_id="job", config=config, print_log=False, check_interval=1, **extra)
 
 
 BUILDERS = {
@@ -206,6 +234,7 @@ BUILDERS = {
     "emr_eks": emr_eks,
     "emr_cluster": emr_cluster,
     "glue": glue,
+    "sagemaker_training": sagemaker_training,
 }
 CONTENDERS = {
     "databricks": ("resumable", "provider", "provider_nodurable"),
@@ -214,6 +243,7 @@ CONTENDERS = {
     "emr_eks": ("resumable", "provider"),
     "emr_cluster": ("resumable", "provider"),
     "glue": ("resumable", "provider"),
+    "sagemaker_training": ("resumable", "provider"),
 }
 
 for _system, _build in BUILDERS.items():
