@@ -33,6 +33,8 @@ TRANSIENT_CODES = THROTTLED_CODES | frozenset(
         "ServiceUnavailable",
         "ServiceUnavailableException",
         "InternalServerException",
+        "InternalServiceException",  # Glue
+        "OperationTimeoutException",  # Glue
         "InternalFailure",
     }
 )

@@ -49,9 +49,8 @@ class ResumableEmrCreateJobFlowOperator(ResumableAwsMixin, EmrCreateJobFlowOpera
         return False  # no token in the API: the job is found again by the token in its name or tag
 
     job_system = "emr-cluster"
-    former_names = (
-        "resumable.operators.emr.ResumableEmrCreateJobFlowOperator",
-    )  # its module until operators/emr.py was split
+    #: Its name until operators/emr.py was split into a module per operator.
+    former_names = ("resumable.operators.emr.ResumableEmrCreateJobFlowOperator",)
     operator_extra_links = (
         # type: ignore[assignment]
         *EmrCreateJobFlowOperator.operator_extra_links,

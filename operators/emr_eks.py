@@ -40,9 +40,8 @@ class ResumableEmrContainerOperator(ResumableAwsMixin, EmrContainerOperator):  #
     """
 
     job_system = "emr-eks"
-    former_names = (
-        "resumable.operators.emr.ResumableEmrContainerOperator",
-    )  # its module until operators/emr.py was split
+    #: Its name until operators/emr.py was split into a module per operator.
+    former_names = ("resumable.operators.emr.ResumableEmrContainerOperator",)
     operator_extra_links = (
         # type: ignore[assignment]
         *EmrContainerOperator.operator_extra_links,

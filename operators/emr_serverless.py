@@ -47,9 +47,8 @@ class ResumableEmrServerlessStartJobOperator(ResumableAwsMixin, EmrServerlessSta
     """
 
     job_system = "emr-serverless"
-    former_names = (
-        "resumable.operators.emr.ResumableEmrServerlessStartJobOperator",
-    )  # its module until operators/emr.py was split
+    #: Its name until operators/emr.py was split into a module per operator.
+    former_names = ("resumable.operators.emr.ResumableEmrServerlessStartJobOperator",)
     operator_extra_links = (
         # type: ignore[assignment]
         *EmrServerlessStartJobOperator.operator_extra_links,

@@ -47,9 +47,8 @@ class ResumableEmrAddStepsOperator(ResumableAwsMixin, EmrAddStepsOperator):  # t
         return False  # no token in the API: the job is found again by the token in its name or tag
 
     job_system = "emr-steps"
-    former_names = (
-        "resumable.operators.emr.ResumableEmrAddStepsOperator",
-    )  # its module until operators/emr.py was split
+    #: Its name until operators/emr.py was split into a module per operator.
+    former_names = ("resumable.operators.emr.ResumableEmrAddStepsOperator",)
     operator_extra_links = (
         # type: ignore[assignment]
         *EmrAddStepsOperator.operator_extra_links,
