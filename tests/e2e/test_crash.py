@@ -20,9 +20,9 @@ from resumable.testing.crash import CrashLab, Run
 pytestmark = pytest.mark.e2e
 
 SYSTEMS = ["databricks", "emr_serverless", "emr_steps"]
-#: Those and EMR on EKS, a transient EMR cluster, Glue and SageMaker training; Databricks, EMR
-#: Serverless, Glue (found again by discovery, not by an idempotent token) and SageMaker training (by
-#: its unique name) marked to run on every supported Airflow
+#: Those and EMR on EKS, a transient EMR cluster, Glue and SageMaker training; Databricks and EMR
+#: Serverless marked to run on every supported Airflow, Glue (found again by discovery, not by an
+#: idempotent token) and SageMaker training (by its unique name) on the oldest as well
 #: (``make test`` runs the ``every_airflow`` tests on the oldest and a middle version too).
 MATRIX = [
     pytest.param("databricks", marks=pytest.mark.every_airflow),
@@ -30,8 +30,8 @@ MATRIX = [
     "emr_steps",
     "emr_eks",
     "emr_cluster",
-    pytest.param("glue", marks=pytest.mark.every_airflow),
-    pytest.param("sagemaker_training", marks=pytest.mark.every_airflow),
+    pytest.param("glue", marks=pytest.mark.oldest_airflow),
+    pytest.param("sagemaker_training", marks=pytest.mark.oldest_airflow),
 ]
 #: The stack runs the Airflow of this interpreter. Airflow 3.0's task supervisor marks a try whose
 #: task process died while the supervisor lived "failed", whatever its retries (3.1 retries it).
