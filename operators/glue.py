@@ -65,9 +65,7 @@ def _find_run(op: Any, context: Mapping[str, Any], token: str) -> str | None:
         return None
     runs.sort(key=lambda run: run["StartedOn"].timestamp() if run.get("StartedOn") else 0.0)
     first, extra = runs[0], runs[1:]
-    active = [
-        run["Id"] for run in extra if GLUE_STATES.get(run.get("JobRunState", ""), JobState.RUNNING).is_active
-    ]
+    active = [run["Id"] for run in extra if op.map_status(str(run.get("JobRunState", ""))).state.is_active]
     if extra:
         op.log.warning(
             "resumable: Glue job %s has %s runs with token %s: keeping the first, %s, and stopping the "

@@ -69,9 +69,7 @@ class TaskProcesses:
     def signal(self, sig: int, which: str = "both") -> None:
         """Send ``sig`` to ``"task"``, ``"supervisor"`` or ``"both"`` (the task first)."""
         targets = {"task": [self.task], "supervisor": [self.supervisor], "both": [self.task, self.supervisor]}
-        for process in targets[which]:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                process.send_signal(sig)
+        _signal_all(targets[which], sig)
 
 
 @dataclass
@@ -298,9 +296,7 @@ class AirflowStack:
         doomed = list(self._orphans)
         for process in self.processes.values():
             doomed.extend(_tree(process.pid))
-        for process in doomed:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                process.send_signal(signal.SIGTERM)
+        _signal_all(doomed, signal.SIGTERM)
         deadline = time.monotonic() + 20
         for name, process in list(self.processes.items()):
             try:
@@ -311,9 +307,7 @@ class AirflowStack:
             del self.processes[name]
         # what ignores SIGTERM (the LocalExecutor's idle workers) or lost its parent is killed
         _, alive = psutil.wait_procs(doomed, timeout=max(0.1, deadline - time.monotonic()))
-        for process in alive:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                process.kill()
+        _signal_all(alive, signal.SIGKILL)
         self._orphans.clear()
         if self._made_home and not self.keep_home and self.home is not None:
             shutil.rmtree(self.home, ignore_errors=True)
@@ -539,10 +533,14 @@ def _tree(pid: int) -> list[psutil.Process]:
         return []
 
 
-def _signal_tree(pid: int, sig: int) -> None:
-    for process in _tree(pid):
+def _signal_all(processes: Iterable[psutil.Process], sig: int) -> None:
+    for process in processes:
         with contextlib.suppress(psutil.NoSuchProcess):
             process.send_signal(sig)
+
+
+def _signal_tree(pid: int, sig: int) -> None:
+    _signal_all(_tree(pid), sig)
 
 
 @contextlib.contextmanager
