@@ -13,6 +13,14 @@ databricks`` (the Databricks Jobs API emulator):
 ``provider`` (``GlueJobOperator`` with its own ``durable``, on by default), each on a Glue job of its
 own.
 
+``--system sagemaker_training`` (moto with the kit's SageMaker driver): ``resumable``
+(``ResumableSageMakerTrainingOperator``, which names the training job ``crash-resumable-<digest of
+its token>``) and ``provider`` (``SageMakerTrainingOperator``, no ``durable``: with its defaults a
+retry finds the job ``crash-provider`` exists and creates another under a timestamped name). The
+emulator records no SageMaker polls, so the bench times the ``DescribeTrainingJob`` calls itself; a
+poll is one made after the contender's newest job was created (the provider's existence check of
+the job it is about to replace is not one).
+
 Then one disruption hits all three at once: SIGKILL of the worker (task and supervisor) at a
 random moment of the job; SIGTERM to the supervisor (graceful shutdown, a pod eviction) at a random
 moment; or SIGKILL while the submit request is in flight: the emulator has created the run and
@@ -27,6 +35,7 @@ poll of a job.
 
     python bench/chaos.py --trials 12 --seed 7 --write docs/benchmarks.md
     python bench/chaos.py --system glue --trials 9 --seed 7 --write docs/benchmarks.md
+    python bench/chaos.py --system sagemaker_training --trials 6 --seed 7 --write docs/benchmarks.md
 """
 
 from __future__ import annotations
@@ -137,7 +146,60 @@ class Glue(Service):
         return float(self.lab.aws.compute_seconds(job_id=job))
 
 
-SERVICES: dict[str, type[Service]] = {"databricks": Databricks, "glue": Glue}
+class SageMakerTraining(Service):
+    system = "sagemaker_training"
+    contenders = ("resumable", "provider")
+    provider_package = "apache-airflow-providers-amazon"
+
+    def prepare(self) -> None:
+        aws = self.lab.aws
+        aws.default_script = JobScript(duration=JOB_SECONDS, pending=1.0)
+        # The emulator keeps no poll times for DescribeTrainingJob: note when each training job was
+        # asked for (wall clock, as the tries' start dates) and when each was described.
+        self.created: dict[str, float] = {}
+        self.described: dict[str, list[float]] = {}
+        answer = aws._sagemaker_call
+
+        def record(operation: str, params: dict[str, Any]) -> Any:
+            name = str(params.get("TrainingJobName", ""))
+            if operation == "CreateTrainingJob":
+                self.created.setdefault(name, time.time())
+            elif operation == "DescribeTrainingJob":
+                self.described.setdefault(name, []).append(time.time())
+            return answer(operation, params)
+
+        aws._sagemaker_call = record  # type: ignore[method-assign]
+
+    def contender(self, job: str) -> str:
+        return next(c for c in self.contenders if job == f"crash-{c}" or job.startswith(f"crash-{c}-"))
+
+    def jobs(self, contender: str) -> list[str]:
+        # The crash DAGs' TrainingJobName is crash-<contender>: ours appends a digest of its token, the
+        # provider's a timestamp when the name is taken.
+        base = f"crash-{contender}"
+        return [j for j in self.lab.aws.job_ids("training") if j == base or j.startswith(f"{base}-")]
+
+    def cancels(self) -> set[str]:
+        return set(self.lab.aws.cancels)
+
+    def final(self, run: Any) -> str:
+        return self.lab.reported_job(run)
+
+    def polls(self, job: str) -> list[float]:
+        """Descriptions of ``job`` after the contender's newest job was created: the provider's retry
+        describes the job it found to pick another name, then creates and polls that one."""
+        newest = max(self.created.get(j, 0.0) for j in self.jobs(self.contender(job)))
+        return [t for t in self.described.get(job, []) if t >= newest]
+
+    def compute(self, job: str) -> float:
+        return float(self.lab.aws.compute_seconds(job_id=job))
+
+
+SERVICES: dict[str, type[Service]] = {
+    "databricks": Databricks,
+    "glue": Glue,
+    "sagemaker_training": SageMakerTraining,
+}
 
 
 def markers(system: str) -> tuple[str, str]:

@@ -26,7 +26,7 @@ from resumable.errors import ResumableError
 from resumable.job import JobHandle, JobState, JobStatus
 from resumable.links import ResumableJobLink
 from resumable.operators._aws import ResumableAwsMixin, error_code
-from resumable.operators.emr_triggers import StopsAwsJobOnAPersonsStop
+from resumable.operators.aws_triggers import StopsAwsJobOnAPersonsStop
 from resumable.protocol import CancelOnKill
 
 #: The job run argument that carries the submission's token.

@@ -1,9 +1,11 @@
-"""moto as a real HTTP server on loopback, plus a driver that makes it behave like EMR and Glue where
-moto does not.
+"""moto as a real HTTP server on loopback, plus a driver that makes it behave like the AWS job services
+where moto does not.
 
-The driver moves steps, EMR Serverless and EMR on EKS job runs, clusters and Glue job runs through
-their real states on a clock the test controls, deduplicates ``clientToken`` as AWS does, implements
-``CancelSteps`` and Glue's ``BatchStopJobRun``, throttles on demand or over a request-rate limit and
+The driver moves steps, EMR Serverless and EMR on EKS job runs, clusters, Glue job runs, SageMaker
+training jobs, Athena queries and Redshift Data statements through their real states on a clock the
+test controls, deduplicates idempotency tokens (``clientToken``, Athena's ``ClientRequestToken``,
+Redshift Data's ``ClientToken``) as AWS does, implements the stop calls moto lacks (``CancelSteps``,
+Glue's ``BatchStopJobRun``, ``StopTrainingJob``), throttles on demand or over a request-rate limit and
 counts what was created, cancelled and consumed.
 """
 
@@ -24,16 +26,38 @@ from resumable.testing._base import Emulator
 
 #: The tag a resumable cluster carries; clusters are counted per its value.
 TOKEN_TAG = "resumable-token"
-KINDS = ("step", "serverless", "eks", "cluster", "glue", "training")
+KINDS = (
+    "step",
+    "serverless",
+    "eks",
+    "cluster",
+    "glue",
+    "training",
+    "processing",
+    "athena",
+    "statement",
+    "batch",
+)
 #: The Glue job run argument a resumable Glue run carries, whose value is the submission's token.
 GLUE_TOKEN_ARGUMENT = "--resumable-token"
 #: Services that speak AWS's JSON 1.1 protocol (errors as ``{"__type": ...}`` with HTTP 400).
-_JSON_SERVICES = frozenset({"emr", "glue", "sagemaker"})
+_JSON_SERVICES = frozenset({"emr", "glue", "sagemaker", "athena", "redshift-data"})
 #: Emulated seconds a cancel or a termination takes to finish, unless :attr:`AwsEmulator.stop_seconds`
 #: says otherwise.
 STOP_SECONDS = 1.0
 #: Operations that create a job; :attr:`AwsEmulator.submit_delay` holds their answers.
-SUBMIT_OPERATIONS = frozenset({"StartJobRun", "AddJobFlowSteps", "RunJobFlow", "CreateTrainingJob"})
+SUBMIT_OPERATIONS = frozenset(
+    {
+        "StartJobRun",
+        "AddJobFlowSteps",
+        "RunJobFlow",
+        "CreateTrainingJob",
+        "StartQueryExecution",
+        "ExecuteStatement",
+        "SubmitJob",
+        "CreateProcessingJob",
+    }
+)
 #: Operations that read a job's status; :meth:`AwsEmulator.outage` answers them with 500.
 STATUS_OPERATIONS = frozenset(
     {
@@ -44,12 +68,38 @@ STATUS_OPERATIONS = frozenset(
         "ListSteps",
         "DescribeCluster",
         "DescribeTrainingJob",
+        "GetQueryExecution",
+        "DescribeStatement",
+        "DescribeJobs",
+        "ListJobs",
+        "DescribeProcessingJob",
     }
 )
-#: The calls that stop a job: EMR steps, EMR Serverless and EMR on EKS job runs, clusters, Glue job runs.
+#: The calls that stop a job: EMR steps, EMR Serverless and EMR on EKS job runs, clusters, Glue job runs,
+#: training jobs, Athena queries, Redshift Data statements.
 CANCEL_OPERATIONS = frozenset(
-    {"CancelSteps", "CancelJobRun", "TerminateJobFlows", "BatchStopJobRun", "StopTrainingJob"}
+    {
+        "CancelSteps",
+        "CancelJobRun",
+        "TerminateJobFlows",
+        "BatchStopJobRun",
+        "StopTrainingJob",
+        "StopQueryExecution",
+        "CancelStatement",
+        "TerminateJob",
+        "CancelJob",
+        "StopProcessingJob",
+    }
 )
+#: Per service with an idempotency token in a JSON body: the token's field and the answer's job id field.
+_TOKENS = {"athena": ("ClientRequestToken", "QueryExecutionId"), "redshift-data": ("ClientToken", "Id")}
+#: Status reads that take the job's id in a JSON body, and the field that carries it.
+_POLLED_BY = {
+    "GetJobRun": "RunId",
+    "GetQueryExecution": "QueryExecutionId",
+    "DescribeStatement": "Id",
+    "DescribeProcessingJob": "ProcessingJobName",
+}
 ACCOUNT = "123456789012"
 #: What the emulator's own fixture requests (:meth:`AwsEmulator.create_cluster` and the like) add to
 #: their User-Agent: the rate limit lets them through and does not spend a token on them.
@@ -98,6 +148,8 @@ class _Job:
     parent: str = ""
     #: Emulated seconds this job takes to stop once it was cancelled or terminated.
     stop_seconds: float = STOP_SECONDS
+    #: Why it was stopped, where the service reports it (an AWS Batch job's ``statusReason``).
+    stop_reason: str = ""
 
     def end(self) -> float | None:
         return (
@@ -166,11 +218,22 @@ class AwsEmulator(Emulator):
         self.glue_runs_created: Counter[str] = Counter()
         #: SageMaker training jobs created, per name (a repeated name is refused, as SageMaker does).
         self.training_jobs_created: Counter[str] = Counter()
+        #: Athena queries created, per ``ClientRequestToken`` ("" without one).
+        self.queries_created: Counter[str] = Counter()
+        #: Redshift Data statements created, per ``ClientToken`` ("" without one).
+        self.statements_created: Counter[str] = Counter()
+        #: SageMaker processing jobs created, per name (a repeated name is refused, as SageMaker does).
+        self.processing_jobs_created: Counter[str] = Counter()
+        #: AWS Batch jobs created, per value of the ``resumable-token`` tag ("" without it).
+        self.batch_jobs_created: Counter[str] = Counter()
+        #: The token each Athena query or Redshift Data statement was created with, per its id.
+        self._token_of: dict[str, str] = {}
         #: Step, job run and cluster ids cancelled or terminated, in order.
         self.cancels: list[str] = []
         #: API calls per operation name, e.g. ``"AddJobFlowSteps"``, ``"GetJobRun"``.
         self.calls: Counter[str] = Counter()
-        #: Wall-clock times (``time.time()``) of the ``GetJobRun`` calls per job run id (Serverless, EKS).
+        #: Wall-clock times (``time.time()``) of the status reads per job id: ``GetJobRun`` (Serverless,
+        #: EKS, Glue), ``GetQueryExecution`` (Athena), ``DescribeStatement`` (Redshift Data).
         self.polls: dict[str, list[float]] = {}
         #: The part of ``calls`` made by async clients (aiobotocore: the amazon provider's triggers).
         self.async_calls: Counter[str] = Counter()
@@ -234,18 +297,30 @@ class AwsEmulator(Emulator):
             self._clear()
 
     def _reset_moto(self) -> None:
+        from moto.athena.models import athena_backends
+        from moto.batch.models import batch_backends
         from moto.emr.models import emr_backends
         from moto.emrcontainers.models import emrcontainers_backends
         from moto.emrserverless.models import emrserverless_backends
         from moto.glue.models import glue_backends
+        from moto.redshiftdata.models import redshiftdata_backends
         from moto.s3.models import s3_backends
         from moto.sagemaker.models import sagemaker_backends
 
-        for backends in (emr_backends, emrserverless_backends, emrcontainers_backends, glue_backends):
+        for backends in (
+            emr_backends,
+            emrserverless_backends,
+            emrcontainers_backends,
+            glue_backends,
+            athena_backends,
+            redshiftdata_backends,
+            batch_backends,
+        ):
             with contextlib.suppress(KeyError):
                 backends[self.account_id][self.region].reset()
         with contextlib.suppress(KeyError):
             sagemaker_backends[self.account_id][self.region].training_jobs.clear()
+            sagemaker_backends[self.account_id][self.region].processing_jobs.clear()
         with contextlib.suppress(KeyError):
             s3_backends[self.account_id]["global"].reset()
 
@@ -352,6 +427,32 @@ class AwsEmulator(Emulator):
             ExecutionProperty={"MaxConcurrentRuns": max_concurrent_runs},
         )
         return name
+
+    def create_batch_queue(self, name: str = "jobs") -> tuple[str, str]:
+        """An AWS Batch job queue on an unmanaged compute environment, and a container job definition
+        ``<name>-etl``; returns (queue name, job definition name)."""
+        batch, iam = self._fixture_client("batch"), self._fixture_client("iam")
+        with contextlib.suppress(iam.exceptions.EntityAlreadyExistsException):
+            iam.create_role(RoleName="batch-service", AssumeRolePolicyDocument="{}")
+        environment = batch.create_compute_environment(
+            computeEnvironmentName=f"{name}-env",
+            type="UNMANAGED",
+            state="ENABLED",
+            serviceRole=self.role_arn("batch-service"),
+        )["computeEnvironmentArn"]
+        batch.create_job_queue(
+            jobQueueName=name,
+            state="ENABLED",
+            priority=1,
+            computeEnvironmentOrder=[{"order": 1, "computeEnvironment": environment}],
+        )
+        definition = f"{name}-etl"
+        batch.register_job_definition(
+            jobDefinitionName=definition,
+            type="container",
+            containerProperties={"image": "etl:1", "vcpus": 1, "memory": 512, "command": ["etl"]},
+        )
+        return name, definition
 
     def create_training_data(self, bucket: str = "training", key: str = "data/train.csv") -> str:
         """An S3 object for a training job's input channel (the provider checks it exists); returns
@@ -466,6 +567,21 @@ class AwsEmulator(Emulator):
 
         return sagemaker_backends[self.account_id][self.region]
 
+    def _athena(self) -> Any:
+        from moto.athena.models import athena_backends
+
+        return athena_backends[self.account_id][self.region]
+
+    def _batch(self) -> Any:
+        from moto.batch.models import batch_backends
+
+        return batch_backends[self.account_id][self.region]
+
+    def _redshift_data(self) -> Any:
+        from moto.redshiftdata.models import redshiftdata_backends
+
+        return redshiftdata_backends[self.account_id][self.region]
+
     def _cluster(self, cluster_id: str) -> Any:
         return self._emr().clusters[cluster_id]
 
@@ -479,6 +595,10 @@ class AwsEmulator(Emulator):
             from moto.core.utils import utcnow
 
             obj.created_at = obj.updated_at = utcnow()
+        if kind == "statement":  # moto keeps whole seconds of local time; AWS keeps milliseconds
+            from moto.core.utils import utcnow
+
+            obj.created_at = obj.updated_at = utcnow().isoformat(timespec="milliseconds") + "Z"
 
     def _discover(self) -> None:
         for cluster_id, cluster in self._emr().clusters.items():
@@ -507,6 +627,24 @@ class AwsEmulator(Emulator):
             if name not in self._jobs:
                 self._register("training", name, training_job)
                 self.training_jobs_created[name] += 1
+        for name, processing_job in self._sagemaker().processing_jobs.items():
+            if name not in self._jobs:
+                self._register("processing", name, processing_job)
+                self.processing_jobs_created[name] += 1
+        for query_id, query in self._athena().executions.items():
+            if query_id not in self._jobs:
+                self._register("athena", query_id, query)
+                self.queries_created[self._token_of.get(query_id, "")] += 1
+        batch = self._batch()
+        for batch_id, batch_job in list(batch._jobs.items()):
+            if batch_id not in self._jobs:
+                self._register("batch", batch_id, batch_job)
+                tags = batch.list_tags_for_resource(batch_job.arn)
+                self.batch_jobs_created[tags.get(TOKEN_TAG, "")] += 1
+        for statement_id, statement in self._redshift_data().statements.items():
+            if statement_id not in self._jobs:
+                self._register("statement", statement_id, statement)
+                self.statements_created[self._token_of.get(statement_id, "")] += 1
 
     def _begin(self, job: _Job) -> float | None:
         if job.kind != "step":
@@ -641,6 +779,57 @@ class AwsEmulator(Emulator):
             return state, "AlgorithmError: the script said so"
         return state
 
+    def _processing_state(self, job: _Job, now: float) -> Any:
+        if job.stop_at is not None and now >= job.stop_at:
+            state = "Stopping" if now < job.stop_at + job.stop_seconds else "Stopped"
+        elif now < job.created + job.script.pending:
+            state = "InProgress"
+        else:
+            phase = self._phase(job, now, job.created)
+            state = {"running": "InProgress", "succeed": "Completed", "fail": "Failed"}[phase]
+        job.obj.processing_job_status = state
+        job.obj.failure_reason = "AlgorithmError: the script said so" if state == "Failed" else None
+        return state
+
+    def _athena_state(self, job: _Job, now: float) -> Any:
+        if job.stop_at is not None and now >= job.stop_at:  # Athena has no stopping state of its own
+            return "RUNNING" if now < job.stop_at + job.stop_seconds else "CANCELLED"
+        if now < job.created + job.script.pending:
+            return "QUEUED"
+        phase = self._phase(job, now, job.created)
+        if phase == "fail":
+            return "FAILED", "GENERIC_INTERNAL_ERROR: the script said so"
+        return {"running": "RUNNING", "succeed": "SUCCEEDED"}[phase]
+
+    def _statement_state(self, job: _Job, now: float) -> Any:
+        if job.stop_at is not None and now >= job.stop_at:
+            state = "STARTED" if now < job.stop_at + job.stop_seconds else "ABORTED"
+        elif now < job.created + job.script.pending:
+            state = "SUBMITTED" if now < job.created + job.script.pending / 2 else "PICKED"
+        else:
+            state = {"running": "STARTED", "succeed": "FINISHED", "fail": "FAILED"}[
+                self._phase(job, now, job.created)
+            ]
+        job.obj.status = state  # moto's statements answer their status attribute
+        if state == "FAILED":
+            return state, "ERROR: the script said so"
+        return state
+
+    def _batch_state(self, job: _Job, now: float) -> Any:
+        if job.stop_at is not None and now >= job.stop_at:  # Batch has no cancelled state
+            if now < job.stop_at + job.stop_seconds:
+                return "RUNNING"
+            job.obj.job_stopped_reason = job.stop_reason
+            return "FAILED", job.stop_reason
+        if now < job.created + job.script.pending:
+            return "RUNNABLE" if now < job.created + job.script.pending / 2 else "STARTING"
+        phase = self._phase(job, now, job.created)
+        if phase == "fail":
+            job.obj.job_stopped_reason = "Essential container in task exited"
+            return "FAILED", job.obj.job_stopped_reason
+        job.obj.job_stopped_reason = None
+        return {"running": "RUNNING", "succeed": "SUCCEEDED"}[phase]
+
     def _job_run_state(self, job: _Job, now: float, names: tuple[str, str, str, str]) -> str:
         """A job run's state in its service's words: (first wait, second wait, success, stopping)."""
         first, second, success, stopping = names
@@ -670,13 +859,16 @@ class AwsEmulator(Emulator):
             operation = _operation(service, environ)
             with self._lock:
                 self.calls[operation] += 1
-                if operation == "GetJobRun":
-                    job_run = (
-                        str(_json(body).get("RunId", ""))
-                        if service == "glue"
+                if operation == "DescribeJobs":
+                    for job_id in _json(body).get("jobs", []):
+                        self.polls.setdefault(str(job_id), []).append(time.time())
+                if operation in _POLLED_BY:
+                    job_id = (
+                        str(_json(body).get(_POLLED_BY[operation], ""))
+                        if service in _JSON_SERVICES
                         else environ.get("PATH_INFO", "").rstrip("/").split("/")[-1]
                     )
-                    self.polls.setdefault(job_run, []).append(time.time())
+                    self.polls.setdefault(job_id, []).append(time.time())
                 if "aiobotocore" in environ.get("HTTP_USER_AGENT", ""):
                     self.async_calls[operation] += 1
                 self._sync()
@@ -689,7 +881,7 @@ class AwsEmulator(Emulator):
                         return lambda data: None
 
                     chunks = b"".join(app(environ, capture))
-                    if operation == "StartJobRun" and captured["status"].startswith("200"):
+                    if operation in SUBMIT_OPERATIONS and captured["status"].startswith("200"):
                         self._remember_token(service, body, chunks)
                     self._sync()
                     answer = (captured["status"], captured["headers"], chunks)
@@ -748,6 +940,10 @@ class AwsEmulator(Emulator):
             return self._glue_call(operation, params)
         if service == "sagemaker":
             return self._sagemaker_call(operation, params)
+        if service in ("athena", "redshift-data"):
+            return self._query_call(service, operation, params)
+        if service == "batch" and operation in ("TerminateJob", "CancelJob"):
+            return self._stop_batch_job(operation, params)
         if operation == "StartJobRun":
             token = str(params.get("clientToken", ""))
             self.start_requests[token] += 1
@@ -810,29 +1006,99 @@ class AwsEmulator(Emulator):
     def _sagemaker_call(
         self, operation: str, params: dict[str, Any]
     ) -> tuple[str, list[tuple[str, str]], bytes] | None:
-        """SageMaker's answers where moto's differ from the service's: a training job's name is unique
-        (moto overwrites the job), ``StopTrainingJob`` (moto has none)."""
-        name = str(params.get("TrainingJobName", ""))
-        arn = f"arn:aws:sagemaker:{self.region}:{self.account_id}:training-job/{name}"
+        """SageMaker's answers where moto's differ from the service's: a training or processing job's
+        name is unique (moto overwrites the job), ``StopTrainingJob`` (moto has none) and
+        ``StopProcessingJob`` (moto's stops at once) follow the job's state on the clock."""
+        kind = next((k for k in ("Training", "Processing") if operation.endswith(f"{k}Job")), None)
+        if kind is None:
+            return None
+        name = str(params.get(f"{kind}JobName", ""))
+        arn = f"arn:aws:sagemaker:{self.region}:{self.account_id}:{kind.lower()}-job/{name}"
+        jobs = self._sagemaker().training_jobs if kind == "Training" else self._sagemaker().processing_jobs
         job = self._jobs.get(name)
-        if operation == "CreateTrainingJob" and name in self._sagemaker().training_jobs:
+        if operation == f"Create{kind}Job" and name in jobs:
             return _emr_error(
                 "ValidationException",
-                "Training job names must be unique within an AWS account and region, and a training job "
-                f"with this name already exists ({arn})",
+                f"{kind} job names must be unique within an AWS account and region, and a {kind.lower()} "
+                f"job with this name already exists ({arn})",
             )
-        if operation == "StopTrainingJob":
+        if operation == f"Stop{kind}Job":
             if job is None:
                 return _emr_error("ValidationException", f"Requested resource not found: {arn}")
-            if job.obj.training_job_status != "InProgress":
+            status = getattr(job.obj, f"{kind.lower()}_job_status")
+            if status != "InProgress":
                 return _emr_error(
                     "ValidationException",
-                    "The request was rejected because the training job is in status "
-                    f"{job.obj.training_job_status}.",
+                    f"The request was rejected because the {kind.lower()} job is in status {status}.",
                 )
             self._stop(name)
             return "200 OK", [("Content-Type", "application/x-amz-json-1.1")], b"{}"
         return None
+
+    def _query_call(
+        self, service: str, operation: str, params: dict[str, Any]
+    ) -> tuple[str, list[tuple[str, str]], bytes] | None:
+        """Athena's and Redshift Data's answers where moto's differ from the services': a repeated
+        token returns the first job (Athena refuses it with another query), an unknown id is
+        not found, and the stop calls follow the job's state on the clock."""
+        ok = "200 OK", [("Content-Type", "application/x-amz-json-1.1")]
+        token_field = _TOKENS[service][0]
+        if operation in ("StartQueryExecution", "ExecuteStatement"):
+            known = self._tokens.get((service, str(params.get(token_field, ""))))
+            if known is None:
+                return None
+            if service == "athena" and known.get("QueryString") != params.get("QueryString"):
+                return _emr_error(
+                    "InvalidRequestException",
+                    "Idempotent parameters do not match: a query with this ClientRequestToken was started "
+                    "with another QueryString",
+                )
+            return (*ok, json.dumps(known["answer"]).encode())
+        job_id = str(params.get("QueryExecutionId" if service == "athena" else "Id", ""))
+        job = self._jobs.get(job_id)
+        if operation in ("GetQueryExecution", "DescribeStatement", "GetStatementResult") and job is None:
+            if service == "athena":
+                return _emr_error("InvalidRequestException", f"QueryExecution {job_id} was not found")
+            return _emr_error("ResourceNotFoundException", f"Query {job_id} does not exist.")
+        if operation == "StopQueryExecution":
+            if job is None:
+                return _emr_error("InvalidRequestException", f"QueryExecution {job_id} was not found")
+            if job.obj.status in ("QUEUED", "RUNNING"):
+                self._stop(job_id)
+            return (*ok, b"{}")  # Athena answers a stop of an ended query without an error
+        if operation == "CancelStatement":
+            if job is None:
+                return _emr_error("ResourceNotFoundException", f"Query {job_id} does not exist.")
+            if job.obj.status not in ("SUBMITTED", "PICKED", "STARTED"):
+                return _emr_error(
+                    "ValidationException",
+                    f"Could not cancel a query that is already in {job.obj.status} state with ID: {job_id}",
+                )
+            self._stop(job_id)
+            return (*ok, json.dumps({"Status": True}).encode())
+        return None
+
+    def _stop_batch_job(
+        self, operation: str, params: dict[str, Any]
+    ) -> tuple[str, list[tuple[str, str]], bytes]:
+        """``TerminateJob`` stops a job in any state before its end; ``CancelJob`` only one that has not
+        started (``RUNNING`` and later are left alone, as Batch does). Either ends the job ``FAILED``
+        with the reason given."""
+        job_id, reason = str(params.get("jobId", "")), str(params.get("reason", ""))
+        if not job_id or not reason:
+            return _rest_error(400, "ClientException", "'jobId' and 'reason' are required fields")
+        job = self._jobs.get(job_id)
+        state = job.obj.status if job is not None else None
+        started = state in ("RUNNING", "SUCCEEDED", "FAILED")
+        if (
+            job is not None
+            and state not in ("SUCCEEDED", "FAILED")
+            and not (operation == "CancelJob" and started)
+        ):
+            if job.stop_at is None:
+                job.stop_reason = reason
+            self._stop(job_id)
+        return "200 OK", [("Content-Type", "application/json")], b"{}"
 
     def _terminate(self, cluster_ids: list[str]) -> tuple[str, list[tuple[str, str]], bytes]:
         now = self.now()
@@ -861,7 +1127,18 @@ class AwsEmulator(Emulator):
         return "200 OK", [("Content-Type", "application/x-amz-json-1.1")], payload
 
     def _remember_token(self, service: str, body: bytes, answer: bytes) -> None:
-        token = str(_json(body).get("clientToken", ""))
+        params = _json(body)
+        if service in _TOKENS:
+            token_field, id_field = _TOKENS[service]
+            token, job_id = str(params.get(token_field, "")), str(_json(answer).get(id_field, ""))
+            self._token_of[job_id] = token
+            if token:
+                self._tokens[(service, token)] = {
+                    "answer": _json(answer),
+                    "QueryString": params.get("QueryString"),
+                }
+            return
+        token = str(params.get("clientToken", ""))
         if token:
             self._tokens[(service, token)] = _json(answer)
 
@@ -896,6 +1173,11 @@ def _service(environ: dict[str, Any]) -> str:
 
 
 _REST = [
+    ("POST", r"/v1/submitjob/?$", "SubmitJob"),
+    ("POST", r"/v1/describejobs/?$", "DescribeJobs"),
+    ("POST", r"/v1/listjobs/?$", "ListJobs"),
+    ("POST", r"/v1/terminatejob/?$", "TerminateJob"),
+    ("POST", r"/v1/canceljob/?$", "CancelJob"),
     ("POST", r"/applications/[^/]+/jobruns/?$", "StartJobRun"),
     ("GET", r"/applications/[^/]+/jobruns/[^/]+/?$", "GetJobRun"),
     ("DELETE", r"/applications/[^/]+/jobruns/[^/]+/?$", "CancelJobRun"),
@@ -948,13 +1230,17 @@ _PATCHED = False
 
 
 def _patch_moto_status() -> None:
-    """Let moto's step, cluster and Glue job run answers carry the details the real API gives
-    (FailureDetails, Code, ErrorMessage), and Glue job runs the state the driver gives them."""
+    """Let moto's step, cluster, Glue job run, training job, Athena query and Redshift Data statement
+    answers carry the details the real API gives (FailureDetails, Code, ErrorMessage, FailureReason,
+    StateChangeReason, Error), and Glue job runs and Athena queries the state the driver gives them."""
     global _PATCHED
     if _PATCHED:
         return
+    from moto.athena.models import Execution
+    from moto.athena.responses import AthenaResponse
     from moto.emr.models import Cluster, Step
     from moto.glue.models import FakeJobRun
+    from moto.redshiftdata.models import Statement
     from moto.sagemaker.models import FakeTrainingJob
 
     step_status, cluster_status = Step.status, Cluster.status
@@ -990,6 +1276,44 @@ def _patch_moto_status() -> None:
             answer["FailureReason"] = reason
         return answer
 
+    def query_state(self: Any) -> str:
+        return str(self.__dict__.get("state") or self._status)
+
+    def set_query_state(self: Any, value: str) -> None:
+        self._status = value
+
+    def query_with_reason(self: Any) -> str:
+        answer = json.loads(query_response(self))
+        execution = self.athena_backend.executions.get(answer["QueryExecution"]["QueryExecutionId"])
+        reason = getattr(execution, "resumable_reason", None)
+        if reason and answer["QueryExecution"]["Status"]["State"] == "FAILED":
+            answer["QueryExecution"]["Status"]["StateChangeReason"] = reason
+        return json.dumps(answer)
+
+    def statement_with_error(self: Any) -> Iterable[tuple[str, Any]]:
+        yield from statement_fields(self)
+        reason = getattr(self, "resumable_reason", None)
+        if reason and self.status == "FAILED":
+            yield "Error", reason
+
+    def batch_status(self: Any) -> str | None:
+        return self.__dict__.get("state") or batch_managed_status.fget(self)  # type: ignore[no-any-return]
+
+    def set_batch_status(self: Any, value: str) -> None:
+        batch_managed_status.fset(self, value)
+
+    from moto.batch.models import Job as BatchJob
+    from moto.core.config import default_user_config
+
+    default_user_config["batch"]["use_docker"] = False  # jobs are driven here, not run in containers
+    batch_managed_status = BatchJob.status
+    BatchJob.status = property(batch_status, set_batch_status)  # type: ignore[method-assign,assignment]
+    query_response = AthenaResponse.get_query_execution
+    AthenaResponse.get_query_execution = query_with_reason  # type: ignore[method-assign]
+    Execution.status = property(query_state, set_query_state)  # type: ignore[method-assign,assignment]
+    Execution.advance = lambda self: None  # type: ignore[method-assign]  # the driver moves it
+    statement_fields = Statement.__iter__
+    Statement.__iter__ = statement_with_error  # type: ignore[method-assign,assignment]
     training_response = FakeTrainingJob.response_object.fget  # type: ignore[attr-defined]
     FakeTrainingJob.response_object = property(training_with_reason)  # type: ignore[method-assign,assignment]
     glue_as_dict = FakeJobRun.as_dict

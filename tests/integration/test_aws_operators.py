@@ -2,7 +2,7 @@
 hooks, against moto running as an HTTP server with the kit's driver.
 
 Every scenario runs for each operator: EMR steps, EMR Serverless, EMR on EKS, cluster creation,
-Glue and SageMaker training.
+Glue, SageMaker training and processing, Athena, Redshift Data and Batch.
 The assertions are what a user checks: how many steps, job runs or clusters AWS created, and how
 the task ended.
 """
@@ -26,8 +26,14 @@ from resumable.operators.emr import (
     ResumableEmrCreateJobFlowOperator,
     ResumableEmrServerlessStartJobOperator,
 )
+from resumable.operators.athena import ResumableAthenaOperator
+from resumable.operators.batch import ResumableBatchOperator
 from resumable.operators.glue import ResumableGlueJobOperator
-from resumable.operators.sagemaker import ResumableSageMakerTrainingOperator
+from resumable.operators.redshift_data import ResumableRedshiftDataOperator
+from resumable.operators.sagemaker import (
+    ResumableSageMakerProcessingOperator,
+    ResumableSageMakerTrainingOperator,
+)
 from resumable.testing.airflow import clear_and_rerun, run_dag, run_retries, task_states
 from resumable.testing.aws import AwsEmulator, JobScript
 from tests.helpers import new_dag, stop_deferred_task
@@ -138,6 +144,49 @@ def training(aws: AwsEmulator, kwargs: dict[str, Any]) -> Any:
     )
 
 
+def processing(aws: AwsEmulator, kwargs: dict[str, Any]) -> Any:
+    config = {
+        "ProcessingJobName": "feature-build",
+        "ProcessingResources": {
+            "ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 10}
+        },
+        "AppSpecification": {"ImageUri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/features:1"},
+        "RoleArn": ROLE,
+        "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
+    }
+    return ResumableSageMakerProcessingOperator(
+        task_id="job", config=config, print_log=False, check_interval=1, **kwargs
+    )
+
+
+def athena(aws: AwsEmulator, kwargs: dict[str, Any]) -> Any:
+    return ResumableAthenaOperator(
+        task_id="job",
+        query="SELECT count(*) FROM events WHERE day = '2026-12-06'",
+        database="analytics",
+        output_location="s3://athena-results/",
+        **kwargs,
+    )
+
+
+def redshift_data(aws: AwsEmulator, kwargs: dict[str, Any]) -> Any:
+    return ResumableRedshiftDataOperator(
+        task_id="job",
+        sql="INSERT INTO daily SELECT * FROM staging",
+        database="dev",
+        cluster_identifier="analytics",
+        db_user="etl",
+        **kwargs,
+    )
+
+
+def batch(aws: AwsEmulator, kwargs: dict[str, Any]) -> Any:
+    queue, definition = aws.create_batch_queue()
+    return ResumableBatchOperator(
+        task_id="job", job_name="nightly-etl", job_queue=queue, job_definition=definition, **kwargs
+    )
+
+
 KINDS = [
     Kind("steps", "step", steps, lambda aws: sum(aws.steps_created.values()), per_submission=2),
     Kind("serverless", "serverless", serverless, lambda aws: sum(aws.job_runs_created.values())),
@@ -145,6 +194,10 @@ KINDS = [
     Kind("cluster", "cluster", cluster, lambda aws: sum(aws.clusters_created.values())),
     Kind("glue", "glue", glue, lambda aws: sum(aws.glue_runs_created.values())),
     Kind("training", "training", training, lambda aws: sum(aws.training_jobs_created.values())),
+    Kind("processing", "processing", processing, lambda aws: sum(aws.processing_jobs_created.values())),
+    Kind("athena", "athena", athena, lambda aws: sum(aws.queries_created.values())),
+    Kind("redshift_data", "statement", redshift_data, lambda aws: sum(aws.statements_created.values())),
+    Kind("batch", "batch", batch, lambda aws: sum(aws.batch_jobs_created.values())),
 ]
 
 
@@ -299,7 +352,7 @@ def submitted(kind: Kind, aws: AwsEmulator, op: Any) -> JobHandle:
         def xcom_push(self, key: str, value: Any) -> None:  # Glue's submit pushes glue_job_run_id
             self.pushed[key] = value
 
-    return op.submit_job({"ti": Ti(), "dag_run": None}, f"rsm-{kind.name}-check")
+    return op.submit_job({"ti": Ti(), "dag_run": None}, f"rsm-{'c' * 40}-{kind.name}-1")  # a token's shape
 
 
 def test_an_unknown_job_is_not_found(kind, aws) -> None:
@@ -314,6 +367,10 @@ def test_an_unknown_job_is_not_found(kind, aws) -> None:
         "cluster": JobHandle(op.job_system, "j-NOSUCHCLUSTER"),
         "glue": JobHandle(op.job_system, "jr_nosuchrun"),
         "training": JobHandle(op.job_system, "no-such-training-job"),
+        "processing": JobHandle(op.job_system, "no-such-processing-job"),
+        "athena": JobHandle(op.job_system, "00000000-0000-4000-8000-000000000000"),
+        "redshift_data": JobHandle(op.job_system, "00000000-0000-4000-8000-000000000000"),
+        "batch": JobHandle(op.job_system, "00000000-0000-4000-8000-000000000000"),
     }[kind.name]
     assert op.get_job_status(bogus).state is JobState.NOT_FOUND
 
@@ -339,9 +396,16 @@ def test_the_pytest_plugin_fixture_serves_a_dag_authors_test(airflow_db, aws_emu
 
 
 def _trigger_delay(kind: Kind) -> dict[str, Any]:
-    """One second between the trigger's polls (EMR on EKS names it ``poll_interval``, SageMaker
-    ``check_interval``, which the training kind sets already)."""
-    return {"eks": {"poll_interval": 1}, "training": {}}.get(kind.name, {"waiter_delay": 1})
+    """One second between the trigger's polls (EMR on EKS and Redshift Data name it ``poll_interval``,
+    Athena ``sleep_time``, SageMaker ``check_interval``, which the training kind sets already)."""
+    return {
+        "eks": {"poll_interval": 1},
+        "training": {},
+        "processing": {},
+        "athena": {"sleep_time": 1},
+        "redshift_data": {"poll_interval": 1},
+        "batch": {"poll_interval": 1},
+    }.get(kind.name, {"waiter_delay": 1})
 
 
 def test_deferrable_waits_in_the_providers_trigger(kind, aws) -> None:
@@ -427,7 +491,7 @@ def test_glues_stop_job_run_on_kill_is_read_as_cancel_on_kill(aws, given, meanin
     assert op.stop_job_run_on_kill is False, "the provider's on_kill must not stop the run behind ours"
 
 
-@pytest.mark.parametrize("kind", KINDS[4:], ids=lambda k: k.name)  # Glue, SageMaker training
+@pytest.mark.parametrize("kind", KINDS[4:], ids=lambda k: k.name)  # every system after the EMR ones
 @pytest.mark.parametrize("before_3_3", [True, False], ids=["airflow<3.3", "airflow>=3.3"])
 @pytest.mark.parametrize(("state", "stopped"), [("failed", True), ("none", True), ("deferred", False)])
 def test_a_deferred_jobs_trigger_stops_it_only_on_a_persons_stop(
