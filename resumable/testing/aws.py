@@ -1306,7 +1306,7 @@ def _patch_moto_status() -> None:
     from moto.core.config import default_user_config
 
     default_user_config["batch"]["use_docker"] = False  # jobs are driven here, not run in containers
-    batch_managed_status = BatchJob.status
+    batch_managed_status: Any = BatchJob.status
     BatchJob.status = property(batch_status, set_batch_status)  # type: ignore[method-assign,assignment]
     query_response = AthenaResponse.get_query_execution
     AthenaResponse.get_query_execution = query_with_reason  # type: ignore[method-assign]
