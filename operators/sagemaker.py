@@ -108,6 +108,10 @@ class _ResumableSageMakerJob(ResumableAwsMixin):
     kind: str
     trigger_class: type[_StopsSageMakerJob]
 
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("poll_interval", kwargs.get("check_interval", 30))
+        super().__init__(**kwargs)
+
     def _api(self, verb: str) -> Any:
         """SageMaker's ``<verb>_<kind>_job`` call on the hook's client."""
         return getattr(self.hook.conn, f"{verb}_{self.kind.lower()}_job")
@@ -186,10 +190,6 @@ class ResumableSageMakerTrainingOperator(_ResumableSageMakerJob, SageMakerTraini
     trigger_class = ResumableSageMakerTrainingTrigger
     operator_extra_links = (*SageMakerTrainingOperator.operator_extra_links, ResumableJobLink())  # type: ignore[assignment]
 
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("poll_interval", kwargs.get("check_interval", 30))
-        super().__init__(**kwargs)
-
     def _check_config(self, config: dict[str, Any]) -> None:
         self.hook.check_training_config(config)
 
@@ -216,7 +216,6 @@ class ResumableSageMakerProcessingOperator(_ResumableSageMakerJob, SageMakerProc
     operator_extra_links = (*SageMakerProcessingOperator.operator_extra_links, ResumableJobLink())  # type: ignore[assignment]
 
     def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("poll_interval", kwargs.get("check_interval", 30))
         super().__init__(**kwargs)
         if self.output_files_to_xcom and not self.wait_for_completion:
             raise ValueError(

@@ -12,6 +12,7 @@ counts what was created, cancelled and consumed.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import re
@@ -101,6 +102,9 @@ _POLLED_BY = {
     "DescribeProcessingJob": "ProcessingJobName",
 }
 ACCOUNT = "123456789012"
+#: moto's services the driver resets whole (their modules under ``moto``); SageMaker keeps its
+#: other resources and loses its jobs only.
+MOTO_SERVICES = ("emr", "emrserverless", "emrcontainers", "glue", "athena", "redshiftdata", "batch")
 #: What the emulator's own fixture requests (:meth:`AwsEmulator.create_cluster` and the like) add to
 #: their User-Agent: the rate limit lets them through and does not spend a token on them.
 _FIXTURE_AGENT = "resumable-emulator-fixture"
@@ -297,30 +301,15 @@ class AwsEmulator(Emulator):
             self._clear()
 
     def _reset_moto(self) -> None:
-        from moto.athena.models import athena_backends
-        from moto.batch.models import batch_backends
-        from moto.emr.models import emr_backends
-        from moto.emrcontainers.models import emrcontainers_backends
-        from moto.emrserverless.models import emrserverless_backends
-        from moto.glue.models import glue_backends
-        from moto.redshiftdata.models import redshiftdata_backends
         from moto.s3.models import s3_backends
-        from moto.sagemaker.models import sagemaker_backends
 
-        for backends in (
-            emr_backends,
-            emrserverless_backends,
-            emrcontainers_backends,
-            glue_backends,
-            athena_backends,
-            redshiftdata_backends,
-            batch_backends,
-        ):
+        for service in MOTO_SERVICES:
             with contextlib.suppress(KeyError):
-                backends[self.account_id][self.region].reset()
+                self._backend(service).reset()
         with contextlib.suppress(KeyError):
-            sagemaker_backends[self.account_id][self.region].training_jobs.clear()
-            sagemaker_backends[self.account_id][self.region].processing_jobs.clear()
+            sagemaker = self._backend("sagemaker")
+            sagemaker.training_jobs.clear()
+            sagemaker.processing_jobs.clear()
         with contextlib.suppress(KeyError):
             s3_backends[self.account_id]["global"].reset()
 
@@ -542,48 +531,14 @@ class AwsEmulator(Emulator):
 
     # ---- the driver ----------------------------------------------------------------------------
 
-    def _emr(self) -> Any:
-        from moto.emr.models import emr_backends
-
-        return emr_backends[self.account_id][self.region]
-
-    def _serverless(self) -> Any:
-        from moto.emrserverless.models import emrserverless_backends
-
-        return emrserverless_backends[self.account_id][self.region]
-
-    def _eks(self) -> Any:
-        from moto.emrcontainers.models import emrcontainers_backends
-
-        return emrcontainers_backends[self.account_id][self.region]
-
-    def _glue(self) -> Any:
-        from moto.glue.models import glue_backends
-
-        return glue_backends[self.account_id][self.region]
-
-    def _sagemaker(self) -> Any:
-        from moto.sagemaker.models import sagemaker_backends
-
-        return sagemaker_backends[self.account_id][self.region]
-
-    def _athena(self) -> Any:
-        from moto.athena.models import athena_backends
-
-        return athena_backends[self.account_id][self.region]
-
-    def _batch(self) -> Any:
-        from moto.batch.models import batch_backends
-
-        return batch_backends[self.account_id][self.region]
-
-    def _redshift_data(self) -> Any:
-        from moto.redshiftdata.models import redshiftdata_backends
-
-        return redshiftdata_backends[self.account_id][self.region]
+    def _backend(self, service: str) -> Any:
+        """moto's backend of ``service`` (``emr``, ``glue``, ``redshiftdata``...: its module under
+        ``moto``) in this emulator's account and region."""
+        module = importlib.import_module(f"moto.{service}.models")
+        return getattr(module, f"{service}_backends")[self.account_id][self.region]
 
     def _cluster(self, cluster_id: str) -> Any:
-        return self._emr().clusters[cluster_id]
+        return self._backend("emr").clusters[cluster_id]
 
     def _register(self, kind: str, key: str, obj: Any, parent: str = "") -> None:
         if key in self._jobs:
@@ -601,7 +556,7 @@ class AwsEmulator(Emulator):
             obj.created_at = obj.updated_at = utcnow().isoformat(timespec="milliseconds") + "Z"
 
     def _discover(self) -> None:
-        for cluster_id, cluster in self._emr().clusters.items():
+        for cluster_id, cluster in self._backend("emr").clusters.items():
             if cluster_id not in self._fixed and cluster_id not in self._jobs:
                 self._register("cluster", cluster_id, cluster)
                 self.clusters_created[dict(cluster._tags).get(TOKEN_TAG, "")] += 1
@@ -609,39 +564,39 @@ class AwsEmulator(Emulator):
                 if step.id not in self._jobs:
                     self._register("step", step.id, step, parent=cluster_id)
                     self.steps_created[step.name] += 1
-        for runs in self._serverless().job_runs.values():
+        for runs in self._backend("emrserverless").job_runs.values():
             for run in runs:
                 if run.id not in self._jobs:
                     self._register("serverless", run.id, run)
                     self.job_runs_created[run.client_token] += 1
-        for run in self._eks().job_runs.values():
+        for run in self._backend("emrcontainers").job_runs.values():
             if run.id not in self._jobs:
                 self._register("eks", run.id, run)
                 self.job_runs_created[run.client_token] += 1
-        for glue_job in self._glue().jobs.values():
+        for glue_job in self._backend("glue").jobs.values():
             for run in glue_job.job_runs:
                 if run.job_run_id not in self._jobs:
                     self._register("glue", run.job_run_id, run, parent=glue_job.name)
                     self.glue_runs_created[(run.arguments or {}).get(GLUE_TOKEN_ARGUMENT, "")] += 1
-        for name, training_job in self._sagemaker().training_jobs.items():
+        for name, training_job in self._backend("sagemaker").training_jobs.items():
             if name not in self._jobs:
                 self._register("training", name, training_job)
                 self.training_jobs_created[name] += 1
-        for name, processing_job in self._sagemaker().processing_jobs.items():
+        for name, processing_job in self._backend("sagemaker").processing_jobs.items():
             if name not in self._jobs:
                 self._register("processing", name, processing_job)
                 self.processing_jobs_created[name] += 1
-        for query_id, query in self._athena().executions.items():
+        for query_id, query in self._backend("athena").executions.items():
             if query_id not in self._jobs:
                 self._register("athena", query_id, query)
                 self.queries_created[self._token_of.get(query_id, "")] += 1
-        batch = self._batch()
+        batch = self._backend("batch")
         for batch_id, batch_job in list(batch._jobs.items()):
             if batch_id not in self._jobs:
                 self._register("batch", batch_id, batch_job)
                 tags = batch.list_tags_for_resource(batch_job.arn)
                 self.batch_jobs_created[tags.get(TOKEN_TAG, "")] += 1
-        for statement_id, statement in self._redshift_data().statements.items():
+        for statement_id, statement in self._backend("redshiftdata").statements.items():
             if statement_id not in self._jobs:
                 self._register("statement", statement_id, statement)
                 self.statements_created[self._token_of.get(statement_id, "")] += 1
@@ -692,7 +647,7 @@ class AwsEmulator(Emulator):
                 state, reason = state
                 job.obj.resumable_reason = reason
             job.obj.state = state
-        for cluster_id, cluster in self._emr().clusters.items():
+        for cluster_id, cluster in self._backend("emr").clusters.items():
             if cluster_id in self._fixed and cluster.state in ("WAITING", "RUNNING"):
                 active = any(
                     j.obj.state in ("PENDING", "RUNNING", "CANCEL_PENDING")
@@ -930,7 +885,7 @@ class AwsEmulator(Emulator):
         params = _json(body)
         if service == "emr":
             cluster_id = params.get("ClusterId")
-            if cluster_id and cluster_id not in self._emr().clusters:
+            if cluster_id and cluster_id not in self._backend("emr").clusters:
                 return _emr_error("InvalidRequestException", f"Cluster id '{cluster_id}' is not valid.")
             if operation == "CancelSteps":
                 return self._cancel_steps(params)
@@ -1014,7 +969,7 @@ class AwsEmulator(Emulator):
             return None
         name = str(params.get(f"{kind}JobName", ""))
         arn = f"arn:aws:sagemaker:{self.region}:{self.account_id}:{kind.lower()}-job/{name}"
-        jobs = self._sagemaker().training_jobs if kind == "Training" else self._sagemaker().processing_jobs
+        jobs = getattr(self._backend("sagemaker"), f"{kind.lower()}_jobs")
         job = self._jobs.get(name)
         if operation == f"Create{kind}Job" and name in jobs:
             return _emr_error(
@@ -1103,7 +1058,7 @@ class AwsEmulator(Emulator):
     def _terminate(self, cluster_ids: list[str]) -> tuple[str, list[tuple[str, str]], bytes]:
         now = self.now()
         for cluster_id in cluster_ids:
-            if cluster_id not in self._emr().clusters:
+            if cluster_id not in self._backend("emr").clusters:
                 return _emr_error("InvalidRequestException", f"Cluster id '{cluster_id}' is not valid.")
             self._stop(cluster_id)
             cluster = self._cluster(cluster_id)
