@@ -25,6 +25,7 @@ from airflow.providers.amazon.aws.operators.sagemaker import (
 from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
 from botocore.exceptions import ClientError
 
+from resumable._compat import BaseOperatorMeta
 from resumable.job import JobHandle, JobState, JobStatus
 from resumable.links import ResumableJobLink
 from resumable.operators._aws import ResumableAwsMixin, error_code
@@ -108,6 +109,7 @@ class _ResumableSageMakerJob(ResumableAwsMixin):
     kind: str
     trigger_class: type[_StopsSageMakerJob]
 
+    @BaseOperatorMeta._apply_defaults  # type: ignore[arg-type,type-var,misc]  # a mixin's __init__
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("poll_interval", kwargs.get("check_interval", 30))
         super().__init__(**kwargs)
