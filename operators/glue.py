@@ -93,15 +93,28 @@ def _status(op: Any, run_id: str) -> JobStatus:
     return JobStatus(state, raw, str(run.get("ErrorMessage", ""))).created(run.get("StartedOn"))
 
 
-def _stop(op: Any, run_id: str) -> None:
-    answer = op.hook.conn.batch_stop_job_run(JobName=op.job_name, JobRunIds=[run_id])
+def stop_run(conn: Any, job_name: str, run_id: str) -> None:
+    """``BatchStopJobRun`` of one run. Glue answers a run it did not stop with an error in the answer
+    (not an exception); that is an error only while the run is still active: a run that has ended, or
+    that Glue no longer knows, has nothing left to stop."""
+    answer = conn.batch_stop_job_run(JobName=job_name, JobRunIds=[run_id])
     for error in answer.get("Errors") or []:
-        detail = error.get("ErrorDetail", {})
-        if _status(op, run_id).state.is_active:
+        try:
+            state = str(conn.get_job_run(JobName=job_name, RunId=run_id)["JobRun"].get("JobRunState", ""))
+        except ClientError as lookup:
+            if error_code(lookup) == "EntityNotFoundException":
+                return
+            raise
+        if GLUE_STATES.get(state, JobState.RUNNING).is_active:
+            detail = error.get("ErrorDetail", {})
             raise ResumableError(
-                f"Glue did not stop run {run_id} of job {op.job_name}: {detail.get('ErrorCode')}: "
+                f"Glue did not stop run {run_id} of job {job_name} ({state}): {detail.get('ErrorCode')}: "
                 f"{detail.get('ErrorMessage')}"
             )
+
+
+def _stop(op: Any, run_id: str) -> None:
+    stop_run(op.hook.conn, op.job_name, run_id)
 
 
 def _announce(op: Any, context: Mapping[str, Any], run_id: str) -> None:
@@ -131,11 +144,7 @@ class ResumableGlueJobCompleteTrigger(StopsAwsJobOnAPersonsStop, GlueJobComplete
     operator's ``cancel_on_kill``); a triggerer restart or a moved trigger keeps it."""
 
     def stop_job(self) -> None:
-        fields = self.serialized_fields
-        answer = self.hook().conn.batch_stop_job_run(JobName=fields["job_name"], JobRunIds=[fields["run_id"]])
-        if answer.get("Errors"):
-            detail = answer["Errors"][0].get("ErrorDetail", {})
-            raise ResumableError(f"Glue did not stop run {fields['run_id']}: {detail}")
+        stop_run(self.hook().conn, self.serialized_fields["job_name"], self.serialized_fields["run_id"])
 
 
 class ResumableGlueJobOperator(ContractOperator, ResumableAwsMixin, GlueJobOperator):  # type: ignore[misc]
@@ -193,6 +202,7 @@ __all__ = [
     "GLUE_JOB_RUN",
     "GLUE_STATES",
     "TOKEN_ARGUMENT",
+    "stop_run",
     "ResumableGlueJobCompleteTrigger",
     "ResumableGlueJobOperator",
 ]

@@ -608,3 +608,20 @@ def test_a_deferred_eks_jobs_trigger_cancels_it_only_on_a_persons_stop(
     assert path.endswith(".ResumableEmrContainerTrigger")
     stop_deferred_task(path, kwargs, monkeypatch, state=state, before_3_3=before_3_3)
     assert aws.cancels == ([handle.job_id] if cancelled else [])
+
+
+def test_glues_stop_of_a_run_that_has_ended_or_is_unknown_is_no_error(aws) -> None:
+    """Glue answers a ``BatchStopJobRun`` of a run that has ended (or that it does not know) with an
+    error inside its answer. The operator's cancel and the deferred trigger's stop both read it as
+    nothing left to stop: a person's stop of a task whose run just succeeded logs no failed stop."""
+    glue_kind = KINDS[4]
+    aws.script_next("glue", JobScript(duration=0.0, pending=0.0))
+    _, op = make(glue_kind, aws)
+    handle = submitted(glue_kind, aws, op)
+    assert op.get_job_status(handle).state is JobState.SUCCEEDED
+    unknown = JobHandle(op.job_system, "jr_nosuchrun")
+    for job in (handle, unknown):
+        op.cancel_job(job)
+        op.job_trigger({}, job).stop_job()
+    assert aws.cancels == [], "an ended run is not stopped"
+    assert aws.calls["BatchStopJobRun"] == 4
