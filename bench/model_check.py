@@ -8,6 +8,10 @@ of the same budget. It prints how many sequences and steps it ran (shrinking inc
 
     python bench/model_check.py --examples 2000 --steps 40 --seed 1
     python bench/model_check.py --examples 300 --backend sql
+    python bench/model_check.py --system glue --examples 300 --backend memory
+
+``--system glue`` drives the real ResumableGlueJobOperator (the amazon provider's hook, over HTTP to
+moto with the kit's driver) instead of FakeJobOperator; see tests/model/glue.py.
 
 Exit status: 0 when nothing was found, 1 otherwise.
 """
@@ -37,17 +41,19 @@ from hypothesis import settings  # noqa: E402
 from hypothesis.reporting import with_reporter  # noqa: E402
 from hypothesis.stateful import run_state_machine_as_test  # noqa: E402
 
-from tests.model.machine import EXPLORED, ResumeMachine, ci_settings  # noqa: E402
+from tests.model.machine import EXPLORED, SYSTEMS, ResumeMachine, ci_settings  # noqa: E402
 from tests.model.world import GuaranteeViolated  # noqa: E402
 
 
-def explore(backend: str, examples: int, steps: int, seed: int, max_findings: int) -> list[tuple[str, str]]:
+def explore(
+    backend: str, examples: int, steps: int, seed: int, max_findings: int, system: str = "fake"
+) -> list[tuple[str, str]]:
     """Run the machine for ``examples`` sequences; after each finding, run it again (ignoring the kinds
     found) until a run finds nothing new. Returns (kinds, report) per finding."""
     findings: list[tuple[str, str]] = []
     ignore: frozenset[str] = frozenset()
     while len(findings) < max_findings:
-        machine = hypothesis_seed(seed)(ResumeMachine.for_backend(backend, ignore=ignore))
+        machine = hypothesis_seed(seed)(ResumeMachine.for_backend(backend, ignore=ignore, system=system))
         lines: list[str] = []
 
         def report(value: object, lines: list[str] = lines) -> None:
@@ -90,25 +96,32 @@ def main(argv: list[str] | None = None) -> int:
         help="state backends",
     )
     parser.add_argument(
+        "--system",
+        choices=list(SYSTEMS),
+        default="fake",
+        help="the job system: the fake service, or the real Glue operator against moto (default %(default)s)",
+    )
+    parser.add_argument(
         "--max-findings", type=int, default=12, help="stop a backend after this many violation kinds"
     )
     args = parser.parse_args(argv)
     logging.getLogger("airflow.task").setLevel(logging.CRITICAL)
 
     found_any = False
+    label = "" if args.system == "fake" else f"system {args.system}, "
     for backend in args.backend:
         sequences, steps, started = EXPLORED["sequences"], EXPLORED["steps"], time.monotonic()
-        findings = explore(backend, args.examples, args.steps, args.seed, args.max_findings)
+        findings = explore(backend, args.examples, args.steps, args.seed, args.max_findings, args.system)
         took = time.monotonic() - started
         print(
-            f"backend {backend}: {EXPLORED['sequences'] - sequences} sequences, "
+            f"{label}backend {backend}: {EXPLORED['sequences'] - sequences} sequences, "
             f"{EXPLORED['steps'] - steps} steps (shrinking included) in {took:.0f} s, seed {args.seed}: "
             + (f"{len(findings)} finding(s)" if findings else "nothing found"),
             flush=True,
         )
         for kinds, report in findings:
             found_any = True
-            print(f"\n--- {backend}: {kinds}\n{report}\n", flush=True)
+            print(f"\n--- {label}{backend}: {kinds}\n{report}\n", flush=True)
     return 1 if found_any else 0
 
 

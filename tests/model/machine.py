@@ -22,6 +22,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from tests.model.world import CORRUPTIONS, FAULT_POINTS, WHERES, World
 
+#: The job systems a machine can drive (``ResumeMachine.for_backend``'s ``system``).
+SYSTEMS = ("fake", "glue")
 #: Sequences (examples) and steps run by every machine of this process, for the bench's report.
 EXPLORED: Counter[str] = Counter()
 
@@ -60,6 +62,9 @@ class ResumeMachine(RuleBasedStateMachine):
     sql_url: ClassVar[str | None] = None
     #: Violation kinds not reported (the bench sets it once it has found one, to look for others).
     ignore: ClassVar[frozenset[str]] = frozenset()
+    #: The job system the operator talks to: ``fake`` (FakeJobService) or ``glue`` (the real Glue
+    #: operator against moto, ``tests/model/glue.py``).
+    system: ClassVar[str] = "fake"
 
     def __init__(self) -> None:
         super().__init__()
@@ -67,10 +72,17 @@ class ResumeMachine(RuleBasedStateMachine):
         EXPLORED["sequences"] += 1
 
     @classmethod
-    def for_backend(cls, backend: str, *, ignore: frozenset[str] = frozenset()) -> type[ResumeMachine]:
+    def for_backend(
+        cls, backend: str, *, ignore: frozenset[str] = frozenset(), system: str = "fake"
+    ) -> type[ResumeMachine]:
+        if system not in SYSTEMS:
+            raise ValueError(f"system must be one of {SYSTEMS}, not {system!r}")
         url = sql_url() if backend == "sql" else None
+        prefix = "" if system == "fake" else system.title()
         return type(
-            f"ResumeOn{backend.title()}", (cls,), {"backend": backend, "sql_url": url, "ignore": ignore}
+            f"{prefix}ResumeOn{backend.title()}",
+            (cls,),
+            {"backend": backend, "sql_url": url, "ignore": ignore, "system": system},
         )
 
     @property
@@ -89,7 +101,12 @@ class ResumeMachine(RuleBasedStateMachine):
         deferrable=st.booleans(),
     )
     def a_task(self, **options: Any) -> None:
-        self.world = World(self.backend, sql_url=self.sql_url, ignore=self.ignore, **options)
+        world_class = World
+        if self.system == "glue":
+            from tests.model.glue import GlueWorld  # moto and the amazon provider: only when asked for
+
+            world_class = GlueWorld
+        self.world = world_class(self.backend, sql_url=self.sql_url, ignore=self.ignore, **options)
 
     def teardown(self) -> None:
         if self.world is not None:

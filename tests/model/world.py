@@ -353,7 +353,7 @@ class World:
         self.dag_id, self.run_id = f"model_{os.getpid()}_{n}", "manual__2025-01-01"
         self.scope = TaskScope(self.dag_id, self.run_id, TASK_ID)
         self.ti = TaskInstance(retries=retries)
-        self.svc = ModelService(
+        self.svc = self._make_service(
             name=f"model-{os.getpid()}-{n}",
             idempotent=idempotent,
             polls=polls,
@@ -554,15 +554,7 @@ class World:
         ti = self.ti
         ti.try_number += 0 if resume else 1
         ti.state = "running"
-        op = FakeJobOperator(
-            task_id=TASK_ID,
-            service=self.svc.name,
-            poll_interval=POLL_INTERVAL,
-            cancel_on_kill=self.cancel_on_kill,
-            on_prior_failure=self.on_prior_failure,
-            retries=ti.retries,
-            deferrable=self.deferrable,
-        )
+        op = self._make_operator(ti)
         op.task_state_probe = self.probe
         store = ModelTaskStateStore(self, None)
         context = {
@@ -573,6 +565,27 @@ class World:
         }
         store.attempt = Attempt(ti.try_number, ti.max_tries, ti.generation, op, context, ti_id=ti.ti_ids)
         return store.attempt
+
+    def _expected_error(self, error: BaseException) -> bool:
+        """Whether an attempt may end with ``error``: one of the library's own errors (the fake's
+        outage is one), or a lost connection to the state store."""
+        return isinstance(error, (ResumableError, ConnectionError, OperationalError))
+
+    def _make_service(self, **options: Any) -> ModelService:
+        """The job service of this world (a subclass may model another system behind the same API)."""
+        return ModelService(**options)
+
+    def _make_operator(self, ti: TaskInstance) -> Any:
+        """The operator object of a new attempt, built afresh as a worker does."""
+        return FakeJobOperator(
+            task_id=TASK_ID,
+            service=self.svc.name,
+            poll_interval=POLL_INTERVAL,
+            cancel_on_kill=self.cancel_on_kill,
+            on_prior_failure=self.on_prior_failure,
+            retries=ti.retries,
+            deferrable=self.deferrable,
+        )
 
     def _run(self, a: Attempt, call: Callable[[], Any] | None = None) -> None:
         """``execute`` as Airflow's task runner calls it (or ``call``: ``execute_complete`` when a
@@ -587,7 +600,7 @@ class World:
                 self._on_kill(a)
             except Exception as error:  # noqa: BLE001 - any error fails the try, as in Airflow
                 a.error = error
-                if not isinstance(error, (ResumableError, ConnectionError, OperationalError)):
+                if not self._expected_error(error):
                     self._violation(
                         "unexpected-error",
                         0,
@@ -977,7 +990,9 @@ class World:
     def job_expires(self) -> None:
         """The service forgets the newest job it still knows (expired, or deleted by a person)."""
         job_id = (
-            self.svc.created[-1] if self.svc.created[-1] in self.svc.jobs else max(self.svc.jobs, key=int)
+            self.svc.created[-1]
+            if self.svc.created[-1] in self.svc.jobs
+            else max(self.svc.jobs, key=self.svc.created.index)  # the newest (Glue's run ids are not numbers)
         )
         self.forgotten[job_id] = effective_state(self.svc.jobs[job_id])
         self.svc.forget(job_id)
