@@ -144,8 +144,8 @@ def training(aws: AwsEmulator, kwargs: dict[str, Any]) -> Any:
     )
 
 
-def processing(aws: AwsEmulator, kwargs: dict[str, Any]) -> Any:
-    config = {
+def processing_config() -> dict[str, Any]:
+    return {
         "ProcessingJobName": "feature-build",
         "ProcessingResources": {
             "ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 10}
@@ -154,37 +154,44 @@ def processing(aws: AwsEmulator, kwargs: dict[str, Any]) -> Any:
         "RoleArn": ROLE,
         "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
     }
+
+
+def processing(aws: AwsEmulator, kwargs: dict[str, Any]) -> Any:
     return ResumableSageMakerProcessingOperator(
-        task_id="job", config=config, print_log=False, check_interval=1, **kwargs
+        task_id="job", config=processing_config(), print_log=False, check_interval=1, **kwargs
     )
+
+
+#: The provider's arguments of the Athena, Redshift Data and Batch tasks (Batch's queue and job
+#: definition are the emulator's, added where the task is built).
+ATHENA_ARGS = {
+    "query": "SELECT count(*) FROM events WHERE day = '2026-12-06'",
+    "database": "analytics",
+    "output_location": "s3://athena-results/",
+}
+REDSHIFT_DATA_ARGS = {
+    "sql": "INSERT INTO daily SELECT * FROM staging",
+    "database": "dev",
+    "cluster_identifier": "analytics",
+    "db_user": "etl",
+}
+
+
+def batch_args(aws: AwsEmulator) -> dict[str, Any]:
+    queue, definition = aws.create_batch_queue()
+    return {"job_name": "nightly-etl", "job_queue": queue, "job_definition": definition}
 
 
 def athena(aws: AwsEmulator, kwargs: dict[str, Any]) -> Any:
-    return ResumableAthenaOperator(
-        task_id="job",
-        query="SELECT count(*) FROM events WHERE day = '2026-12-06'",
-        database="analytics",
-        output_location="s3://athena-results/",
-        **kwargs,
-    )
+    return ResumableAthenaOperator(task_id="job", **ATHENA_ARGS, **kwargs)
 
 
 def redshift_data(aws: AwsEmulator, kwargs: dict[str, Any]) -> Any:
-    return ResumableRedshiftDataOperator(
-        task_id="job",
-        sql="INSERT INTO daily SELECT * FROM staging",
-        database="dev",
-        cluster_identifier="analytics",
-        db_user="etl",
-        **kwargs,
-    )
+    return ResumableRedshiftDataOperator(task_id="job", **REDSHIFT_DATA_ARGS, **kwargs)
 
 
 def batch(aws: AwsEmulator, kwargs: dict[str, Any]) -> Any:
-    queue, definition = aws.create_batch_queue()
-    return ResumableBatchOperator(
-        task_id="job", job_name="nightly-etl", job_queue=queue, job_definition=definition, **kwargs
-    )
+    return ResumableBatchOperator(task_id="job", **batch_args(aws), **kwargs)
 
 
 KINDS = [

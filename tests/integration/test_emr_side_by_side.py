@@ -1,5 +1,5 @@
-"""Side by side with the amazon provider's EMR, Glue and SageMaker operators: the same moto-backed
-AWS, the same crash point.
+"""Side by side with the amazon provider's EMR, Glue, SageMaker, Athena, Redshift Data and Batch
+operators: the same moto-backed AWS, the same crash point.
 
 A worker that dies right after the job was created and before the task finished is the crash
 every retry must survive. Our operators are asserted to create the job once; the provider
@@ -14,6 +14,8 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
+from airflow.providers.amazon.aws.operators.athena import AthenaOperator
+from airflow.providers.amazon.aws.operators.batch import BatchOperator
 from airflow.providers.amazon.aws.operators.emr import (
     EmrAddStepsOperator,
     EmrContainerOperator,
@@ -21,21 +23,30 @@ from airflow.providers.amazon.aws.operators.emr import (
     EmrServerlessStartJobOperator,
 )
 from airflow.providers.amazon.aws.operators.glue import GlueJobOperator
-from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTrainingOperator
+from airflow.providers.amazon.aws.operators.redshift_data import RedshiftDataOperator
+from airflow.providers.amazon.aws.operators.sagemaker import (
+    SageMakerProcessingOperator,
+    SageMakerTrainingOperator,
+)
 
 from resumable.operators.emr import ResumableEmrContainerOperator, ResumableEmrServerlessStartJobOperator
 from resumable.testing.airflow import run_dag, task_states
 from resumable.testing.aws import AwsEmulator
 from tests.helpers import new_dag
 from tests.integration.test_aws_operators import (
+    ATHENA_ARGS,
     CLUSTER,
     EKS_DRIVER,
     KINDS,
+    REDSHIFT_DATA_ARGS,
     ROLE,
     SPARK_DRIVER,
     SPARK_STEP,
     Kind,
+    batch_args,
     make,
+    params,
+    processing_config,
     training_config,
 )
 
@@ -92,11 +103,21 @@ def provider_task(kind: Kind, aws: AwsEmulator) -> Callable[[], Any]:
         "training": lambda: dies_after_submit(SageMakerTrainingOperator)(
             config=training_config(aws), wait_for_completion=False, print_log=False, **common
         ),
+        "processing": lambda: dies_after_submit(SageMakerProcessingOperator)(
+            config=processing_config(), wait_for_completion=False, print_log=False, **common
+        ),
+        "athena": lambda: dies_after_submit(AthenaOperator)(**ATHENA_ARGS, sleep_time=0, **common),
+        "redshift_data": lambda: dies_after_submit(RedshiftDataOperator)(
+            **REDSHIFT_DATA_ARGS, wait_for_completion=False, **common
+        ),
+        "batch": lambda: dies_after_submit(BatchOperator)(
+            **batch_args(aws), wait_for_completion=False, **common
+        ),
     }
     return build[kind.name]
 
 
-@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.name)
+@pytest.mark.parametrize("kind", params(KINDS))
 def test_crash_right_after_the_job_was_created(kind, aws, fault, record_property) -> None:
     with new_dag(f"provider_{kind.name}") as dag:
         provider_task(kind, aws)()
