@@ -193,9 +193,12 @@ class StopsJobOnAPersonsStop:
             # Airflow then calls no on_kill, so the stop is decided here, as before 3.3.
             # (Not in dag.test(), which cancels its trigger when the task ends and whose channel to Airflow
             # a question from asgiref's thread would then wait on forever.)
-            by_user = bool(cancelled.args) and cancelled.args[0] == USER_ACTION
+            # Before 3.3 no on_kill ever follows, whatever the cancel carries: the stop is decided here.
+            on_kill_follows = (
+                TRIGGERER_CALLS_ON_KILL and bool(cancelled.args) and cancelled.args[0] == USER_ACTION
+            )
             decide = not TRIGGERER_CALLS_ON_KILL or _in_a_triggerer()
-            if not by_user and decide and await self._stopped_by_a_person():
+            if not on_kill_follows and decide and await self._stopped_by_a_person():
                 await self._person_stopped()
             raise
 

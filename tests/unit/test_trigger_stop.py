@@ -210,6 +210,49 @@ def test_a_persons_stop_whose_cancel_message_is_lost_in_a_thread_call_still_stop
     assert trigger.stops == stops
 
 
+class _AsyncioWaits:
+    async def run(self):
+        while True:
+            await asyncio.sleep(0.05)
+            yield None
+
+
+class _AsyncioTrigger(StopsJobOnAPersonsStop, _AsyncioWaits):
+    __init__ = _ThreadedTrigger.__init__  # type: ignore[assignment]
+
+    async def _task_state(self) -> str | object:
+        return self.state
+
+    async def stop_for_a_person(self) -> None:
+        self.stops += 1
+
+
+@pytest.mark.parametrize(("state", "stops"), [("failed", 1), ("deferred", 0)])
+def test_before_3_3_a_cancelled_trigger_decides_the_stop_whatever_the_cancel_carries(
+    state: str, stops: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before Airflow 3.3 no on_kill follows a trigger's cancel, so the trigger decides from the task's
+    state however the cancel reached it: with a message (it landed in asyncio's own wait) or without
+    (it landed in asgiref's thread call). The stop used to depend on where the cancel landed: a cancel
+    that kept a message was read as "on_kill will decide", and nothing did (seen on 3.1 under load)."""
+    monkeypatch.setattr(trigger_stop, "TRIGGERER_CALLS_ON_KILL", False)
+    trigger = _AsyncioTrigger(state)
+
+    async def as_the_triggerer_does() -> None:
+        async def consume() -> None:
+            async for _ in trigger.run():
+                pass
+
+        task = asyncio.get_running_loop().create_task(consume())
+        await asyncio.sleep(0.12)
+        task.cancel(USER_ACTION)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(as_the_triggerer_does())
+    assert trigger.stops == stops
+
+
 class _Counting(_Watching):
     """A trigger with a task instance, whose questions to Airflow are counted."""
 
