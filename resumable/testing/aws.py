@@ -721,27 +721,24 @@ class AwsEmulator(Emulator):
             return "FAILED", "The job run failed: the script said so"
         return {"running": "RUNNING", "succeed": "SUCCEEDED"}[phase]
 
-    def _training_state(self, job: _Job, now: float) -> Any:
+    def _sagemaker_job_state(self, job: _Job, now: float) -> str:
+        """A SageMaker training or processing job's status (``InProgress`` covers starting and running)."""
         if job.stop_at is not None and now >= job.stop_at:
-            state = "Stopping" if now < job.stop_at + job.stop_seconds else "Stopped"
-        elif now < job.created + job.script.pending:
-            state = "InProgress"
-        else:
-            phase = self._phase(job, now, job.created)
-            state = {"running": "InProgress", "succeed": "Completed", "fail": "Failed"}[phase]
+            return "Stopping" if now < job.stop_at + job.stop_seconds else "Stopped"
+        if now < job.created + job.script.pending:
+            return "InProgress"
+        phase = self._phase(job, now, job.created)
+        return {"running": "InProgress", "succeed": "Completed", "fail": "Failed"}[phase]
+
+    def _training_state(self, job: _Job, now: float) -> Any:
+        state = self._sagemaker_job_state(job, now)
         job.obj.training_job_status = job.obj.secondary_status = state
         if state == "Failed":
             return state, "AlgorithmError: the script said so"
         return state
 
     def _processing_state(self, job: _Job, now: float) -> Any:
-        if job.stop_at is not None and now >= job.stop_at:
-            state = "Stopping" if now < job.stop_at + job.stop_seconds else "Stopped"
-        elif now < job.created + job.script.pending:
-            state = "InProgress"
-        else:
-            phase = self._phase(job, now, job.created)
-            state = {"running": "InProgress", "succeed": "Completed", "fail": "Failed"}[phase]
+        state = self._sagemaker_job_state(job, now)
         job.obj.processing_job_status = state
         job.obj.failure_reason = "AlgorithmError: the script said so" if state == "Failed" else None
         return state

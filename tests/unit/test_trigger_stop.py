@@ -170,7 +170,9 @@ class _Waits:
             yield None
 
 
-class _ThreadedTrigger(StopsJobOnAPersonsStop, _Waits):
+class _CountsStops:
+    """A trigger's state question answered with ``state``, and its stops counted."""
+
     def __init__(self, state: str) -> None:
         self.state, self.cancel_on_kill, self.stops = state, True, 0
         self.log = logging.getLogger("test")
@@ -181,6 +183,10 @@ class _ThreadedTrigger(StopsJobOnAPersonsStop, _Waits):
 
     async def stop_for_a_person(self) -> None:
         self.stops += 1
+
+
+class _ThreadedTrigger(_CountsStops, StopsJobOnAPersonsStop, _Waits):
+    """Waits in asgiref's thread calls: a cancel reaches it without its message."""
 
 
 @pytest.mark.parametrize(("state", "stops"), [("failed", 1), ("deferred", 0)])
@@ -217,14 +223,8 @@ class _AsyncioWaits:
             yield None
 
 
-class _AsyncioTrigger(StopsJobOnAPersonsStop, _AsyncioWaits):
-    __init__ = _ThreadedTrigger.__init__  # type: ignore[assignment]
-
-    async def _task_state(self) -> str | object:
-        return self.state
-
-    async def stop_for_a_person(self) -> None:
-        self.stops += 1
+class _AsyncioTrigger(_CountsStops, StopsJobOnAPersonsStop, _AsyncioWaits):
+    """Waits in asyncio itself: a cancel reaches it with its message."""
 
 
 @pytest.mark.parametrize(("state", "stops"), [("failed", 1), ("deferred", 0)])
