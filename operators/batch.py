@@ -20,7 +20,7 @@ from airflow.providers.amazon.aws.triggers.batch import BatchJobTrigger
 
 from resumable.job import JobHandle, JobState, JobStatus
 from resumable.links import ResumableJobLink
-from resumable.operators._aws import ResumableAwsMixin
+from resumable.operators._aws import ResumableAwsMixin, keep_the_first
 from resumable.operators.aws_triggers import StopsAwsJobOnAPersonsStop
 from resumable.protocol import CancelOnKill
 
@@ -97,23 +97,15 @@ class ResumableBatchOperator(ResumableAwsMixin, BatchOperator):  # type: ignore[
             for job in conn.describe_jobs(jobs=chunk).get("jobs", [])
             if (job.get("tags") or {}).get(TOKEN_TAG) == token
         ]
-        if not jobs:
-            return None
         jobs.sort(key=lambda job: job.get("createdAt", 0))
-        first, extra = jobs[0], jobs[1:]
-        active = [job["jobId"] for job in extra if self._state(job).state.is_active]
-        if extra:
-            self.log.warning(
-                "resumable: Batch has %s jobs with token %s: keeping the first, %s, and terminating the "
-                "active others %s",
-                len(jobs),
-                token,
-                first["jobId"],
-                active,
-            )
-        for job_id in active:
-            conn.terminate_job(jobId=job_id, reason=STOP_REASON)
-        return self._job_handle(str(first["jobId"]))
+        found = [(str(job["jobId"]), self._state(job).state.is_active) for job in jobs]
+
+        def terminate(active: list[str]) -> None:
+            for job_id in active:
+                conn.terminate_job(jobId=job_id, reason=STOP_REASON)
+
+        first = keep_the_first(self.log, f"Batch queue {self.job_queue}", token, found, terminate)
+        return None if first is None else self._job_handle(first)
 
     def _state(self, job: Mapping[str, Any]) -> JobStatus:
         raw = str(job.get("status", ""))

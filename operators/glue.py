@@ -25,7 +25,7 @@ from resumable.adapter import ContractOperator, JobContract
 from resumable.errors import ResumableError
 from resumable.job import JobHandle, JobState, JobStatus
 from resumable.links import ResumableJobLink
-from resumable.operators._aws import ResumableAwsMixin, error_code
+from resumable.operators._aws import ResumableAwsMixin, error_code, keep_the_first
 from resumable.operators.aws_triggers import StopsAwsJobOnAPersonsStop
 from resumable.protocol import CancelOnKill
 
@@ -61,24 +61,15 @@ def _find_run(op: Any, context: Mapping[str, Any], token: str) -> str | None:
         for run in page.get("JobRuns", [])
         if (run.get("Arguments") or {}).get(TOKEN_ARGUMENT) == token
     ]
-    if not runs:
-        return None
     runs.sort(key=lambda run: run["StartedOn"].timestamp() if run.get("StartedOn") else 0.0)
-    first, extra = runs[0], runs[1:]
-    active = [run["Id"] for run in extra if op.map_status(str(run.get("JobRunState", ""))).state.is_active]
-    if extra:
-        op.log.warning(
-            "resumable: Glue job %s has %s runs with token %s: keeping the first, %s, and stopping the "
-            "active others %s",
-            op.job_name,
-            len(runs),
-            token,
-            first["Id"],
-            active,
-        )
-    if active:
-        op.hook.conn.batch_stop_job_run(JobName=op.job_name, JobRunIds=active)
-    return str(first["Id"])
+    found = [(str(run["Id"]), op.map_status(str(run.get("JobRunState", ""))).state.is_active) for run in runs]
+    return keep_the_first(
+        op.log,
+        f"Glue job {op.job_name}",
+        token,
+        found,
+        lambda active: op.hook.conn.batch_stop_job_run(JobName=op.job_name, JobRunIds=active),
+    )
 
 
 def _status(op: Any, run_id: str) -> JobStatus:

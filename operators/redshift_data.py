@@ -60,14 +60,9 @@ def _put_token(op: Any, context: Mapping[str, Any], token: str) -> None:
 
 
 def _status(op: Any, statement_id: str) -> JobStatus:
-    try:
-        statement = op.hook.conn.describe_statement(Id=statement_id)
-    except ClientError as error:
-        if error_code(error) in ("ResourceNotFoundException", "ValidationException"):
-            return JobStatus(
-                JobState.NOT_FOUND, "NOT_FOUND", f"Redshift Data has no statement {statement_id}"
-            )
-        raise
+    statement = op._describe(op.hook.conn.describe_statement, Id=statement_id)
+    if statement is None:
+        return JobStatus(JobState.NOT_FOUND, "NOT_FOUND", f"Redshift Data has no statement {statement_id}")
     raw = str(statement.get("Status", ""))
     return JobStatus(op.map_status(raw).state, raw, str(statement.get("Error", ""))).created(
         statement.get("CreatedAt")

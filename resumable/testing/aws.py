@@ -139,6 +139,76 @@ class JobScript:
             raise ValueError(f"outcome must be 'succeed', 'fail' or 'hang', not {self.outcome!r}")
 
 
+@dataclass(frozen=True)
+class _Words:
+    """One service's words for a job's life on the clock: its two waiting states (the first and the
+    second half of the scripted wait), running, succeeded, failed, stopping and stopped, and the reason
+    a failed job gives where the service reports one."""
+
+    waiting: tuple[str, str]
+    running: str
+    succeeded: str
+    failed: str
+    stopping: str
+    stopped: str
+    failure: str = ""
+
+
+_WORDS = {
+    "serverless": _Words(
+        ("SUBMITTED", "SCHEDULED"), "RUNNING", "SUCCESS", "FAILED", "CANCELLING", "CANCELLED"
+    ),
+    "eks": _Words(("PENDING", "SUBMITTED"), "RUNNING", "COMPLETED", "FAILED", "CANCEL_PENDING", "CANCELLED"),
+    "glue": _Words(
+        ("STARTING", "STARTING"),
+        "RUNNING",
+        "SUCCEEDED",
+        "FAILED",
+        "STOPPING",
+        "STOPPED",
+        "The job run failed: the script said so",
+    ),
+    # Athena has no stopping state of its own: a stopped query reads RUNNING until CANCELLED.
+    "athena": _Words(
+        ("QUEUED", "QUEUED"),
+        "RUNNING",
+        "SUCCEEDED",
+        "FAILED",
+        "RUNNING",
+        "CANCELLED",
+        "GENERIC_INTERNAL_ERROR: the script said so",
+    ),
+    "statement": _Words(
+        ("SUBMITTED", "PICKED"),
+        "STARTED",
+        "FINISHED",
+        "FAILED",
+        "STARTED",
+        "ABORTED",
+        "ERROR: the script said so",
+    ),
+    # Batch has no cancelled state: a terminated job is FAILED, with the reason it was stopped for.
+    "batch": _Words(
+        ("RUNNABLE", "STARTING"),
+        "RUNNING",
+        "SUCCEEDED",
+        "FAILED",
+        "RUNNING",
+        "FAILED",
+        "Essential container in task exited",
+    ),
+}
+_WORDS["training"] = _WORDS["processing"] = _Words(
+    ("InProgress", "InProgress"),
+    "InProgress",
+    "Completed",
+    "Failed",
+    "Stopping",
+    "Stopped",
+    "AlgorithmError: the script said so",
+)
+
+
 @dataclass
 class _Job:
     """The kit's view of one moto object: when it was created, its script and when it was stopped."""
@@ -642,7 +712,7 @@ class AwsEmulator(Emulator):
         self._discover()
         now = self.now()
         for job in self._jobs.values():
-            state = getattr(self, f"_{job.kind}_state")(job, now)
+            state = getattr(self, f"_{job.kind}_state", self._plain_state)(job, now)
             if isinstance(state, tuple):
                 state, reason = state
                 job.obj.resumable_reason = reason
@@ -705,92 +775,46 @@ class AwsEmulator(Emulator):
             return "TERMINATED", "ALL_STEPS_COMPLETED"
         return "WAITING"
 
-    def _serverless_state(self, job: _Job, now: float) -> str:
-        return self._job_run_state(job, now, ("SUBMITTED", "SCHEDULED", "SUCCESS", "CANCELLING"))
-
-    def _eks_state(self, job: _Job, now: float) -> str:
-        return self._job_run_state(job, now, ("PENDING", "SUBMITTED", "COMPLETED", "CANCEL_PENDING"))
-
-    def _glue_state(self, job: _Job, now: float) -> Any:
+    def _words_state(self, job: _Job, now: float) -> str:
+        """The job's state on the clock, in its service's words (:data:`_WORDS`)."""
+        words = _WORDS[job.kind]
         if job.stop_at is not None and now >= job.stop_at:
-            return "STOPPING" if now < job.stop_at + job.stop_seconds else "STOPPED"
+            return words.stopping if now < job.stop_at + job.stop_seconds else words.stopped
         if now < job.created + job.script.pending:
-            return "STARTING"
+            first, second = words.waiting
+            return first if now < job.created + job.script.pending / 2 else second
         phase = self._phase(job, now, job.created)
-        if phase == "fail":
-            return "FAILED", "The job run failed: the script said so"
-        return {"running": "RUNNING", "succeed": "SUCCEEDED"}[phase]
+        return {"running": words.running, "succeed": words.succeeded, "fail": words.failed}[phase]
 
-    def _sagemaker_job_state(self, job: _Job, now: float) -> str:
-        """A SageMaker training or processing job's status (``InProgress`` covers starting and running)."""
-        if job.stop_at is not None and now >= job.stop_at:
-            return "Stopping" if now < job.stop_at + job.stop_seconds else "Stopped"
-        if now < job.created + job.script.pending:
-            return "InProgress"
-        phase = self._phase(job, now, job.created)
-        return {"running": "InProgress", "succeed": "Completed", "fail": "Failed"}[phase]
+    def _plain_state(self, job: _Job, now: float) -> Any:
+        """:meth:`_words_state`, with the failure's reason where the service gives one."""
+        state, words = self._words_state(job, now), _WORDS[job.kind]
+        return (state, words.failure) if state == words.failed and words.failure else state
 
     def _training_state(self, job: _Job, now: float) -> Any:
-        state = self._sagemaker_job_state(job, now)
-        job.obj.training_job_status = job.obj.secondary_status = state
-        if state == "Failed":
-            return state, "AlgorithmError: the script said so"
+        state = self._plain_state(job, now)
+        job.obj.training_job_status = job.obj.secondary_status = (
+            state[0] if isinstance(state, tuple) else state
+        )
         return state
 
     def _processing_state(self, job: _Job, now: float) -> Any:
-        state = self._sagemaker_job_state(job, now)
+        state = self._words_state(job, now)
         job.obj.processing_job_status = state
-        job.obj.failure_reason = "AlgorithmError: the script said so" if state == "Failed" else None
+        job.obj.failure_reason = _WORDS["processing"].failure if state == "Failed" else None
         return state
 
-    def _athena_state(self, job: _Job, now: float) -> Any:
-        if job.stop_at is not None and now >= job.stop_at:  # Athena has no stopping state of its own
-            return "RUNNING" if now < job.stop_at + job.stop_seconds else "CANCELLED"
-        if now < job.created + job.script.pending:
-            return "QUEUED"
-        phase = self._phase(job, now, job.created)
-        if phase == "fail":
-            return "FAILED", "GENERIC_INTERNAL_ERROR: the script said so"
-        return {"running": "RUNNING", "succeed": "SUCCEEDED"}[phase]
-
     def _statement_state(self, job: _Job, now: float) -> Any:
-        if job.stop_at is not None and now >= job.stop_at:
-            state = "STARTED" if now < job.stop_at + job.stop_seconds else "ABORTED"
-        elif now < job.created + job.script.pending:
-            state = "SUBMITTED" if now < job.created + job.script.pending / 2 else "PICKED"
-        else:
-            state = {"running": "STARTED", "succeed": "FINISHED", "fail": "FAILED"}[
-                self._phase(job, now, job.created)
-            ]
-        job.obj.status = state  # moto's statements answer their status attribute
-        if state == "FAILED":
-            return state, "ERROR: the script said so"
+        state = self._plain_state(job, now)
+        job.obj.status = state[0] if isinstance(state, tuple) else state  # moto answers this attribute
         return state
 
     def _batch_state(self, job: _Job, now: float) -> Any:
-        if job.stop_at is not None and now >= job.stop_at:  # Batch has no cancelled state
-            if now < job.stop_at + job.stop_seconds:
-                return "RUNNING"
-            job.obj.job_stopped_reason = job.stop_reason
-            return "FAILED", job.stop_reason
-        if now < job.created + job.script.pending:
-            return "RUNNABLE" if now < job.created + job.script.pending / 2 else "STARTING"
-        phase = self._phase(job, now, job.created)
-        if phase == "fail":
-            job.obj.job_stopped_reason = "Essential container in task exited"
-            return "FAILED", job.obj.job_stopped_reason
-        job.obj.job_stopped_reason = None
-        return {"running": "RUNNING", "succeed": "SUCCEEDED"}[phase]
-
-    def _job_run_state(self, job: _Job, now: float, names: tuple[str, str, str, str]) -> str:
-        """A job run's state in its service's words: (first wait, second wait, success, stopping)."""
-        first, second, success, stopping = names
-        if job.stop_at is not None and now >= job.stop_at:
-            return stopping if now < job.stop_at + job.stop_seconds else "CANCELLED"
-        if now < job.created + job.script.pending:
-            return first if now < job.created + job.script.pending / 2 else second
-        phase = self._phase(job, now, job.created)
-        return {"running": "RUNNING", "succeed": success, "fail": "FAILED"}[phase]
+        state = self._words_state(job, now)  # Batch has no cancelled state: a stopped job is FAILED
+        stopped = job.stop_at is not None and now >= job.stop_at + job.stop_seconds
+        reason = job.stop_reason if stopped else _WORDS["batch"].failure if state == "FAILED" else None
+        job.obj.job_stopped_reason = reason
+        return (state, reason) if reason else state
 
     def _stop(self, key: str) -> None:
         job = self._jobs.get(key)

@@ -632,3 +632,24 @@ def test_glues_stop_of_a_run_that_has_ended_or_is_unknown_is_no_error(aws) -> No
         op.job_trigger({}, job).stop_job()
     assert aws.cancels == [], "an ended run is not stopped"
     assert aws.calls["BatchStopJobRun"] == 4
+
+
+@pytest.mark.parametrize("name", ["glue", "batch"])  # the systems found by discovery
+def test_two_jobs_with_one_token_keep_the_oldest_and_stop_the_other(aws, name) -> None:
+    """Discovery reads every job that carries the task's token. Should two ever exist (a listing that
+    missed the first, then a second submission), the oldest is the task's and the other, still
+    active, is stopped: never two jobs running for one task."""
+    kind = next(k for k in KINDS if k.name == name)
+    aws.script_next(kind.script_kind, *[JobScript(outcome="hang", pending=0.0)] * 2)
+    if name == "glue":  # Glue itself refuses a second concurrent run of a job with the default of 1
+        op = ResumableGlueJobOperator(
+            task_id="job", job_name=aws.create_glue_job("twins", max_concurrent_runs=2)
+        )
+    else:
+        _, op = make(kind, aws)
+    first, second = submitted(kind, aws, op), submitted(kind, aws, op)
+    assert first.job_id != second.job_id and kind.created(aws) == 2
+    found = op.find_job({}, f"rsm-{'c' * 40}-{kind.name}-1")
+    assert found is not None and found.job_id == first.job_id
+    assert aws.cancels == [second.job_id]
+    assert op.get_job_status(first).state.is_active

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
 import pytest
 from airflow.utils.state import TaskInstanceState
@@ -189,6 +190,24 @@ class _ThreadedTrigger(_CountsStops, StopsJobOnAPersonsStop, _Waits):
     """Waits in asgiref's thread calls: a cancel reaches it without its message."""
 
 
+async def _stopped_by_a_person_as_the_triggerer_does(trigger: Any) -> None:
+    """Run the trigger, then cancel it with Airflow 3.3's user-action message, and call its on_kill
+    when this Airflow does so and the message reached the triggerer."""
+
+    async def consume() -> None:
+        async for _ in trigger.run():
+            pass
+
+    task = asyncio.get_running_loop().create_task(consume())
+    await asyncio.sleep(0.12)
+    task.cancel(USER_ACTION)
+    try:
+        await task
+    except asyncio.CancelledError as cancelled:
+        if trigger_stop.TRIGGERER_CALLS_ON_KILL and cancelled.args and cancelled.args[0] == USER_ACTION:
+            await trigger.on_kill()
+
+
 @pytest.mark.parametrize(("state", "stops"), [("failed", 1), ("deferred", 0)])
 def test_a_persons_stop_whose_cancel_message_is_lost_in_a_thread_call_still_stops_the_job_once(
     state: str, stops: int, monkeypatch: pytest.MonkeyPatch
@@ -197,22 +216,7 @@ def test_a_persons_stop_whose_cancel_message_is_lost_in_a_thread_call_still_stop
     that lands in ``sync_to_async`` arrives without the message, and Airflow calls no on_kill."""
     monkeypatch.setattr(trigger_stop, "_in_a_triggerer", lambda: True)  # this test is the triggerer
     trigger = _ThreadedTrigger(state)
-
-    async def as_the_triggerer_does() -> None:
-        async def consume() -> None:
-            async for _ in trigger.run():
-                pass
-
-        task = asyncio.get_running_loop().create_task(consume())
-        await asyncio.sleep(0.12)
-        task.cancel(USER_ACTION)
-        try:
-            await task
-        except asyncio.CancelledError as cancelled:
-            if TRIGGERER_CALLS_ON_KILL and cancelled.args and cancelled.args[0] == USER_ACTION:
-                await trigger.on_kill()
-
-    asyncio.run(as_the_triggerer_does())
+    asyncio.run(_stopped_by_a_person_as_the_triggerer_does(trigger))
     assert trigger.stops == stops
 
 
@@ -237,19 +241,7 @@ def test_before_3_3_a_cancelled_trigger_decides_the_stop_whatever_the_cancel_car
     that kept a message was read as "on_kill will decide", and nothing did (seen on 3.1 under load)."""
     monkeypatch.setattr(trigger_stop, "TRIGGERER_CALLS_ON_KILL", False)
     trigger = _AsyncioTrigger(state)
-
-    async def as_the_triggerer_does() -> None:
-        async def consume() -> None:
-            async for _ in trigger.run():
-                pass
-
-        task = asyncio.get_running_loop().create_task(consume())
-        await asyncio.sleep(0.12)
-        task.cancel(USER_ACTION)
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    asyncio.run(as_the_triggerer_does())
+    asyncio.run(_stopped_by_a_person_as_the_triggerer_does(trigger))
     assert trigger.stops == stops
 
 
