@@ -91,10 +91,12 @@ test-tiers-integration: $(VENV)
 test-tiers-rest: $(VENV) $(OLD_AIRFLOW_VENVS)
 	$(BIN)/$(PYTEST) -m "not e2e" tests/unit tests/model tests/compat
 
-# Airflow 3.X (`make test-tiers-airflow-3.1`): the unit and integration tiers; the tests marked
-# oldest_airflow (the newer AWS systems' rows) only on the oldest of $(OLD_AIRFLOW).
+# Airflow 3.X (`make test-tiers-airflow-3.1`): the unit and integration tiers; of the tests marked
+# oldest_airflow (the newer AWS systems' rows), those also marked core_row on the oldest of
+# $(OLD_AIRFLOW) and none on the others.
 test-tiers-airflow-%: .venvs/airflow-%
-	.venvs/airflow-$*/bin/$(PYTEST) -m "not e2e$(if $(filter $*,$(firstword $(OLD_AIRFLOW))),, and not oldest_airflow)" \
+	.venvs/airflow-$*/bin/$(PYTEST) \
+		-m "not e2e and (not oldest_airflow$(if $(filter $*,$(firstword $(OLD_AIRFLOW))), or core_row))" \
 		tests/unit tests/integration
 
 # Airflow 3.3: the real-Airflow tier in full (its browser test needs Chromium), in $(E2E_PARTS)
@@ -102,7 +104,7 @@ test-tiers-airflow-%: .venvs/airflow-%
 # own and takes the next test as it finishes one; the Celery tests stay together in one part. The 20
 # longest tests are listed at the end, to plan the budget by.
 # Each Airflow keeps its metadata in a new database on the machine's PostgreSQL.
-E2E_PARTS ?= 3
+E2E_PARTS ?= 4
 test-e2e: $(VENV) chromium
 	$(BIN)/$(PYTEST) -n $(E2E_PARTS) --dist loadgroup --durations=20 -m e2e tests/e2e
 

@@ -210,8 +210,10 @@ KINDS = [
 
 def params(kinds: list[Kind]) -> list[Any]:
     """``kinds`` as pytest parameters: the EMR operators run on every Airflow version; the systems
-    after them are marked ``oldest_airflow`` (run on 3.3 and the oldest version only: the operator
-    code is the same provider's on each, and the older versions' tiers share CI's two cores)."""
+    after them are marked ``oldest_airflow``: every row on 3.3, and on the oldest version only the
+    rows marked ``core_row`` (a fresh run, both crash windows, the deferrable wait: what meets
+    Airflow itself; the other rows test the resume protocol, the same code on every version, and the
+    older versions' tiers share CI's two cores)."""
     return [
         pytest.param(k, id=k.name, marks=[pytest.mark.oldest_airflow] if KINDS.index(k) >= 4 else [])
         for k in kinds
@@ -232,6 +234,7 @@ def make(kind: Kind, aws: AwsEmulator, **kwargs: Any):
     return dag, op
 
 
+@pytest.mark.core_row
 def test_fresh_run_creates_once(kind, aws) -> None:
     dag, _ = make(kind, aws)
     dr = run_dag(dag)
@@ -239,6 +242,7 @@ def test_fresh_run_creates_once(kind, aws) -> None:
     assert kind.created(aws) == kind.per_submission
 
 
+@pytest.mark.core_row
 def test_crash_between_submit_and_persist_creates_nothing_more(kind, aws, fault) -> None:
     fault("after_submit")
     dag, _ = make(kind, aws)
@@ -247,6 +251,7 @@ def test_crash_between_submit_and_persist_creates_nothing_more(kind, aws, fault)
     assert kind.created(aws) == kind.per_submission, "the retry must find the job, not create another"
 
 
+@pytest.mark.core_row
 def test_crash_while_polling_reattaches(kind, aws, fault) -> None:
     fault("while_polling")
     dag, _ = make(kind, aws)
@@ -425,6 +430,7 @@ def _trigger_delay(kind: Kind) -> dict[str, Any]:
     }.get(kind.name, {"waiter_delay": 1})
 
 
+@pytest.mark.core_row
 def test_deferrable_waits_in_the_providers_trigger(kind, aws) -> None:
     """The job runs for seconds (100 emulated at 40x): the task defers, the provider's trigger polls
     it (aiobotocore, on moto over HTTP) until it ends, and the task resumes and succeeds with the one
@@ -437,6 +443,7 @@ def test_deferrable_waits_in_the_providers_trigger(kind, aws) -> None:
     assert sum(aws.async_calls.values()) > 0, f"the trigger never polled: {aws.stats()['calls']}"
 
 
+@pytest.mark.core_row
 def test_deferrable_records_the_job_before_deferring(kind, aws, fault) -> None:
     """The attempt dies between submit and defer; the retry defers on the job it finds and submits
     nothing new."""

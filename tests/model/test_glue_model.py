@@ -5,7 +5,8 @@ token in the run's arguments, its retry finding the run with ``GetJobRuns``), an
 ``docs/concepts.md`` checked after every step. ``tests/model/glue.py`` says how the World's model of
 the runs and moto are kept in step.
 
-The seed is fixed (``derandomize``); ``bench/model_check.py --system glue`` explores many more
+The seed is fixed (``derandomize``), and the bounds are a fraction of ``test_resume_model.py``'s (the
+Glue operator drives the same protocol); ``bench/model_check.py --system glue`` explores many more
 sequences. A failure prints the shrunk sequence of steps: replay it with ``GlueWorld`` by hand.
 """
 
@@ -14,10 +15,10 @@ from __future__ import annotations
 from tests.model.machine import ResumeMachine, ci_settings
 
 TestGlueModelOnMemory = ResumeMachine.for_backend("memory", system="glue").TestCase
-TestGlueModelOnMemory.settings = ci_settings(max_examples=150, steps=30)
+TestGlueModelOnMemory.settings = ci_settings(max_examples=60, steps=30)
 
 TestGlueModelOnSql = ResumeMachine.for_backend("sql", system="glue").TestCase
-TestGlueModelOnSql.settings = ci_settings(max_examples=60, steps=30)
+TestGlueModelOnSql.settings = ci_settings(max_examples=25, steps=30)
 
 TestGlueModelOnAirflow = ResumeMachine.for_backend("airflow", system="glue").TestCase
-TestGlueModelOnAirflow.settings = ci_settings(max_examples=100, steps=30)
+TestGlueModelOnAirflow.settings = ci_settings(max_examples=40, steps=30)
