@@ -5,7 +5,7 @@ wait budget and the trigger arguments every AWS operator of the amazon provider 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.links.base_aws import BaseAwsLink
@@ -64,32 +64,6 @@ def is_throttled(error: BaseException) -> bool:
 def is_not_found(error: BaseException) -> bool:
     """The services' ways of saying "no such job": ResourceNotFound, Validation or InvalidRequest."""
     return error_code(error) in NOT_FOUND_CODES
-
-
-def keep_the_first(
-    log: Any, where: str, token: str, found: list[tuple[str, bool]], stop: Callable[[list[str]], None]
-) -> str | None:
-    """The discovery rule for a token that more than one job carries (which should not happen): of
-    ``found`` (job ids, oldest first, each with whether it is still active), the first is the task's
-    and the active others are stopped with ``stop``; returns the first id, or None for no job.
-    ``where`` names the place searched, for the log."""
-    if not found:
-        return None
-    (first, _), extra = found[0], found[1:]
-    active = [job_id for job_id, is_active in extra if is_active]
-    if extra:
-        log.warning(
-            "resumable: %s has %s jobs with token %s: keeping the first, %s, and stopping the active "
-            "others %s",
-            where,
-            len(found),
-            token,
-            first,
-            active,
-        )
-    if active:
-        stop(active)
-    return first
 
 
 def cancel_on_kill_choice(value: Any) -> Any:

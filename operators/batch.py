@@ -18,9 +18,9 @@ from typing import Any
 from airflow.providers.amazon.aws.operators.batch import BatchOperator
 from airflow.providers.amazon.aws.triggers.batch import BatchJobTrigger
 
-from resumable.job import JobHandle, JobState, JobStatus
+from resumable.job import JobHandle, JobState, JobStatus, keep_the_first
 from resumable.links import ResumableJobLink
-from resumable.operators._aws import ResumableAwsMixin, keep_the_first
+from resumable.operators._aws import ResumableAwsMixin
 from resumable.operators.aws_triggers import StopsAwsJobOnAPersonsStop
 from resumable.protocol import CancelOnKill
 

@@ -23,9 +23,9 @@ from botocore.exceptions import ClientError
 
 from resumable.adapter import ContractOperator, JobContract
 from resumable.errors import ResumableError
-from resumable.job import JobHandle, JobState, JobStatus
+from resumable.job import JobHandle, JobState, JobStatus, keep_the_first
 from resumable.links import ResumableJobLink
-from resumable.operators._aws import ResumableAwsMixin, error_code, keep_the_first
+from resumable.operators._aws import ResumableAwsMixin, error_code
 from resumable.operators.aws_triggers import StopsAwsJobOnAPersonsStop
 from resumable.protocol import CancelOnKill
 

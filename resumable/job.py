@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from enum import Enum
@@ -104,3 +105,29 @@ class JobHandle:
             url=data.get("url"),
             extras=dict(data.get("extras") or {}),
         )
+
+
+def keep_the_first(
+    log: Any, where: str, token: str, found: list[tuple[str, bool]], stop: Callable[[list[str]], None]
+) -> str | None:
+    """The discovery rule for a token that more than one job carries (which should not happen): of
+    ``found`` (job ids, oldest first, each with whether it is still active), the first is the task's
+    and the active others are stopped with ``stop``; returns the first id, or None for no job.
+    ``where`` names the place searched, for the log."""
+    if not found:
+        return None
+    (first, _), extra = found[0], found[1:]
+    active = [job_id for job_id, is_active in extra if is_active]
+    if extra:
+        log.warning(
+            "resumable: %s has %s jobs with token %s: keeping the first, %s, and stopping the active "
+            "others %s",
+            where,
+            len(found),
+            token,
+            first,
+            active,
+        )
+    if active:
+        stop(active)
+    return first

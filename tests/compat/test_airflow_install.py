@@ -4,8 +4,8 @@ Airflow imports every provider's entry point while it loads its own configuratio
 that fails to import there takes down every ``airflow`` command, ``airflow db migrate`` first.
 For each Airflow version whose virtualenv exists (``make .venvs/airflow-3.X``; ``.venv`` is 3.3),
 the wheel built by ``tests/compat/test_wheel.py`` (not the editable install of the repository) is
-installed with its ``databricks`` and ``amazon`` extras into a new virtualenv, on that version's
-Python, from that version's constraints file; then, in a fresh AIRFLOW_HOME (SQLite), with no
+installed with its ``databricks``, ``amazon`` and ``dbt-cloud`` extras into a new virtualenv, on
+that version's Python, from that version's constraints file; then, in a fresh AIRFLOW_HOME (SQLite), with no
 PYTHONPATH and outside the repository: the operators import, from the new virtualenv's
 site-packages; ``airflow db migrate``; ``airflow providers list`` lists the package at its
 version; ``airflow plugins`` lists the ``resumable`` plugin; ``resumable doctor`` finds nothing
@@ -50,14 +50,15 @@ CONSTRAINTS: dict[str, Path] = {
     "3.3": ROOT / "constraints.txt",
 }
 
-EXTRAS = "databricks,amazon"
+EXTRAS = "databricks,amazon,dbt-cloud"
 
 #: Prints where the package and its operators were imported from, as JSON.
 IMPORTS = (
     "import json, sysconfig, airflow, resumable, resumable.operators.databricks, "
-    "resumable.operators.emr, resumable.mixin\n"
+    "resumable.operators.emr, resumable.operators.dbt_cloud, resumable.mixin\n"
     "print(json.dumps({'airflow': airflow.__version__, 'site': sysconfig.get_paths()['purelib'], "
-    "'files': [m.__file__ for m in (resumable, resumable.operators.databricks, resumable.operators.emr)]}))"
+    "'files': [m.__file__ for m in (resumable, resumable.operators.databricks, resumable.operators.emr, "
+    "resumable.operators.dbt_cloud)]}))"
 )
 
 
