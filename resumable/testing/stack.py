@@ -145,10 +145,6 @@ class AirflowStack:
             # running (adopt_or_reset_orphaned_tasks) every 10 s instead of every 300 s.
             "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "10",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-            # A DAG file is parsed when it appears, and again only after 10 minutes (not every 30 s):
-            # the stack's DAG files do not change while it runs, and each parse costs the CPU the
-            # tasks and the other stacks on the machine are waiting for.
-            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
             # XCom values read back through the REST API (Airflow 3.0 refuses ``deserialize`` without it)
             "AIRFLOW__API__ENABLE_XCOM_DESERIALIZE_SUPPORT": "True",
