@@ -1,4 +1,5 @@
-"""What the emulators share: an emulated clock, the context-manager life cycle, the Airflow connection."""
+"""What the emulators share: an emulated clock, the context-manager life cycle, the Airflow connection,
+and the loopback HTTP server that answers JSON for the emulators written here (Databricks, dbt Cloud)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar, TypeVar
+from urllib.parse import parse_qs, urlparse
 
 E = TypeVar("E", bound="Emulator")
 
@@ -120,3 +123,74 @@ class Emulator:
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
+
+
+#: Seconds the ``Retry-After`` header of a 429 answer asks the client to wait.
+RETRY_AFTER_SECONDS = 1
+
+
+class LoopbackServer(ThreadingHTTPServer):
+    """A threaded HTTP server on 127.0.0.1 at a free port whose handler answers through ``owner.handle``."""
+
+    #: Connections the kernel queues before the server accepts them (the standard library's 5 drops
+    #: the connects of a few hundred clients arriving at once, which then wait for TCP's SYN retries,
+    #: 1, 3, 7 ... 63 s: a delay no real service's load balancer adds).
+    request_queue_size = 1024
+    daemon_threads = True
+
+    def __init__(self, owner: Any, name: str) -> None:
+        handler = type("Handler", (JsonHandler,), {"owner": owner})
+        super().__init__(("127.0.0.1", 0), handler)
+        threading.Thread(target=self.serve_forever, name=name, daemon=True).start()
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    def close(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class JsonHandler(BaseHTTPRequestHandler):
+    """Answers every request with ``owner.handle(method, path, params, authorization)`` -> (status, JSON).
+
+    ``params`` holds the query's parameters (a list for a key given more than once) and the keys of a
+    JSON object body (a GET with a JSON body: some hooks' async path). A 429 carries ``Retry-After``.
+    """
+
+    owner: Any
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+        pass
+
+    def _answer(self, method: str) -> None:
+        parsed = urlparse(self.path)
+        params: dict[str, Any] = {
+            key: values if len(values) > 1 else values[0] for key, values in parse_qs(parsed.query).items()
+        }
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            body = json.loads(self.rfile.read(length) or b"{}")
+            if isinstance(body, dict):
+                params.update(body)
+        status, payload = self.owner.handle(method, parsed.path, params, self.headers.get("Authorization"))
+        data = json.dumps(payload).encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            if status == 429:  # the rate limit's and an injected fault's alike
+                self.send_header("Retry-After", str(RETRY_AFTER_SECONDS))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            # The client died before the answer (a killed worker): the request still took effect.
+            self.close_connection = True
+
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        self._answer("GET")
+
+    def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+        self._answer("POST")

@@ -8,18 +8,14 @@ latency behave like the service; everything a test asserts on is counted.
 from __future__ import annotations
 
 import itertools
-import json
 import random
-import threading
 import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlparse
 
-from resumable.testing._base import Emulator
+from resumable.testing._base import Emulator, LoopbackServer
 
 #: Result states the real Jobs API uses (``HANG`` is ours: the task never ends).
 RESULT_STATES = frozenset(
@@ -42,17 +38,6 @@ HANG = "HANG"
 CANCEL_SECONDS = 2.0
 #: What the service answers (with HTTP 429) to a request over its rate limit.
 _THROTTLED_BODY = {"error_code": "REQUEST_LIMIT_EXCEEDED", "message": "Too many requests. Please retry."}
-
-
-class _Server(ThreadingHTTPServer):
-    #: Connections the kernel queues before the server accepts them (the standard library's 5 drops
-    #: the connects of a few hundred clients arriving at once, which then wait for TCP's SYN retries,
-    #: 1, 3, 7 ... 63 s: a delay no real service's load balancer adds).
-    request_queue_size = 1024
-
-
-#: Seconds the ``Retry-After`` header of a 429 answer asks the client to wait.
-_RETRY_AFTER_SECONDS = 1
 
 
 @dataclass(frozen=True)
@@ -194,8 +179,7 @@ class DatabricksEmulator(Emulator):
         self.not_found_status = not_found_status
         #: Real seconds every API call waits before it is answered.
         self.latency = 0.0
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: LoopbackServer | None = None
         self._random = random.Random(0)
         self.reset()
         if rate_limit_per_second is not None:
@@ -248,23 +232,12 @@ class DatabricksEmulator(Emulator):
             self.polls: dict[int, list[float]] = {}
 
     def start(self) -> DatabricksEmulator:
-        emulator = self
-
-        class Handler(_Handler):
-            owner = emulator
-
-        self._server = _Server(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="databricks-emulator", daemon=True
-        )
-        self._thread.start()
+        self._server = LoopbackServer(self, "databricks-emulator")
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.close()
             self._server = None
 
     @property
@@ -275,7 +248,7 @@ class DatabricksEmulator(Emulator):
     def port(self) -> int:
         if self._server is None:
             raise RuntimeError("the emulator is not running: use it as a context manager or call start()")
-        return int(self._server.server_address[1])
+        return self._server.port
 
     @property
     def url(self) -> str:
@@ -689,42 +662,6 @@ _ROUTES: dict[tuple[str, str], Any] = {
     ("GET", "get"): DatabricksEmulator._get_job,
     ("POST", "create"): DatabricksEmulator._create_job,
 }
-
-
-class _Handler(BaseHTTPRequestHandler):
-    owner: DatabricksEmulator
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
-        pass
-
-    def _answer(self, method: str) -> None:
-        parsed = urlparse(self.path)
-        params: dict[str, Any] = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            body = json.loads(self.rfile.read(length) or b"{}")
-            if isinstance(body, dict):
-                params.update(body)  # GET with a JSON body: the hook's async path
-        status, payload = self.owner.handle(method, parsed.path, params, self.headers.get("Authorization"))
-        data = json.dumps(payload).encode()
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            if status == 429:  # the rate limit's and the injected fault's alike
-                self.send_header("Retry-After", str(_RETRY_AFTER_SECONDS))
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            # The client died before the answer (a killed worker): the request still took effect.
-            self.close_connection = True
-
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-        self._answer("GET")
-
-    def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
-        self._answer("POST")
 
 
 __all__ = ["DatabricksEmulator", "RunScript", "TaskScript"]

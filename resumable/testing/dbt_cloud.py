@@ -22,19 +22,15 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import math
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlparse
 
-from resumable.testing._base import Emulator
+from resumable.testing._base import Emulator, LoopbackServer
 
 QUEUED, STARTING, RUNNING, SUCCESS, ERROR, CANCELLED = 1, 2, 3, 10, 20, 30
 STATUS_NAMES = {
@@ -50,8 +46,6 @@ STATUS_NAMES = {
 CANCEL_SECONDS = 1.0
 #: The most runs one page of ``GET runs/`` holds (the service's own limit).
 MAX_PAGE = 100
-#: Seconds the ``Retry-After`` header of a 429 answer asks the client to wait.
-_RETRY_AFTER_SECONDS = 1
 
 
 @dataclass(frozen=True)
@@ -92,10 +86,6 @@ def _error_body(status: int, message: str) -> dict[str, Any]:
     }
 
 
-class _Server(ThreadingHTTPServer):
-    request_queue_size = 1024  # see resumable.testing.databricks._Server
-
-
 class DbtCloudEmulator(Emulator):
     """The dbt Cloud calls ``DbtCloudHook`` makes, served on 127.0.0.1 at a free port, for one account.
 
@@ -120,7 +110,7 @@ class DbtCloudEmulator(Emulator):
         self.default_script = default_script or RunScript()
         #: Real seconds every API call waits before it is answered.
         self.latency = 0.0
-        self._server: ThreadingHTTPServer | None = None
+        self._server: LoopbackServer | None = None
         self.reset()
 
     # ---- life ---------------------------------------------------------------------------------
@@ -153,20 +143,12 @@ class DbtCloudEmulator(Emulator):
             self.polls: dict[int, list[float]] = {}
 
     def start(self) -> DbtCloudEmulator:
-        emulator = self
-
-        class Handler(_Handler):
-            owner = emulator
-
-        self._server = _Server(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name="dbt-cloud-emulator", daemon=True).start()
+        self._server = LoopbackServer(self, "dbt-cloud-emulator")
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.close()
             self._server = None
 
     @property
@@ -174,7 +156,7 @@ class DbtCloudEmulator(Emulator):
         """The host and port, as the hook's ``tenant`` (the connection's host)."""
         if self._server is None:
             raise RuntimeError("the emulator is not running: use it as a context manager or call start()")
-        return f"127.0.0.1:{self._server.server_address[1]}"
+        return f"127.0.0.1:{self._server.port}"
 
     @property
     def url(self) -> str:
@@ -495,44 +477,6 @@ def _related(params: dict[str, Any]) -> tuple[str, ...]:
     if isinstance(value, list):
         return tuple(str(v) for v in value)
     return tuple(v.strip(" '\"") for v in str(value).strip("[]").split(",") if v.strip())
-
-
-class _Handler(BaseHTTPRequestHandler):
-    owner: DbtCloudEmulator
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
-        pass
-
-    def _answer(self, method: str) -> None:
-        parsed = urlparse(self.path)
-        params: dict[str, Any] = {
-            k: (v if k == "include_related" and len(v) > 1 else v[-1])
-            for k, v in parse_qs(parsed.query).items()
-        }
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            body = json.loads(self.rfile.read(length) or b"{}")
-            if isinstance(body, dict):
-                params.update(body)
-        status, payload = self.owner.handle(method, parsed.path, params, self.headers.get("Authorization"))
-        data = json.dumps(payload).encode()
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            if status == 429:
-                self.send_header("Retry-After", str(_RETRY_AFTER_SECONDS))
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True  # the client died before the answer: the request took effect
-
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-        self._answer("GET")
-
-    def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
-        self._answer("POST")
 
 
 __all__ = ["DbtCloudEmulator", "RunScript"]

@@ -171,7 +171,7 @@ def test_discovery_reads_page_after_page_back_to_the_dag_runs_start(dbt) -> None
     found = op.find_job({"dag_run": dag_run}, "rsm-mine")
     assert found is not None and found.job_id == mine.job_id
     assert dbt.calls["GET runs/"] == 2
-    later = type("DagRun", (), {"run_after": datetime.now(timezone.utc) + timedelta(hours=2)})()
+    later = type("DagRun", (), {"run_after": datetime.now(timezone.utc) + timedelta(days=1)})()
     assert op.find_job({"dag_run": later}, "rsm-mine") is None  # older than the horizon: not read
     assert dbt.calls["GET runs/"] == 3
 
@@ -194,13 +194,30 @@ def test_a_long_trigger_reason_is_shortened_and_the_token_kept_whole() -> None:
 
 def test_reuse_existing_run_takes_a_run_in_progress(dbt) -> None:
     """As the provider does: a run of the job already in progress (triggered elsewhere) is taken, and the
-    task waits for it; nothing is triggered."""
-    dbt.script_next(RunScript(duration=8.0))
+    task waits for it; nothing is triggered. The run lasts an hour: it ends once the task has looked at
+    it, whatever the machine's load."""
+    import threading
+
     from airflow.providers.dbt.cloud.hooks.dbt import DbtCloudHook
 
+    dbt.script_next(RunScript(duration=3600.0))
     dag, op = make(dbt, reuse_existing_run=True)
     DbtCloudHook().trigger_job_run(job_id=op.job_id, cause="triggered in dbt Cloud's UI")
-    dr = run_dag(dag)
+    ends = threading.Timer(0.0, lambda: None)
+
+    def end_once_watched() -> None:
+        nonlocal ends
+        if dbt.polls:  # the task reads the run's status
+            dbt.advance(3600.0)
+        else:
+            ends = threading.Timer(0.05, end_once_watched)
+            ends.start()
+
+    end_once_watched()
+    try:
+        dr = run_dag(dag)
+    finally:
+        ends.cancel()
     assert task_states(dr) == {"job": "success"}
     assert len(dbt.runs) == 1
     assert xcom(dr, "return_value") == dbt.runs[0]
