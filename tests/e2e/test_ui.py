@@ -89,15 +89,23 @@ def test_the_page_lists_a_crash_tests_records_links_them_and_lets_only_editors_c
 ) -> None:
     from playwright.sync_api import expect
 
-    # A crash test's records: a worker SIGKILLed while its job runs, the retry reattaches.
-    lab.script("databricks", 20)
+    # A crash test's records: a worker SIGKILLed while its job runs, the retry reattaches. The job runs
+    # until the retry has reattached (an hour, then the clock moves on): a job that ended before the
+    # retry looked at it is finished with, not reattached to, and leaves another record.
+    lab.script("databricks", 3600)
     run = lab.start_run("databricks")
     lab.wait_until_submitted(run)
     lab.wait_for_state(run, ("running",), try_number=1)
     time.sleep(3)
     lab.processes(run).signal(signal.SIGKILL)
-    assert lab.finish(run) == "success"
     job_id = lab.job_ids(run)[0]
+    lab.wait(
+        lambda: f"job {job_id} as try 2" in lab.task_log(run, 2),  # took ownership / reattached
+        "the retry to reattach to the job",
+        timeout=180,
+    )
+    lab.advance("databricks", 3600)
+    assert lab.finish(run) == "success"
     # Beside it, a value no task can use (what troubleshooting sends people to repair).
     store_unusable_value(lab, run, "resumable.broken")
 
