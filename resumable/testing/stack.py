@@ -42,6 +42,10 @@ class StackError(RuntimeError):
     """The embedded Airflow did not start, or did not reach an expected state in time."""
 
 
+#: How many ports a stack tries for its API server when the one it picked is taken before it binds.
+PORT_TRIES = 3
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -169,6 +173,7 @@ class AirflowStack:
         (self.home / "logs").mkdir(exist_ok=True)
         for dag in self.dags:
             shutil.copy(dag, self.home / "dags")
+        chosen = not self.port  # a port this stack picked, not one it was given
         self.port = self.port or free_port()
         env = self.airflow_env()
         migrate = subprocess.run(
@@ -182,18 +187,28 @@ class AirflowStack:
             raise StackError(
                 f"`airflow db migrate` failed:\n{migrate.stdout[-3000:]}\n{migrate.stderr[-3000:]}"
             )
-        try:
-            self._spawn("api-server", ["api-server", "--port", str(self.port)])
-            self._spawn("scheduler", ["scheduler"])
-            self._spawn("dag-processor", ["dag-processor"])
-            self._spawn("triggerer", ["triggerer"])
-            for number in range(1, self.celery_workers + 1):
-                self._spawn(f"celery-worker-{number}", self._celery_worker_args(number))
-            self._wait(self._healthy, "the API server to answer", self.boot_timeout)
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        for tries in range(1, PORT_TRIES + 1):
+            try:
+                self._spawn("api-server", ["api-server", "--port", str(self.port)])
+                self._spawn("scheduler", ["scheduler"])
+                self._spawn("dag-processor", ["dag-processor"])
+                self._spawn("triggerer", ["triggerer"])
+                for number in range(1, self.celery_workers + 1):
+                    self._spawn(f"celery-worker-{number}", self._celery_worker_args(number))
+                self._wait(self._healthy, "the API server to answer", self.boot_timeout)
+                return self
+            except StackError as error:
+                # The port was free when it was picked and taken before the API server bound it (by
+                # another stack, or a connection's own port): start again on another one.
+                if not chosen or tries == PORT_TRIES or "address already in use" not in str(error):
+                    self.stop()
+                    raise
+                self._stop_processes()
+                self.port = free_port()
+            except BaseException:
+                self.stop()
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     def _spawn(self, name: str, args: list[str]) -> None:
         assert self.home is not None
@@ -293,6 +308,11 @@ class AirflowStack:
             engine.dispose()
 
     def stop(self) -> None:
+        self._stop_processes()
+        if self._made_home and not self.keep_home and self.home is not None:
+            shutil.rmtree(self.home, ignore_errors=True)
+
+    def _stop_processes(self) -> None:
         doomed = list(self._orphans)
         for process in self.processes.values():
             doomed.extend(_tree(process.pid))
@@ -309,8 +329,6 @@ class AirflowStack:
         _, alive = psutil.wait_procs(doomed, timeout=max(0.1, deadline - time.monotonic()))
         _signal_all(alive, signal.SIGKILL)
         self._orphans.clear()
-        if self._made_home and not self.keep_home and self.home is not None:
-            shutil.rmtree(self.home, ignore_errors=True)
 
     def __enter__(self) -> AirflowStack:
         # A SIGTERM to the process that owns the stack (a CI timeout, `kill`) unwinds through
@@ -358,10 +376,24 @@ class AirflowStack:
         for name, process in self.processes.items():
             if process.poll() is not None:
                 raise StackError(f"`airflow {name}` exited with {process.returncode}:\n{self.log_tail(name)}")
+        if not self._listening():  # whatever answers on the port is not this stack's (yet)
+            return False
         try:
             return self._session.get(f"{self.url}/api/v2/monitor/health", timeout=5).status_code == 200
         except requests.RequestException:
             return False
+
+    def _listening(self) -> bool:
+        """Whether this stack's API server (or a process it started) listens on the stack's port. Two
+        stacks can pick one free port; the one whose server fails to bind it must not take the
+        other's answers for its own (measured: a whole e2e part ran against another stack)."""
+        api = self.processes.get("api-server")
+        for process in _tree(api.pid) if api is not None else []:
+            with contextlib.suppress(psutil.Error):
+                for conn in process.net_connections(kind="tcp"):
+                    if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == self.port:
+                        return True
+        return False
 
     def _wait(self, check: Callable[[], Any], what: str, timeout: float, interval: float = 0.5) -> Any:
         deadline = time.monotonic() + timeout

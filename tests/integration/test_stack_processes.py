@@ -76,3 +76,42 @@ def test_a_process_killed_alone_leaves_no_lock_and_its_children_end_with_the_sta
     finally:
         stack.stop()
     assert not child.is_running()
+
+
+def test_a_stack_whose_port_another_server_took_starts_on_another_one(
+    database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The port a stack picked is taken before its API server binds it, by a server that answers the
+    health check (another stack's): the stack does not take that server for its own; it starts again
+    on another port, and its API is its own."""
+    import http.server
+    import threading
+
+    from resumable.testing import stack as stack_module
+
+    class Healthy(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    foreign = http.server.ThreadingHTTPServer(("0.0.0.0", 0), Healthy)
+    threading.Thread(target=foreign.serve_forever, daemon=True).start()
+    taken = foreign.server_address[1]
+    stack = AirflowStack(sql_alchemy_conn=database)
+    ports = iter([taken])  # the port start() picks first
+    real = stack_module.free_port
+    monkeypatch.setattr(stack_module, "free_port", lambda: next(ports, None) or real())
+    try:
+        stack.start()
+        assert stack.port != taken
+        assert stack._listening()
+        assert "dags" in stack.api("GET", "dags")
+    finally:
+        stack.stop()
+        foreign.shutdown()
+        foreign.server_close()
