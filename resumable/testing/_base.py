@@ -194,3 +194,25 @@ class JsonHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
         self._answer("POST")
+
+
+class LoopbackEmulator(Emulator):
+    """An emulator served by a :class:`LoopbackServer` (its ``handle`` answers each request)."""
+
+    #: The server thread's name.
+    server_name: ClassVar[str] = "emulator"
+    _server: LoopbackServer | None = None
+
+    def start(self: E) -> E:
+        self._server = LoopbackServer(self, self.server_name)  # type: ignore[attr-defined]
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
+    def _live_server(self) -> LoopbackServer:
+        if self._server is None:
+            raise RuntimeError("the emulator is not running: use it as a context manager or call start()")
+        return self._server

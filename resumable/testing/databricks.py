@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from resumable.testing._base import Emulator, LoopbackServer
+from resumable.testing._base import LoopbackEmulator
 
 #: Result states the real Jobs API uses (``HANG`` is ours: the task never ends).
 RESULT_STATES = frozenset(
@@ -149,7 +149,7 @@ class _ApiError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-class DatabricksEmulator(Emulator):
+class DatabricksEmulator(LoopbackEmulator):
     """The Jobs API 2.2 calls ``DatabricksHook`` makes, served on 127.0.0.1 at a free port.
 
     Use it as a context manager (or :meth:`start` / :meth:`stop`); :meth:`use_as` makes it an
@@ -161,6 +161,7 @@ class DatabricksEmulator(Emulator):
     ``REQUEST_LIMIT_EXCEEDED`` with ``Retry-After: 1`` and counted in :attr:`throttled`.
     """
 
+    server_name = "databricks-emulator"
     default_conn_id = "databricks_default"
 
     def __init__(
@@ -179,7 +180,6 @@ class DatabricksEmulator(Emulator):
         self.not_found_status = not_found_status
         #: Real seconds every API call waits before it is answered.
         self.latency = 0.0
-        self._server: LoopbackServer | None = None
         self._random = random.Random(0)
         self.reset()
         if rate_limit_per_second is not None:
@@ -231,24 +231,13 @@ class DatabricksEmulator(Emulator):
             #: Wall-clock times (``time.time()``) of the ``runs/get`` calls per run id.
             self.polls: dict[int, list[float]] = {}
 
-    def start(self) -> DatabricksEmulator:
-        self._server = LoopbackServer(self, "databricks-emulator")
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-
     @property
     def host(self) -> str:
         return "127.0.0.1"
 
     @property
     def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("the emulator is not running: use it as a context manager or call start()")
-        return self._server.port
+        return self._live_server().port
 
     @property
     def url(self) -> str:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from resumable.testing._base import Emulator, LoopbackServer
+from resumable.testing._base import LoopbackEmulator
 
 QUEUED, STARTING, RUNNING, SUCCESS, ERROR, CANCELLED = 1, 2, 3, 10, 20, 30
 STATUS_NAMES = {
@@ -86,7 +86,7 @@ def _error_body(status: int, message: str) -> dict[str, Any]:
     }
 
 
-class DbtCloudEmulator(Emulator):
+class DbtCloudEmulator(LoopbackEmulator):
     """The dbt Cloud calls ``DbtCloudHook`` makes, served on 127.0.0.1 at a free port, for one account.
 
     Use it as a context manager (or :meth:`start` / :meth:`stop`), :meth:`use_as` to make it an
@@ -94,6 +94,7 @@ class DbtCloudEmulator(Emulator):
     with :meth:`create_job`; runs behave as :meth:`script_next` says, then as ``default_script``.
     """
 
+    server_name = "dbt-cloud-emulator"
     default_conn_id = "dbt_cloud_default"
 
     def __init__(
@@ -110,7 +111,6 @@ class DbtCloudEmulator(Emulator):
         self.default_script = default_script or RunScript()
         #: Real seconds every API call waits before it is answered.
         self.latency = 0.0
-        self._server: LoopbackServer | None = None
         self.reset()
 
     # ---- life ---------------------------------------------------------------------------------
@@ -142,21 +142,10 @@ class DbtCloudEmulator(Emulator):
             #: Wall-clock times (``time.time()``) of the status reads (``GET runs/{id}/``) per run id.
             self.polls: dict[int, list[float]] = {}
 
-    def start(self) -> DbtCloudEmulator:
-        self._server = LoopbackServer(self, "dbt-cloud-emulator")
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-
     @property
     def host(self) -> str:
         """The host and port, as the hook's ``tenant`` (the connection's host)."""
-        if self._server is None:
-            raise RuntimeError("the emulator is not running: use it as a context manager or call start()")
-        return f"127.0.0.1:{self._server.port}"
+        return f"127.0.0.1:{self._live_server().port}"
 
     @property
     def url(self) -> str:
