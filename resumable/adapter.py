@@ -44,6 +44,10 @@ class JobContract:
         put_token: ``put_token(op, context, token)`` puts our token where the provider's
             ``submit_job`` sends it (an argument, a name, an idempotency field); called before each
             submission. ``token_limit`` is the longest token the field takes.
+        submit: ``submit(op, context, token)``, for a provider whose ``submit_job`` cannot carry the
+            token as it is (it derives the job's id itself, say): submits the job with the token and
+            returns its id, in place of ``put_token`` and the provider's ``submit_job``. One of the two
+            is required.
         idempotent: whether a repeated submission with one token answers with the job that token
             made. Where it does not, ``find_job`` is required.
         find_job: ``find_job(op, context, token)``: the id of the job submitted with ``token``, or
@@ -54,6 +58,8 @@ class JobContract:
         status: ``status(op, external_id)``, a :class:`JobStatus` in one call (with the failure's
             message and the job's creation time where the service gives them); without it the
             provider's ``get_job_status`` is asked and mapped through ``states``.
+        result: ``result(op, context, external_id)``, what the task returns when the job succeeded,
+            where the provider's ``execute`` returns something else than its ``get_job_result``.
         announce: ``announce(op, context, external_id)`` pushes the XComs and links the provider's
             operator pushes once it knows its job, on every path (submitted, reattached, found done).
         url: ``url(op, external_id)``, the job's page, for logs and our link.
@@ -62,18 +68,25 @@ class JobContract:
     """
 
     system: str
-    put_token: Callable[[Any, Mapping[str, Any], str], None]
     cancel: Callable[[Any, str], None]
+    put_token: Callable[[Any, Mapping[str, Any], str], None] | None = None
+    submit: Callable[[Any, Mapping[str, Any], str], Any] | None = None
     idempotent: bool = False
     find_job: Callable[[Any, Mapping[str, Any], str], str | None] | None = None
     states: Mapping[str, JobState] = field(default_factory=dict)
     status: Callable[[Any, str], JobStatus] | None = None
     announce: Callable[[Any, Mapping[str, Any], str], None] | None = None
+    result: Callable[[Any, Mapping[str, Any], str], Any] | None = None
     url: Callable[[Any, str], str | None] | None = None
     token_limit: int | None = None
     provider_off: Mapping[str, Any] = field(default_factory=lambda: {"durable": False})
 
     def __post_init__(self) -> None:
+        if (self.put_token is None) == (self.submit is None):
+            raise TypeError(
+                f"JobContract {self.system!r}: give put_token (the provider's submit_job sends the token) "
+                "or submit (ours submits with it), exactly one: nothing is guessed."
+            )
         if not self.idempotent and self.find_job is None:
             raise TypeError(
                 f"JobContract {self.system!r}: a service whose repeated submission does not return the "
@@ -146,6 +159,9 @@ class ContractOperator(ResumableMixin):
                 f"The token {token!r} is longer than the {limit} characters {self.job_system} takes; "
                 "nothing was submitted."
             )
+        if self.job_contract.submit is not None:
+            return self._as_handle(self.job_contract.submit(self, context, token))
+        assert self.job_contract.put_token is not None  # one of the two, checked in JobContract
         self.job_contract.put_token(self, context, token)
         return self._as_handle(self._provider("submit_job")(context))
 
@@ -190,6 +206,8 @@ class ContractOperator(ResumableMixin):
             self.job_contract.announce(self, context, handle.job_id)
 
     def job_result(self, context: Mapping[str, Any], handle: JobHandle, status: JobStatus) -> Any:
+        if self.job_contract.result is not None:
+            return self.job_contract.result(self, context, handle.job_id)
         return self._provider("get_job_result")(handle.job_id, context)
 
 
