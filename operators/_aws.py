@@ -13,7 +13,6 @@ from airflow.providers.common.compat.openlineage.utils import spark as openlinea
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
 
 from resumable.job import JobHandle, JobStatus
-from resumable.links import JOB_URL_XCOM_KEY
 from resumable.mixin import ResumableMixin
 from resumable.protocol import CancelOnKill
 
@@ -127,10 +126,6 @@ class ResumableAwsMixin(ResumableMixin):
             if is_not_found(error):
                 return None
             raise
-
-    def announce_job(self, context: Mapping[str, Any], handle: JobHandle) -> None:
-        if self.do_xcom_push and handle.url:
-            context["ti"].xcom_push(key=JOB_URL_XCOM_KEY, value=handle.url)
 
     def job_result(self, context: Mapping[str, Any], handle: JobHandle, status: JobStatus) -> Any:
         return handle.job_id

@@ -270,6 +270,7 @@ class ResumableDbtCloudRunJobOperator(ResumableMixin, DbtCloudRunJobOperator):  
         return int(handle.job_id)  # the provider's return value, the run id
 
     def announce_job(self, context: Mapping[str, Any], handle: JobHandle) -> None:
+        super().announce_job(context, handle)  # our "Job page" link
         self.run_id = int(handle.job_id)
         context["ti"].xcom_push(key="job_run_url", value=handle.url)
         context["ti"].xcom_push(key="job_run_id", value=self.run_id)

@@ -202,6 +202,7 @@ class ContractOperator(ResumableMixin):
         return self.job_contract.idempotent
 
     def announce_job(self, context: Mapping[str, Any], handle: JobHandle) -> None:
+        super().announce_job(context, handle)  # our "Job page" link
         if self.job_contract.announce is not None:
             self.job_contract.announce(self, context, handle.job_id)
 

@@ -34,6 +34,7 @@ from resumable.errors import (
     VersionConflict,
 )
 from resumable.job import JobHandle, JobState, JobStatus
+from resumable.links import JOB_URL_XCOM_KEY
 from resumable.pacing import retry_after_of, wait_retry_after
 from resumable.probe import AirflowTaskStateProbe, TaskStateProbe
 from resumable.protocol import (
@@ -186,7 +187,11 @@ class ResumableMixin:
         """Called whenever this attempt knows its job (submitted, reattached, repaired or found done).
 
         The place for XComs that operator extra links read while the task runs, such as a run's URL.
+        By default it pushes the job's page for the "Job page" link
+        (:class:`~resumable.links.ResumableJobLink`); an override calls it too.
         """
+        if handle.url and getattr(self, "do_xcom_push", True):
+            context["ti"].xcom_push(key=JOB_URL_XCOM_KEY, value=handle.url)
 
     def waits_for_job(self) -> bool:
         """Whether the task waits for the job to end; ``False`` finishes right after submit or reattach."""

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from resumable import faults
+from resumable.testing import bigquery as bq
 from resumable.testing.aws import STOP_SECONDS, AwsEmulator, JobScript
 from resumable.testing.databricks import CANCEL_SECONDS, DatabricksEmulator, RunScript
 from resumable.testing.stack import AirflowStack, StackError, TaskProcesses
@@ -41,6 +42,7 @@ SYSTEMS = (
     "emr_cluster",
     "glue",
     "sagemaker_training",
+    "bigquery",
 )
 #: The crash DAGs' Glue jobs are ``<GLUE_JOB>-<contender>``: a job per contender, so that a test or
 #: a bench tells their runs apart.
@@ -71,12 +73,16 @@ _RESULT_XCOM = {
     "emr_cluster": "return_value",
     "glue": "return_value",
     "sagemaker_training": "return_value",
+    "bigquery": "return_value",
 }
+#: The emulators' outcomes for the lab's ``"succeed"`` and ``"fail"``, on BigQuery.
+_BIGQUERY_OUTCOME = {"succeed": "success", "fail": "error"}
 #: Databricks life-cycle states and AWS states after which a job does nothing any more.
 _ENDED = frozenset(
     {"TERMINATED", "SKIPPED", "INTERNAL_ERROR", "SUCCESS", "COMPLETED", "FAILED", "CANCELLED", "INTERRUPTED"}
     | {"SUCCEEDED", "STOPPED", "TIMEOUT", "ERROR", "EXPIRED"}  # Glue
     | {"Completed", "Failed", "Stopped"}  # SageMaker
+    | {"DONE"}  # BigQuery (a job that succeeded; FAILED and CANCELLED are above)
 )
 
 
@@ -112,6 +118,7 @@ class CrashLab:
 
     databricks: DatabricksEmulator = field(init=False)
     aws: AwsEmulator = field(init=False)
+    bigquery: bq.BigQueryEmulator = field(init=False)
     stack: AirflowStack = field(init=False)
     fault_file: str = field(init=False)
 
@@ -121,12 +128,14 @@ class CrashLab:
         # An account of its own: the lab's DAGs get the role from it, and emulators that tests start
         # meanwhile keep the default account their fixed role ARNs name.
         self.aws = AwsEmulator(speed=self.speed, own_account=True).start()
+        self.bigquery = bq.BigQueryEmulator(speed=self.speed).start()
         self.fault_file = os.path.join(tempfile.mkdtemp(prefix="resumable-faults-"), "fault.json")
         for contender in ("resumable", "provider"):  # as many concurrent runs as the scenarios leave
             self.aws.create_glue_job(f"{GLUE_JOB}-{contender}", max_concurrent_runs=1000)
         env = {
             **self.databricks.airflow_env(),
             **self.aws.airflow_env(),
+            **self.bigquery.airflow_env(),
             "RESUMABLE_CRASH_APPLICATION_ID": self.aws.create_serverless_application(),
             "RESUMABLE_CRASH_ROLE_ARN": self.aws.role_arn(),
             "RESUMABLE_CRASH_CLUSTER_ID": self.aws.create_cluster(),
@@ -156,7 +165,7 @@ class CrashLab:
         return self
 
     def stop(self) -> None:
-        for part in ("stack", "aws", "databricks"):
+        for part in ("stack", "aws", "databricks", "bigquery"):
             if hasattr(self, part):
                 getattr(self, part).stop()
         if hasattr(self, "fault_file"):
@@ -178,6 +187,11 @@ class CrashLab:
         if system == "databricks":
             scripts = [RunScript(outcome=outcome, duration=d, pending=1.0) for d in durations]
             self.databricks.script_next(*scripts, replace=replace)
+        elif system == "bigquery":
+            if outcome not in _BIGQUERY_OUTCOME:
+                raise ValueError(f"BigQuery jobs succeed or fail, not {outcome!r}")
+            queries = [bq.JobScript(_BIGQUERY_OUTCOME[outcome], duration=d, queued=1.0) for d in durations]
+            self.bigquery.script_next(*queries, replace=replace)
         else:
             jobs = [JobScript(outcome, duration=d, pending=1.0) for d in durations]
             self.aws.script_next(_AWS_KIND[system], *jobs, replace=replace)
@@ -210,6 +224,8 @@ class CrashLab:
         """
         if system == "databricks":
             self.databricks.submit_delay = seconds
+        elif system == "bigquery":
+            self.bigquery.insert_delay = seconds
         else:
             self.aws.submit_delay = seconds
 
@@ -217,14 +233,19 @@ class CrashLab:
         """For the next ``seconds``, the service answers every status read with HTTP 500."""
         if system == "databricks":
             self.databricks.outage(seconds)
+        elif system == "bigquery":
+            self.bigquery.outage(seconds, status=500, path="{id}")
         else:
             self.aws.outage(seconds)
 
     def throttle_cancels(self, system: str, seconds: float) -> None:
         """For the next ``seconds``, the service throttles every call that stops a job (HTTP 429
-        ``REQUEST_LIMIT_EXCEEDED`` on Databricks, ``ThrottlingException`` on AWS)."""
+        ``REQUEST_LIMIT_EXCEEDED`` on Databricks, ``ThrottlingException`` on AWS, 403
+        ``rateLimitExceeded`` on BigQuery)."""
         if system == "databricks":
             self.databricks.outage(seconds, status=429, path="runs/cancel")
+        elif system == "bigquery":
+            self.bigquery.outage(seconds, status=403, path="cancel")
         else:
             self.aws.throttle_cancels(seconds)
 
@@ -235,6 +256,8 @@ class CrashLab:
         """
         if system == "databricks":
             self.databricks.cancel_seconds = CANCEL_SECONDS if seconds is None else seconds
+        elif system == "bigquery":
+            self.bigquery.cancel_seconds = bq.CANCEL_SECONDS if seconds is None else seconds
         else:
             self.aws.stop_seconds = STOP_SECONDS if seconds is None else seconds
 
@@ -247,13 +270,20 @@ class CrashLab:
 
     def advance(self, system: str, seconds: float) -> None:
         """Move the service's clock forward: every job of ``system`` is ``seconds`` further along."""
-        (self.databricks if system == "databricks" else self.aws).advance(seconds)
+        self._emulator(system).advance(seconds)
+
+    def _emulator(self, system: str) -> DatabricksEmulator | AwsEmulator | bq.BigQueryEmulator:
+        if system == "databricks":
+            return self.databricks
+        return self.bigquery if system == "bigquery" else self.aws
 
     # ---- what a test observes ------------------------------------------------------------------
 
     def counters(self, system: str) -> dict[str, Any]:
         if system == "databricks":
             return {"submitted": self.databricks.runs_created, "cancelled": len(self.databricks.cancels)}
+        if system == "bigquery":
+            return {"submitted": len(self.bigquery.jobs), "cancelled": len(self.bigquery.cancels)}
         created = len(self.aws.job_ids(_AWS_KIND[system]))
         return {"submitted": created, "cancelled": len(self.aws.stats()["cancels"])}
 
@@ -267,7 +297,7 @@ class CrashLab:
 
     def cancelled_jobs(self, run: Run) -> list[str]:
         """Ids of ``run``'s jobs that were asked to cancel (each once, however many cancels it got)."""
-        cancels = self.databricks.cancels if run.system == "databricks" else self.aws.cancels
+        cancels = self._emulator(run.system).cancels
         asked = {str(job) for job in cancels}
         return [job for job in self.job_ids(run) if job in asked]
 
@@ -275,12 +305,16 @@ class CrashLab:
         """Ids of the jobs created since ``run`` started, oldest first."""
         if run.system == "databricks":
             return [str(r) for r in self.databricks.runs[run.before["submitted"] :]]
+        if run.system == "bigquery":
+            return self.bigquery.jobs[run.before["submitted"] :]
         return self.aws.job_ids(_AWS_KIND[run.system])[run.before["submitted"] :]
 
     def job_state(self, run: Run, job_id: str) -> str:
         """The state the service gives the job now (Databricks: its life-cycle state)."""
         if run.system == "databricks":
             return str(self.databricks.run(int(job_id))["state"]["life_cycle_state"])
+        if run.system == "bigquery":
+            return self.bigquery.state_of(job_id)
         return self.aws.state_of(job_id)
 
     def active_jobs(self, run: Run) -> list[str]:
@@ -289,8 +323,8 @@ class CrashLab:
 
     def status_calls(self, system: str) -> int:
         """Status reads the service of ``system`` has answered so far (for every DAG run)."""
-        if system == "databricks":
-            return sum(len(times) for times in self.databricks.polls.values())
+        if system in ("databricks", "bigquery"):
+            return sum(len(times) for times in self._emulator(system).polls.values())  # type: ignore[union-attr]
         return sum(self.aws.calls[name] for name in _AWS_STATUS_CALLS[system])
 
     def task_log(self, run: Run, try_number: int) -> str:

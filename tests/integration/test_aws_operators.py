@@ -240,6 +240,9 @@ def test_fresh_run_creates_once(kind, aws) -> None:
     dr = run_dag(dag)
     assert task_states(dr) == {"job": "success"}
     assert kind.created(aws) == kind.per_submission
+    (ti,) = dr.get_task_instances()
+    url = ti.xcom_pull(task_ids="job", key="resumable_job_url")
+    assert url and url.startswith("https://console."), "the Job page link has the job's page"
 
 
 @pytest.mark.core_row

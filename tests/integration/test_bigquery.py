@@ -67,6 +67,7 @@ def test_fresh_run_inserts_once_and_keeps_the_providers_results(bq) -> None:
     assert bq.state_of(job_id) == "DONE"
     assert xcom(dr) == job_id, "the provider's return value: the job's id"
     assert xcom(dr, "job_id_path") == f"{bq.project}:{bq.location}:{job_id}"
+    assert xcom(dr, "resumable_job_url").endswith(f"j=bq:US:{job_id}&page=queryresults"), "our Job page link"
     labels = bq.job(job_id)["configuration"]["labels"]
     assert labels["airflow-task"] == "job", "the provider's labels are kept"
     assert bq.duplicates == []

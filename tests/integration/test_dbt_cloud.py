@@ -70,6 +70,7 @@ def test_fresh_run_triggers_once_and_keeps_the_providers_xcoms(dbt) -> None:
     assert xcom(dr, "return_value") == run_id
     assert xcom(dr, "job_run_id") == run_id
     assert xcom(dr, "job_run_url") == dbt.run(run_id)["href"]
+    assert xcom(dr, "resumable_job_url") == dbt.run(run_id)["href"], "our Job page link"
     cause = dbt.run(run_id)["trigger"]["cause"]
     assert cause.startswith("nightly build [rsm-") and cause.endswith("]")
 

@@ -9,7 +9,8 @@ application and cluster ids and the execution role from ``RESUMABLE_CRASH_APPLIC
 
 DAG ids: ``crash_<system>_<contender>`` where system is ``databricks``, ``emr_serverless``,
 ``emr_steps``, ``emr_eks`` (EMR on EKS), ``emr_cluster`` (a transient cluster: it runs for the
-scripted seconds, then terminates), ``glue`` (a Glue job's runs) or ``sagemaker_training`` and
+scripted seconds, then terminates), ``glue`` (a Glue job's runs), ``sagemaker_training`` or
+``bigquery`` (a query job; only where the google provider is installed, Python 3.11+) and
 contender is ``resumable`` (ours), ``provider`` (the provider's operator as it is) or, for
 Databricks, ``provider_nodurable`` (the provider's operator with ``durable=False``);
 ``crash_<system>_timeout`` (ours, ``execution_timeout`` shorter than the job, no retries),
@@ -25,6 +26,7 @@ task is always ``job``. The EMR on EKS virtual cluster's id comes from
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import time
 from datetime import datetime, timedelta
@@ -227,6 +229,16 @@ def sagemaker_training(contender: str, **extra: Any) -> Any:
     return cls(task_id="job", config=config, print_log=False, check_interval=1, **extra)
 
 
+def bigquery(contender: str, **extra: Any) -> Any:
+    from airflow.providers.google.cloud.operators.bigquery import BigQueryInsertJobOperator
+
+    from resumable.operators.bigquery import ResumableBigQueryInsertJobOperator
+
+    cls = ResumableBigQueryInsertJobOperator if contender == "resumable" else BigQueryInsertJobOperator
+    query = {"query": {"query": "INSERT INTO sales.daily SELECT * FROM sales.staging", "useLegacySql": False}}
+    return cls(task_id="job", configuration=query, poll_interval=1, **extra)
+
+
 BUILDERS = {
     "databricks": databricks,
     "emr_serverless": emr_serverless,
@@ -236,6 +248,8 @@ BUILDERS = {
     "glue": glue,
     "sagemaker_training": sagemaker_training,
 }
+if importlib.util.find_spec("airflow.providers.google") is not None:
+    BUILDERS["bigquery"] = bigquery
 CONTENDERS = {
     "databricks": ("resumable", "provider", "provider_nodurable"),
     "emr_serverless": ("resumable", "provider"),
@@ -244,6 +258,7 @@ CONTENDERS = {
     "emr_cluster": ("resumable", "provider"),
     "glue": ("resumable", "provider"),
     "sagemaker_training": ("resumable", "provider"),
+    "bigquery": ("resumable", "provider"),
 }
 
 for _system, _build in BUILDERS.items():
