@@ -21,7 +21,12 @@ emulator records no SageMaker polls, so the bench times the ``DescribeTrainingJo
 poll is one made after the contender's newest job was created (the provider's existence check of
 the job it is about to replace is not one).
 
-Then one disruption hits all three at once: SIGKILL of the worker (task and supervisor) at a
+``--system bigquery`` (the BigQuery emulator): ``resumable`` (``ResumableBigQueryInsertJobOperator``,
+whose job id is its token) and ``provider`` (``BigQueryInsertJobOperator`` with its own ``durable``,
+on by default, and its default ``force_rerun=True``: a random job id per insert); the jobs are told
+apart by the ``airflow-dag`` label both put on them.
+
+Then one disruption hits every contender at once: SIGKILL of the worker (task and supervisor) at a
 random moment of the job; SIGTERM to the supervisor (graceful shutdown, a pod eviction) at a random
 moment; or SIGKILL while the submit request is in flight: the emulator has created the run and
 holds its answer for three seconds (the crash window between submit and persist). Each disruption
@@ -36,6 +41,7 @@ poll of a job.
     python bench/chaos.py --trials 12 --seed 7 --write docs/benchmarks.md
     python bench/chaos.py --system glue --trials 9 --seed 7 --write docs/benchmarks.md
     python bench/chaos.py --system sagemaker_training --trials 6 --seed 7 --write docs/benchmarks.md
+    python bench/chaos.py --system bigquery --trials 6 --seed 7 --write docs/benchmarks.md
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ from pathlib import Path
 from typing import Any
 
 from resumable.testing.aws import JobScript
+from resumable.testing.bigquery import JobScript as BigQueryJobScript
 from resumable.testing.crash import GLUE_JOB, CrashLab
 from resumable.testing.databricks import RunScript
 
@@ -195,10 +202,37 @@ class SageMakerTraining(Service):
         return float(self.lab.aws.compute_seconds(job_id=job))
 
 
+class BigQuery(Service):
+    system = "bigquery"
+    contenders = ("resumable", "provider")
+    provider_package = "apache-airflow-providers-google"
+
+    def prepare(self) -> None:
+        self.lab.bigquery.default_script = BigQueryJobScript(duration=JOB_SECONDS, queued=1.0)
+
+    def jobs(self, contender: str) -> list[str]:
+        # Both operators label their jobs with the DAG's id (the provider's labels, kept by ours).
+        emulator, dag = self.lab.bigquery, f"crash_bigquery_{contender}"
+        return [job for job in emulator.jobs if emulator.labels(job).get("airflow-dag") == dag]
+
+    def cancels(self) -> set[str]:
+        return set(self.lab.bigquery.cancels)
+
+    def final(self, run: Any) -> str:
+        return str(self.lab.xcom(run, "return_value"))
+
+    def polls(self, job: str) -> list[float]:
+        return list(self.lab.bigquery.polls.get(job, []))
+
+    def compute(self, job: str) -> float:
+        return float(self.lab.bigquery.compute_seconds(job))
+
+
 SERVICES: dict[str, type[Service]] = {
     "databricks": Databricks,
     "glue": Glue,
     "sagemaker_training": SageMakerTraining,
+    "bigquery": BigQuery,
 }
 
 

@@ -213,6 +213,17 @@ class BigQueryEmulator(LoopbackEmulator):
                 return state
             return {"success": DONE, "error": "FAILED", "stopped": "CANCELLED"}[self._outcome(job)]
 
+    def compute_seconds(self, job_id: str) -> float:
+        """Emulated seconds the job has run so far (from its start to its end or now)."""
+        with self._lock:
+            start, end = self._span(self._jobs[(self.project, job_id)])
+            return max(0.0, min(end, self.now()) - start)
+
+    def labels(self, job_id: str) -> dict[str, str]:
+        """The job's labels (the provider's operator adds ``airflow-dag`` and ``airflow-task``)."""
+        with self._lock:
+            return dict(self._jobs[(self.project, job_id)].configuration.get("labels") or {})
+
     def active_jobs(self) -> list[str]:
         """Jobs that have not ended (pending, running, or cancelled and not yet shown so)."""
         with self._lock:
@@ -285,10 +296,10 @@ class BigQueryEmulator(LoopbackEmulator):
         """Answer one request; returns (HTTP status, JSON body)."""
         prefix = "/bigquery/v2/projects/"
         parts = [p for p in path[len(prefix) :].split("/") if p] if path.startswith(prefix) else []
-        if len(parts) < 2 or parts[1] != "jobs":
+        if len(parts) < 2 or parts[1] not in ("jobs", "queries"):
             return 404, _error_body(404, "notFound", f"No API found for {method} {path}")
-        project, rest = parts[0], parts[2:]
-        route = "/".join(["jobs", *(["{id}"] if rest else []), *rest[1:]])
+        project, collection, rest = parts[0], parts[1], parts[2:]
+        route = "/".join([collection, *(["{id}"] if rest else []), *rest[1:]])
         if self.latency:
             time.sleep(self.latency)
         with self._lock:
@@ -304,7 +315,10 @@ class BigQueryEmulator(LoopbackEmulator):
             if injected is not None:
                 return injected
             try:
-                answer = self._route(method, project, rest, params)
+                if collection == "queries":
+                    answer = self._query_results(method, project, rest)
+                else:
+                    answer = self._route(method, project, rest, params)
             except _ApiError as error:
                 return error.status, _error_body(error.status, error.reason, error.message)
         if route == "jobs" and method == "POST" and self.insert_delay:
@@ -349,6 +363,23 @@ class BigQueryEmulator(LoopbackEmulator):
                 job.cancel_at = self.now() + self.cancel_seconds
             return {"kind": "bigquery#jobCancelResponse", "job": self._job_json(job)}
         raise _ApiError(404, "notFound", f"No API found for {method} jobs/{'/'.join(rest)}")
+
+    def _query_results(self, method: str, project: str, rest: list[str]) -> dict[str, Any]:
+        """``jobs.getQueryResults``, which the client's ``QueryJob.result()`` waits on: whether the query
+        has ended, and no rows (the emulated queries write their results, they return none)."""
+        if method != "GET" or len(rest) != 1:
+            raise _ApiError(404, "notFound", f"No API found for {method} queries/{'/'.join(rest)}")
+        job = self._find(project, rest[0])
+        self.polls.setdefault(job.job_id, []).append(time.time())
+        done = self._state(job) == DONE
+        answer: dict[str, Any] = {
+            "kind": "bigquery#getQueryResultsResponse",
+            "jobReference": {"projectId": job.project, "jobId": job.job_id, "location": job.location},
+            "jobComplete": done,
+        }
+        if done:
+            answer.update(totalRows="0", rows=[], schema={"fields": []})
+        return answer
 
     def _insert(self, project: str, body: dict[str, Any]) -> dict[str, Any]:
         reference = body.get("jobReference") or {}
