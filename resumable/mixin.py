@@ -543,6 +543,15 @@ class ResumableMixin:
             assert handle is not None and status is not None
             self._handle = handle
             self._announce(attempt.context, handle)
+            if isinstance(record, Record) and record.phase is not Phase.DONE and attempt.record is not None:
+                # The job ended while no try watched it: record the outcome as a try that saw it end
+                # does, so the record (the "Resumable jobs" page, `resumable state`) does not read as a
+                # job in flight owned by a try that is gone.
+                done = attempt.record.evolve(phase=Phase.DONE, handle=handle, last_status=status)
+                if attempt.backend.records_outcomes:
+                    attempt.write_as_owner(done)
+                else:
+                    attempt.know(done)
             return self.job_result(attempt.context, handle, status)
         if action is Action.AWAIT_STOP:
             assert isinstance(record, Record) and handle is not None and status is not None

@@ -202,6 +202,24 @@ def test_sql_backend_resumes_like_the_airflow_one(make_dag, fault, monkeypatch, 
     assert svc.total_submissions == 1
 
 
+def test_a_job_found_succeeded_by_the_retry_is_recorded_done(make_dag, fault, monkeypatch, tmp_path) -> None:
+    """The first try dies at its first status read, which says SUCCEEDED; the retry finishes with the job
+    (no submit) and records the outcome: the record is done and owned by the retry, not "submitted" by
+    the try that died."""
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    monkeypatch.setenv("AIRFLOW__RESUMABLE__STATE_BACKEND", "sql")
+    monkeypatch.setenv("AIRFLOW__RESUMABLE__SQL_ALCHEMY_CONN", url)
+    fault("while_polling")
+    dag, svc = make_dag(FakeJobService(polls=0))
+    dr = run_dag(dag)
+    assert task_states(dr) == {"job": "success"}
+    assert svc.calls["submit"] == 1
+    stored = SqlBackend(url).get(TaskScope(dag.dag_id, dr.run_id, "job", -1), "resumable.job")
+    assert stored is not None
+    assert (stored.value["phase"], stored.value["owner"]) == ("done", 2)
+    assert stored.value["last_status"]["state"] == "SUCCEEDED"
+
+
 def test_deferrable_run_records_the_job_before_deferring(make_dag) -> None:
     dag, svc = make_dag(deferrable=True)
     dr = run_dag(dag)
