@@ -25,7 +25,7 @@ import itertools
 import math
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -162,31 +162,13 @@ class DbtCloudEmulator(LoopbackEmulator):
 
     @contextlib.contextmanager
     def patch_hook(self) -> Iterator[DbtCloudEmulator]:
-        """While the block runs, ``DbtCloudHook`` reaches this emulator over plain HTTP: the only change
-        is the scheme of its base address (``get_conn``'s ``base_url`` and the async calls' URL) when
-        its host is this emulator's."""
-        from airflow.providers.dbt.cloud.hooks.dbt import DbtCloudHook
-
-        secure, plain = f"https://{self.host}/", f"{self.url}/"
-        get_conn, url_params = DbtCloudHook.get_conn, DbtCloudHook.get_request_url_params
-
-        def patched_get_conn(hook: Any, *args: Any, **kwargs: Any) -> Any:
-            session = get_conn(hook, *args, **kwargs)
-            if hook.base_url == secure:
-                hook.base_url = plain
-            return session
-
-        def patched_url_params(*args: Any, **kwargs: Any) -> tuple[str, dict[str, Any]]:
-            url, params = url_params(*args, **kwargs)
-            return (plain + url[len(secure) :] if url.startswith(secure) else url), params
-
-        DbtCloudHook.get_conn = patched_get_conn  # type: ignore[method-assign,assignment]
-        DbtCloudHook.get_request_url_params = staticmethod(patched_url_params)  # type: ignore[method-assign,assignment]
+        """While the block runs, ``DbtCloudHook`` reaches this emulator over plain HTTP
+        (:func:`route_hook_to`)."""
+        undo = route_hook_to(self.host)
         try:
             yield self
         finally:
-            DbtCloudHook.get_conn = get_conn  # type: ignore[method-assign]
-            DbtCloudHook.get_request_url_params = staticmethod(url_params)  # type: ignore[method-assign,assignment]
+            undo()
 
     # ---- jobs, scripts and faults -----------------------------------------------------------------
 
@@ -459,6 +441,36 @@ class DbtCloudEmulator(LoopbackEmulator):
         }
 
 
+def route_hook_to(host: str) -> Callable[[], None]:
+    """Make ``DbtCloudHook`` reach the emulator at ``host`` (``127.0.0.1:<port>``) over plain HTTP: the
+    only change is the scheme of its base address (``get_conn``'s ``base_url`` and the async calls'
+    URL) when its host is that one. Returns what undoes it. The crash DAGs call it in the workers,
+    where a test's context manager does not reach."""
+    from airflow.providers.dbt.cloud.hooks.dbt import DbtCloudHook
+
+    secure, plain = f"https://{host}/", f"http://{host}/"
+    get_conn, url_params = DbtCloudHook.get_conn, DbtCloudHook.get_request_url_params
+
+    def patched_get_conn(hook: Any, *args: Any, **kwargs: Any) -> Any:
+        session = get_conn(hook, *args, **kwargs)
+        if hook.base_url == secure:
+            hook.base_url = plain
+        return session
+
+    def patched_url_params(*args: Any, **kwargs: Any) -> tuple[str, dict[str, Any]]:
+        url, params = url_params(*args, **kwargs)
+        return (plain + url[len(secure) :] if url.startswith(secure) else url), params
+
+    DbtCloudHook.get_conn = patched_get_conn  # type: ignore[method-assign,assignment]
+    DbtCloudHook.get_request_url_params = staticmethod(patched_url_params)  # type: ignore[method-assign,assignment]
+
+    def undo() -> None:
+        DbtCloudHook.get_conn = get_conn  # type: ignore[method-assign]
+        DbtCloudHook.get_request_url_params = staticmethod(url_params)  # type: ignore[method-assign,assignment]
+
+    return undo
+
+
 def _related(params: dict[str, Any]) -> tuple[str, ...]:
     value = params.get("include_related")
     if not value:
@@ -468,4 +480,4 @@ def _related(params: dict[str, Any]) -> tuple[str, ...]:
     return tuple(v.strip(" '\"") for v in str(value).strip("[]").split(",") if v.strip())
 
 
-__all__ = ["DbtCloudEmulator", "RunScript"]
+__all__ = ["DbtCloudEmulator", "RunScript", "route_hook_to"]

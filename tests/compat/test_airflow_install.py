@@ -4,11 +4,11 @@ Airflow imports every provider's entry point while it loads its own configuratio
 that fails to import there takes down every ``airflow`` command, ``airflow db migrate`` first.
 For each Airflow version whose virtualenv exists (``make .venvs/airflow-3.X``; ``.venv`` is 3.3),
 the wheel built by ``tests/compat/test_wheel.py`` (not the editable install of the repository) is
-installed with its ``databricks``, ``amazon``, ``dbt-cloud`` and ``google`` extras into a new virtualenv, on
-that version's Python, from that version's constraints file; then, in a fresh AIRFLOW_HOME (SQLite), with no
-PYTHONPATH and outside the repository: the operators import, from the new virtualenv's
-site-packages; ``airflow db migrate``; ``airflow providers list`` lists the package at its
-version; ``airflow plugins`` lists the ``resumable`` plugin; ``resumable doctor`` finds nothing
+installed with its ``databricks``, ``amazon``, ``dbt-cloud``, ``google`` and ``snowflake`` extras
+into a new virtualenv, on that version's Python, from that version's constraints file; then, in a
+fresh AIRFLOW_HOME (SQLite), with no PYTHONPATH and outside the repository: the operators import,
+from the new virtualenv's site-packages; ``airflow db migrate``; ``airflow providers list`` lists the
+package at its version; ``airflow plugins`` lists the ``resumable`` plugin; ``resumable doctor`` finds nothing
 to fix (it parses the example DAGs too, and fails on an import error); and the example DAGs,
 parsed into the database (``airflow dags reserialize``), are each listed by ``airflow dags list``
 (when one is not, ``airflow dags list-import-errors`` says why).
@@ -50,18 +50,18 @@ CONSTRAINTS: dict[str, Path] = {
     "3.3": ROOT / "constraints.txt",
 }
 
-EXTRAS = "databricks,amazon,dbt-cloud,google"
+EXTRAS = "databricks,amazon,dbt-cloud,google,snowflake"
 
-#: Prints where the package and its operators were imported from, as JSON (the BigQuery operator on
-#: Python 3.11+, where the google extra installs the provider).
+#: Prints where the package and its operators were imported from, as JSON (the BigQuery and Snowflake
+#: operators on Python 3.11+, where the google and snowflake extras install their providers).
 IMPORTS = (
     "import json, sys, sysconfig, airflow, resumable, resumable.operators.databricks, "
     "resumable.operators.emr, resumable.operators.dbt_cloud, resumable.mixin\n"
     "modules = [resumable, resumable.operators.databricks, resumable.operators.emr, "
     "resumable.operators.dbt_cloud]\n"
     "if sys.version_info >= (3, 11):\n"
-    "    import resumable.operators.bigquery\n"
-    "    modules.append(resumable.operators.bigquery)\n"
+    "    import resumable.operators.bigquery, resumable.operators.snowflake\n"
+    "    modules += [resumable.operators.bigquery, resumable.operators.snowflake]\n"
     "print(json.dumps({'airflow': airflow.__version__, 'site': sysconfig.get_paths()['purelib'], "
     "'files': [m.__file__ for m in modules]}))"
 )
