@@ -232,6 +232,12 @@ class DbtCloudEmulator(LoopbackEmulator):
                 if (job_id is None or r.job_id == job_id) and self._status(r) < SUCCESS
             ]
 
+    def compute_seconds(self, run_id: int) -> float:
+        """Emulated seconds the run has been running so far (not queued, not starting)."""
+        with self._lock:
+            started, start, end = self._span(self._runs[run_id])
+            return max(0.0, min(end, self.now()) - start) if started else 0.0
+
     def max_running_at_once(self, job_id: int) -> int:
         """How many runs of the job were ever running at the same time (the service allows one)."""
         with self._lock:
