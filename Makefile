@@ -71,9 +71,9 @@ bench-fleet: $(VENV)
 # printed part by part as each ends). Phase 1: ruff, mypy and the strict docs build; every tier but
 # the real-Airflow one on Airflow 3.3 (unit, integration, the model checker, the install checks on
 # 3.0-3.3); the unit and integration tiers on each of $(OLD_AIRFLOW). Phase 2: the real-Airflow
-# tier (tests/e2e) in full on 3.3, beside its every_airflow tests on each of $(E2E_AIRFLOW). The
-# parts wait on services and emulated jobs far more than they compute, which is what lets them share
-# this machine's two cores.
+# tier (tests/e2e) in full on 3.3, beside its every_airflow tests on $(E2E_AIRFLOW), one version
+# after the other. The parts wait on services and emulated jobs far more than they compute, which
+# is what lets them share this machine's two cores.
 # `make test-fast`: phase 1 on Airflow 3.3 only, for iterating.
 test: $(VENV) $(OLD_AIRFLOW_VENVS) chromium
 	$(MAKE) --no-print-directory -j8 -Otarget lint typecheck docs $(TIERS_PARTS) $(addprefix test-tiers-airflow-,$(OLD_AIRFLOW))
@@ -135,13 +135,13 @@ test-e2e-both:
 	wait $$old; older=$$?; cat $$log; rm -f $$log; \
 	test $$e2e = 0 && test $$older = 0
 
-# The every_airflow tests on each of $(E2E_AIRFLOW), side by side (each boots an Airflow of its own;
-# one after the other, they were the longest part of `make test`), each version's output printed
-# when it ends; every version runs to its end whatever another's result. (A stack whose API port
-# another stack took moves to another port: see AirflowStack and the CHANGELOG of 2026-12-07.)
+# The every_airflow tests on each of $(E2E_AIRFLOW), one after the other (each boots an Airflow).
+# Side by side (six Airflows at once with the 3.3 tier's four parts), a clean-clone run lost an API
+# server's port mid-run and 45 tests failed against the wrong or a dead Airflow: see the closing
+# note of 2026-12-07 before trying it again.
 test-e2e-old: $(addprefix .venvs/airflow-,$(E2E_AIRFLOW))
-	@$(MAKE) --no-print-directory -k -j$(words $(E2E_AIRFLOW)) -Otarget \
-		$(addprefix test-e2e-airflow-,$(E2E_AIRFLOW))
+	@status=0; for version in $(E2E_AIRFLOW); do \
+		$(MAKE) --no-print-directory test-e2e-airflow-$$version || status=1; done; exit $$status
 
 clean:
 	rm -rf $(VENV) .venvs .airflow .pytest_cache .mypy_cache .ruff_cache site

@@ -9,10 +9,7 @@ application and cluster ids and the execution role from ``RESUMABLE_CRASH_APPLIC
 
 DAG ids: ``crash_<system>_<contender>`` where system is ``databricks``, ``emr_serverless``,
 ``emr_steps``, ``emr_eks`` (EMR on EKS), ``emr_cluster`` (a transient cluster: it runs for the
-scripted seconds, then terminates), ``glue`` (a Glue job's runs), ``sagemaker_training`` or
-``bigquery`` (a query job), ``snowflake`` (a SQL API request) or ``dbt_cloud`` (a dbt Cloud job
-run; the job of each contender from ``RESUMABLE_CRASH_DBT_CLOUD_JOBS``) -- each only where its
-provider is installed -- and
+scripted seconds, then terminates), ``glue`` (a Glue job's runs) or ``sagemaker_training`` and
 contender is ``resumable`` (ours), ``provider`` (the provider's operator as it is) or, for
 Databricks, ``provider_nodurable`` (the provider's operator with ``durable=False``);
 ``crash_<system>_timeout`` (ours, ``execution_timeout`` shorter than the job, no retries),
@@ -28,9 +25,6 @@ task is always ``job``. The EMR on EKS virtual cluster's id comes from
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
-import json
 import os
 import time
 from datetime import datetime, timedelta
@@ -233,60 +227,6 @@ def sagemaker_training(contender: str, **extra: Any) -> Any:
     return cls(task_id="job", config=config, print_log=False, check_interval=1, **extra)
 
 
-def snowflake(contender: str, **extra: Any) -> Any:
-    from airflow.providers.snowflake.operators.snowflake import SnowflakeSqlApiOperator
-
-    from resumable.operators.snowflake import ResumableSnowflakeSqlApiOperator
-
-    cls = ResumableSnowflakeSqlApiOperator if contender == "resumable" else SnowflakeSqlApiOperator
-    return cls(
-        task_id="job",
-        sql=f"INSERT INTO sales.daily SELECT '{contender}', * FROM sales.staging",
-        statement_count=1,
-        poll_interval=1,
-        **extra,
-    )
-
-
-def dbt_cloud(contender: str, **extra: Any) -> Any:
-    from airflow.providers.dbt.cloud.operators.dbt import DbtCloudRunJobOperator
-
-    from resumable.operators.dbt_cloud import ResumableDbtCloudRunJobOperator
-
-    cls = ResumableDbtCloudRunJobOperator if contender == "resumable" else DbtCloudRunJobOperator
-    jobs = json.loads(os.environ.get("RESUMABLE_CRASH_DBT_CLOUD_JOBS") or "{}")
-    return cls(task_id="job", job_id=int(jobs.get(contender, 1)), check_interval=1, timeout=86400, **extra)
-
-
-def _route_hooks_to_the_emulators() -> None:
-    """In a crash lab's workers: the Snowflake and dbt Cloud hooks build ``https://`` addresses of the
-    services' own hosts, which the lab's loopback emulators are not; only their base address is
-    changed, to the emulator the lab names (see ``resumable.testing.snowflake`` and ``.dbt_cloud``)."""
-    url, account = (
-        os.environ.get("RESUMABLE_CRASH_SNOWFLAKE_URL"),
-        os.environ.get("RESUMABLE_CRASH_SNOWFLAKE_ACCOUNT"),
-    )
-    if url and account and "snowflake" in BUILDERS:
-        from resumable.testing.snowflake import route_hook_to
-
-        route_hook_to(url, account)
-    host = os.environ.get("RESUMABLE_CRASH_DBT_CLOUD_HOST")
-    if host and "dbt_cloud" in BUILDERS:
-        from resumable.testing.dbt_cloud import route_hook_to as route_dbt_cloud_hook_to
-
-        route_dbt_cloud_hook_to(host)
-
-
-def bigquery(contender: str, **extra: Any) -> Any:
-    from airflow.providers.google.cloud.operators.bigquery import BigQueryInsertJobOperator
-
-    from resumable.operators.bigquery import ResumableBigQueryInsertJobOperator
-
-    cls = ResumableBigQueryInsertJobOperator if contender == "resumable" else BigQueryInsertJobOperator
-    query = {"query": {"query": "INSERT INTO sales.daily SELECT * FROM sales.staging", "useLegacySql": False}}
-    return cls(task_id="job", configuration=query, poll_interval=1, **extra)
-
-
 BUILDERS = {
     "databricks": databricks,
     "emr_serverless": emr_serverless,
@@ -296,15 +236,6 @@ BUILDERS = {
     "glue": glue,
     "sagemaker_training": sagemaker_training,
 }
-for _system, _provider, _build in (
-    ("bigquery", "airflow.providers.google", bigquery),
-    ("snowflake", "airflow.providers.snowflake", snowflake),
-    ("dbt_cloud", "airflow.providers.dbt.cloud", dbt_cloud),
-):
-    with contextlib.suppress(ModuleNotFoundError):
-        if importlib.util.find_spec(_provider) is not None:
-            BUILDERS[_system] = _build
-_route_hooks_to_the_emulators()
 CONTENDERS = {
     "databricks": ("resumable", "provider", "provider_nodurable"),
     "emr_serverless": ("resumable", "provider"),
@@ -313,9 +244,6 @@ CONTENDERS = {
     "emr_cluster": ("resumable", "provider"),
     "glue": ("resumable", "provider"),
     "sagemaker_training": ("resumable", "provider"),
-    "bigquery": ("resumable", "provider"),
-    "snowflake": ("resumable", "provider"),
-    "dbt_cloud": ("resumable", "provider"),
 }
 
 for _system, _build in BUILDERS.items():
