@@ -21,7 +21,20 @@ emulator records no SageMaker polls, so the bench times the ``DescribeTrainingJo
 poll is one made after the contender's newest job was created (the provider's existence check of
 the job it is about to replace is not one).
 
-Then one disruption hits all three at once: SIGKILL of the worker (task and supervisor) at a
+``--system bigquery`` (the BigQuery emulator): ``resumable`` (``ResumableBigQueryInsertJobOperator``,
+whose job id is its token) and ``provider`` (``BigQueryInsertJobOperator`` with its own ``durable``,
+on by default, and its default ``force_rerun=True``: a random job id per insert); the jobs are told
+apart by the ``airflow-dag`` label both put on them.
+
+``--system snowflake`` (the SQL API emulator): ``resumable`` (``ResumableSnowflakeSqlApiOperator``,
+whose request id comes from its token, sent with ``retry=true``) and ``provider``
+(``SnowflakeSqlApiOperator`` with its own ``durable``); each statement names its contender.
+
+``--system dbt_cloud`` (the dbt Cloud emulator): ``resumable`` (``ResumableDbtCloudRunJobOperator``,
+whose token rides in the run's cause) and ``provider`` (``DbtCloudRunJobOperator``, which keeps no
+state), each triggering runs of a dbt Cloud job of its own.
+
+Then one disruption hits every contender at once: SIGKILL of the worker (task and supervisor) at a
 random moment of the job; SIGTERM to the supervisor (graceful shutdown, a pod eviction) at a random
 moment; or SIGKILL while the submit request is in flight: the emulator has created the run and
 holds its answer for three seconds (the crash window between submit and persist). Each disruption
@@ -36,6 +49,9 @@ poll of a job.
     python bench/chaos.py --trials 12 --seed 7 --write docs/benchmarks.md
     python bench/chaos.py --system glue --trials 9 --seed 7 --write docs/benchmarks.md
     python bench/chaos.py --system sagemaker_training --trials 6 --seed 7 --write docs/benchmarks.md
+    python bench/chaos.py --system bigquery --trials 6 --seed 7 --write docs/benchmarks.md
+    python bench/chaos.py --system snowflake --trials 6 --seed 7 --write docs/benchmarks.md
+    python bench/chaos.py --system dbt_cloud --trials 6 --seed 7 --write docs/benchmarks.md
 """
 
 from __future__ import annotations
@@ -57,8 +73,11 @@ from pathlib import Path
 from typing import Any
 
 from resumable.testing.aws import JobScript
+from resumable.testing.bigquery import JobScript as BigQueryJobScript
 from resumable.testing.crash import GLUE_JOB, CrashLab
 from resumable.testing.databricks import RunScript
+from resumable.testing.dbt_cloud import RunScript as DbtRunScript
+from resumable.testing.snowflake import StatementScript
 
 DISRUPTIONS = ("sigkill", "sigterm", "kill_after_submit")
 JOB_SECONDS = 30.0
@@ -195,10 +214,89 @@ class SageMakerTraining(Service):
         return float(self.lab.aws.compute_seconds(job_id=job))
 
 
+class BigQuery(Service):
+    system = "bigquery"
+    contenders = ("resumable", "provider")
+    provider_package = "apache-airflow-providers-google"
+
+    def prepare(self) -> None:
+        self.lab.bigquery.default_script = BigQueryJobScript(duration=JOB_SECONDS, queued=1.0)
+
+    def jobs(self, contender: str) -> list[str]:
+        # Both operators label their jobs with the DAG's id (the provider's labels, kept by ours).
+        emulator, dag = self.lab.bigquery, f"crash_bigquery_{contender}"
+        return [job for job in emulator.jobs if emulator.labels(job).get("airflow-dag") == dag]
+
+    def cancels(self) -> set[str]:
+        return set(self.lab.bigquery.cancels)
+
+    def final(self, run: Any) -> str:
+        return str(self.lab.xcom(run, "return_value"))
+
+    def polls(self, job: str) -> list[float]:
+        return list(self.lab.bigquery.polls.get(job, []))
+
+    def compute(self, job: str) -> float:
+        return float(self.lab.bigquery.compute_seconds(job))
+
+
+class Snowflake(Service):
+    system = "snowflake"
+    contenders = ("resumable", "provider")
+    provider_package = "apache-airflow-providers-snowflake"
+
+    def prepare(self) -> None:
+        self.lab.snowflake.default_script = StatementScript(duration=JOB_SECONDS)
+
+    def jobs(self, contender: str) -> list[str]:
+        # The crash DAGs' statement names its contender.
+        emulator = self.lab.snowflake
+        return [h for h in emulator.handles if f"'{contender}'" in emulator.execution(h)["statement"]]
+
+    def cancels(self) -> set[str]:
+        return set(self.lab.snowflake.cancels)
+
+    def final(self, run: Any) -> str:
+        return self.lab.reported_job(run)
+
+    def polls(self, job: str) -> list[float]:
+        return list(self.lab.snowflake.polls.get(job, []))
+
+    def compute(self, job: str) -> float:
+        return float(self.lab.snowflake.compute_seconds(job))
+
+
+class DbtCloud(Service):
+    system = "dbt_cloud"
+    contenders = ("resumable", "provider")
+    provider_package = "apache-airflow-providers-dbt-cloud"
+
+    def prepare(self) -> None:
+        self.lab.dbt_cloud.default_script = DbtRunScript(duration=JOB_SECONDS, queued=1.0)
+
+    def jobs(self, contender: str) -> list[str]:
+        return [str(r) for r in self.lab.dbt_cloud.runs_of(self.lab.dbt_cloud_jobs[contender])]
+
+    def cancels(self) -> set[str]:
+        return {str(r) for r in self.lab.dbt_cloud.cancels}
+
+    def final(self, run: Any) -> str:
+        return str(self.lab.xcom(run, "return_value"))
+
+    def polls(self, job: str) -> list[float]:
+        return list(self.lab.dbt_cloud.polls.get(int(job), []))
+
+    def compute(self, job: str) -> float:
+        return float(self.lab.dbt_cloud.compute_seconds(int(job)))
+
+
 SERVICES: dict[str, type[Service]] = {
     "databricks": Databricks,
     "glue": Glue,
     "sagemaker_training": SageMakerTraining,
+    "bigquery": BigQuery,
+    "snowflake": Snowflake,
+    "dbt_cloud": DbtCloud,
 }
 
 

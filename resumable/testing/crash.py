@@ -17,6 +17,7 @@ system in flight (:meth:`start` refuses a second one).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
@@ -27,11 +28,16 @@ from pathlib import Path
 from typing import Any
 
 from resumable import faults
+from resumable.testing import bigquery as bq
+from resumable.testing import dbt_cloud as dbt
+from resumable.testing import snowflake as sf
 from resumable.testing.aws import STOP_SECONDS, AwsEmulator, JobScript
 from resumable.testing.databricks import CANCEL_SECONDS, DatabricksEmulator, RunScript
 from resumable.testing.stack import AirflowStack, StackError, TaskProcesses
 
-DAG_FILE = Path(__file__).with_name("dags") / "resumable_crash_dags.py"
+#: The crash DAG files, one per provider (see :mod:`resumable.testing.crash_dags`): a task parses only
+#: its own DAG's file, so that none imports a provider it does not use.
+DAG_FILES = tuple(sorted(Path(__file__).with_name("dags").glob("resumable_crash_*.py")))
 DEMO_DAG_FILE = Path(__file__).with_name("dags") / "resumable_demo_dags.py"
 SYSTEMS = (
     "databricks",
@@ -41,7 +47,17 @@ SYSTEMS = (
     "emr_cluster",
     "glue",
     "sagemaker_training",
+    "bigquery",
+    "snowflake",
+    "dbt_cloud",
 )
+#: The provider each system's crash DAGs need, where it may be missing (the google and snowflake
+#: providers need Python 3.11+): its DAG file defines nothing without it.
+_PROVIDER = {
+    "bigquery": "airflow.providers.google",
+    "snowflake": "airflow.providers.snowflake",
+    "dbt_cloud": "airflow.providers.dbt.cloud",
+}
 #: The crash DAGs' Glue jobs are ``<GLUE_JOB>-<contender>``: a job per contender, so that a test or
 #: a bench tells their runs apart.
 GLUE_JOB = "crash-etl"
@@ -71,12 +87,21 @@ _RESULT_XCOM = {
     "emr_cluster": "return_value",
     "glue": "return_value",
     "sagemaker_training": "return_value",
+    "bigquery": "return_value",
+    "snowflake": "query_ids",
+    "dbt_cloud": "return_value",
 }
+#: The emulators' outcomes for the lab's ``"succeed"`` and ``"fail"``, on BigQuery, Snowflake and dbt
+#: Cloud.
+_OUTCOME = {"succeed": "success", "fail": "error"}
 #: Databricks life-cycle states and AWS states after which a job does nothing any more.
 _ENDED = frozenset(
     {"TERMINATED", "SKIPPED", "INTERNAL_ERROR", "SUCCESS", "COMPLETED", "FAILED", "CANCELLED", "INTERRUPTED"}
     | {"SUCCEEDED", "STOPPED", "TIMEOUT", "ERROR", "EXPIRED"}  # Glue
     | {"Completed", "Failed", "Stopped"}  # SageMaker
+    | {"DONE"}  # BigQuery (a job that succeeded; FAILED and CANCELLED are above)
+    | {sf.SUCCEEDED, sf.FAILED, sf.CANCELLED}  # Snowflake
+    | {str(dbt.SUCCESS), str(dbt.ERROR), str(dbt.CANCELLED)}  # dbt Cloud's run statuses
 )
 
 
@@ -112,6 +137,11 @@ class CrashLab:
 
     databricks: DatabricksEmulator = field(init=False)
     aws: AwsEmulator = field(init=False)
+    bigquery: bq.BigQueryEmulator = field(init=False)
+    snowflake: sf.SnowflakeEmulator = field(init=False)
+    dbt_cloud: dbt.DbtCloudEmulator = field(init=False)
+    #: The dbt Cloud job of each contender (``resumable``, ``provider``).
+    dbt_cloud_jobs: dict[str, int] = field(init=False)
     stack: AirflowStack = field(init=False)
     fault_file: str = field(init=False)
 
@@ -121,12 +151,25 @@ class CrashLab:
         # An account of its own: the lab's DAGs get the role from it, and emulators that tests start
         # meanwhile keep the default account their fixed role ARNs name.
         self.aws = AwsEmulator(speed=self.speed, own_account=True).start()
+        self.bigquery = bq.BigQueryEmulator(speed=self.speed).start()
+        self.snowflake = sf.SnowflakeEmulator(speed=self.speed).start()
+        self.dbt_cloud = dbt.DbtCloudEmulator(speed=self.speed).start()
+        # a dbt Cloud job per contender: dbt Cloud runs one run of a job at a time
+        self.dbt_cloud_jobs = {c: self.dbt_cloud.create_job(f"crash-{c}") for c in ("resumable", "provider")}
         self.fault_file = os.path.join(tempfile.mkdtemp(prefix="resumable-faults-"), "fault.json")
         for contender in ("resumable", "provider"):  # as many concurrent runs as the scenarios leave
             self.aws.create_glue_job(f"{GLUE_JOB}-{contender}", max_concurrent_runs=1000)
         env = {
             **self.databricks.airflow_env(),
             **self.aws.airflow_env(),
+            **self.bigquery.airflow_env(),
+            **self.snowflake.airflow_env(),
+            **self.dbt_cloud.airflow_env(),
+            # the crash DAGs route the Snowflake and dbt Cloud hooks to these emulators in the workers
+            "RESUMABLE_CRASH_SNOWFLAKE_URL": self.snowflake.url,
+            "RESUMABLE_CRASH_SNOWFLAKE_ACCOUNT": self.snowflake.account,
+            "RESUMABLE_CRASH_DBT_CLOUD_HOST": self.dbt_cloud.host,
+            "RESUMABLE_CRASH_DBT_CLOUD_JOBS": json.dumps(self.dbt_cloud_jobs),
             "RESUMABLE_CRASH_APPLICATION_ID": self.aws.create_serverless_application(),
             "RESUMABLE_CRASH_ROLE_ARN": self.aws.role_arn(),
             "RESUMABLE_CRASH_CLUSTER_ID": self.aws.create_cluster(),
@@ -137,7 +180,7 @@ class CrashLab:
             **self.env,
         }
         self.stack = AirflowStack(
-            dags=[DAG_FILE, *self.dag_files],
+            dags=[*DAG_FILES, *self.dag_files],
             env=env,
             executor=self.executor,
             sql_alchemy_conn=self.sql_alchemy_conn,
@@ -149,14 +192,22 @@ class CrashLab:
         )
         try:
             self.stack.start()
-            self.stack.wait_for_dags(["crash_databricks_resumable", "crash_emr_steps_timeout"])
+            # the last DAG each crash DAG file defines
+            self.stack.wait_for_dags(f"crash_{system}_retry_timeout" for system in self.systems())
         except BaseException:
             self.stop()
             raise
         return self
 
+    @staticmethod
+    def systems() -> list[str]:
+        """The systems whose crash DAGs this lab has: those whose provider is installed."""
+        from resumable.testing import crash_dags  # imports Airflow's task SDK
+
+        return [s for s in SYSTEMS if s not in _PROVIDER or crash_dags.installed(_PROVIDER[s])]
+
     def stop(self) -> None:
-        for part in ("stack", "aws", "databricks"):
+        for part in ("stack", "aws", "databricks", "bigquery", "snowflake", "dbt_cloud"):
             if hasattr(self, part):
                 getattr(self, part).stop()
         if hasattr(self, "fault_file"):
@@ -178,6 +229,20 @@ class CrashLab:
         if system == "databricks":
             scripts = [RunScript(outcome=outcome, duration=d, pending=1.0) for d in durations]
             self.databricks.script_next(*scripts, replace=replace)
+        elif system in ("bigquery", "snowflake", "dbt_cloud"):
+            if outcome not in _OUTCOME:
+                raise ValueError(f"{system} jobs succeed or fail, not {outcome!r}")
+            end = _OUTCOME[outcome]
+            if system == "bigquery":
+                self.bigquery.script_next(
+                    *[bq.JobScript(end, d, queued=1.0) for d in durations], replace=replace
+                )
+            elif system == "snowflake":
+                self.snowflake.script_next(*[sf.StatementScript(end, d) for d in durations], replace=replace)
+            else:
+                self.dbt_cloud.script_next(
+                    *[dbt.RunScript(end, d, queued=1.0) for d in durations], replace=replace
+                )
         else:
             jobs = [JobScript(outcome, duration=d, pending=1.0) for d in durations]
             self.aws.script_next(_AWS_KIND[system], *jobs, replace=replace)
@@ -210,6 +275,12 @@ class CrashLab:
         """
         if system == "databricks":
             self.databricks.submit_delay = seconds
+        elif system == "bigquery":
+            self.bigquery.insert_delay = seconds
+        elif system == "snowflake":
+            self.snowflake.submit_delay = seconds
+        elif system == "dbt_cloud":
+            self.dbt_cloud.trigger_delay = seconds
         else:
             self.aws.submit_delay = seconds
 
@@ -217,14 +288,27 @@ class CrashLab:
         """For the next ``seconds``, the service answers every status read with HTTP 500."""
         if system == "databricks":
             self.databricks.outage(seconds)
+        elif system == "bigquery":
+            self.bigquery.outage(seconds, status=500, path="{id}")
+        elif system == "snowflake":
+            self.snowflake.outage(seconds, status=500, path="{handle}")
+        elif system == "dbt_cloud":
+            self.dbt_cloud.outage(seconds, status=500, path="runs/{id}/")
         else:
             self.aws.outage(seconds)
 
     def throttle_cancels(self, system: str, seconds: float) -> None:
         """For the next ``seconds``, the service throttles every call that stops a job (HTTP 429
-        ``REQUEST_LIMIT_EXCEEDED`` on Databricks, ``ThrottlingException`` on AWS)."""
+        ``REQUEST_LIMIT_EXCEEDED`` on Databricks, ``ThrottlingException`` on AWS, 403
+        ``rateLimitExceeded`` on BigQuery)."""
         if system == "databricks":
             self.databricks.outage(seconds, status=429, path="runs/cancel")
+        elif system == "bigquery":
+            self.bigquery.outage(seconds, status=403, path="cancel")
+        elif system == "snowflake":
+            self.snowflake.outage(seconds, status=429, path="cancel")
+        elif system == "dbt_cloud":
+            self.dbt_cloud.outage(seconds, status=429, path="cancel/")
         else:
             self.aws.throttle_cancels(seconds)
 
@@ -235,6 +319,12 @@ class CrashLab:
         """
         if system == "databricks":
             self.databricks.cancel_seconds = CANCEL_SECONDS if seconds is None else seconds
+        elif system == "bigquery":
+            self.bigquery.cancel_seconds = bq.CANCEL_SECONDS if seconds is None else seconds
+        elif system == "snowflake":
+            self.snowflake.cancel_seconds = sf.CANCEL_SECONDS if seconds is None else seconds
+        elif system == "dbt_cloud":
+            self.dbt_cloud.cancel_seconds = dbt.CANCEL_SECONDS if seconds is None else seconds
         else:
             self.aws.stop_seconds = STOP_SECONDS if seconds is None else seconds
 
@@ -247,13 +337,30 @@ class CrashLab:
 
     def advance(self, system: str, seconds: float) -> None:
         """Move the service's clock forward: every job of ``system`` is ``seconds`` further along."""
-        (self.databricks if system == "databricks" else self.aws).advance(seconds)
+        self._emulator(system).advance(seconds)
+
+    def _emulator(
+        self, system: str
+    ) -> DatabricksEmulator | AwsEmulator | bq.BigQueryEmulator | sf.SnowflakeEmulator | dbt.DbtCloudEmulator:
+        own = {
+            "databricks": self.databricks,
+            "bigquery": self.bigquery,
+            "snowflake": self.snowflake,
+            "dbt_cloud": self.dbt_cloud,
+        }
+        return own.get(system, self.aws)  # type: ignore[return-value]
 
     # ---- what a test observes ------------------------------------------------------------------
 
     def counters(self, system: str) -> dict[str, Any]:
         if system == "databricks":
             return {"submitted": self.databricks.runs_created, "cancelled": len(self.databricks.cancels)}
+        if system == "bigquery":
+            return {"submitted": len(self.bigquery.jobs), "cancelled": len(self.bigquery.cancels)}
+        if system == "snowflake":
+            return {"submitted": len(self.snowflake.handles), "cancelled": len(self.snowflake.cancels)}
+        if system == "dbt_cloud":
+            return {"submitted": len(self.dbt_cloud.runs), "cancelled": len(self.dbt_cloud.cancels)}
         created = len(self.aws.job_ids(_AWS_KIND[system]))
         return {"submitted": created, "cancelled": len(self.aws.stats()["cancels"])}
 
@@ -267,7 +374,7 @@ class CrashLab:
 
     def cancelled_jobs(self, run: Run) -> list[str]:
         """Ids of ``run``'s jobs that were asked to cancel (each once, however many cancels it got)."""
-        cancels = self.databricks.cancels if run.system == "databricks" else self.aws.cancels
+        cancels = self._emulator(run.system).cancels
         asked = {str(job) for job in cancels}
         return [job for job in self.job_ids(run) if job in asked]
 
@@ -275,12 +382,24 @@ class CrashLab:
         """Ids of the jobs created since ``run`` started, oldest first."""
         if run.system == "databricks":
             return [str(r) for r in self.databricks.runs[run.before["submitted"] :]]
+        if run.system == "bigquery":
+            return self.bigquery.jobs[run.before["submitted"] :]
+        if run.system == "snowflake":
+            return self.snowflake.handles[run.before["submitted"] :]
+        if run.system == "dbt_cloud":
+            return [str(r) for r in self.dbt_cloud.runs[run.before["submitted"] :]]
         return self.aws.job_ids(_AWS_KIND[run.system])[run.before["submitted"] :]
 
     def job_state(self, run: Run, job_id: str) -> str:
         """The state the service gives the job now (Databricks: its life-cycle state)."""
         if run.system == "databricks":
             return str(self.databricks.run(int(job_id))["state"]["life_cycle_state"])
+        if run.system == "bigquery":
+            return self.bigquery.state_of(job_id)
+        if run.system == "snowflake":
+            return self.snowflake.state_of(job_id)
+        if run.system == "dbt_cloud":
+            return str(self.dbt_cloud.status_of(int(job_id)))
         return self.aws.state_of(job_id)
 
     def active_jobs(self, run: Run) -> list[str]:
@@ -289,8 +408,8 @@ class CrashLab:
 
     def status_calls(self, system: str) -> int:
         """Status reads the service of ``system`` has answered so far (for every DAG run)."""
-        if system == "databricks":
-            return sum(len(times) for times in self.databricks.polls.values())
+        if system in ("databricks", "bigquery", "snowflake", "dbt_cloud"):
+            return sum(len(times) for times in self._emulator(system).polls.values())  # type: ignore[union-attr]
         return sum(self.aws.calls[name] for name in _AWS_STATUS_CALLS[system])
 
     def task_log(self, run: Run, try_number: int) -> str:

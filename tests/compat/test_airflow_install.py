@@ -79,11 +79,14 @@ def _bin(version: str) -> Path:
 
 
 def _env(home: Path) -> dict[str, str]:
-    """This environment without the test session's Airflow settings, for a fresh AIRFLOW_HOME."""
+    """This environment without the test session's Airflow settings, for a fresh AIRFLOW_HOME, and
+    with Python's bytecode cache on: where PYTHONDONTWRITEBYTECODE is set, each of the new
+    virtualenv's commands below would compile Airflow from source again."""
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("AIRFLOW", "RESUMABLE_")) and k not in ("PYTHONPATH", "VIRTUAL_ENV")
+        if not k.startswith(("AIRFLOW", "RESUMABLE_"))
+        and k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONDONTWRITEBYTECODE")
     }
     env.update(
         AIRFLOW_HOME=str(home),

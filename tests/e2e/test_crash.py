@@ -1,6 +1,6 @@
 """Crash survival on a real Airflow: workers killed by signals, people marking and clearing tasks.
 
-Each test starts one DAG run of a crash DAG (see resumable/testing/dags/resumable_crash_dags.py),
+Each test starts one DAG run of a crash DAG (see resumable/testing/crash_dags.py),
 disturbs it the way the world does, and checks what a user would: how many jobs the emulated
 service saw, how many it was asked to cancel, which job the last try reported, and the final
 task and DAG run states in Airflow.
@@ -8,6 +8,7 @@ task and DAG run states in Airflow.
 
 from __future__ import annotations
 
+import importlib.util
 import signal
 import time
 
@@ -20,9 +21,10 @@ from resumable.testing.crash import CrashLab, Run
 pytestmark = pytest.mark.e2e
 
 SYSTEMS = ["databricks", "emr_serverless", "emr_steps"]
-#: Those and EMR on EKS, a transient EMR cluster, Glue and SageMaker training; Databricks and EMR
-#: Serverless marked to run on every supported Airflow, Glue (found again by discovery, not by an
-#: idempotent token) and SageMaker training (by its unique name) on the oldest as well
+#: Those and EMR on EKS, a transient EMR cluster, Glue, SageMaker training and BigQuery; Databricks
+#: and EMR Serverless marked to run on every supported Airflow, Glue (found again by discovery, not by
+#: an idempotent token), SageMaker training (by its unique name) and BigQuery (by its job id) on the
+#: oldest as well
 #: (``make test`` runs the ``every_airflow`` tests on the oldest and a middle version too).
 MATRIX = [
     pytest.param("databricks", marks=pytest.mark.every_airflow),
@@ -32,6 +34,17 @@ MATRIX = [
     "emr_cluster",
     pytest.param("glue", marks=pytest.mark.oldest_airflow),
     pytest.param("sagemaker_training", marks=pytest.mark.oldest_airflow),
+    # BigQuery (its job id is the token): where the google provider is installed (Python 3.11+)
+    pytest.param(
+        "bigquery",
+        marks=[
+            pytest.mark.oldest_airflow,
+            pytest.mark.skipif(
+                importlib.util.find_spec("airflow.providers.google") is None,
+                reason="the google provider is not installed (its job-contract release needs Python 3.11+)",
+            ),
+        ],
+    ),
 ]
 #: The stack runs the Airflow of this interpreter. Airflow 3.0's task supervisor marks a try whose
 #: task process died while the supervisor lived "failed", whatever its retries (3.1 retries it).

@@ -1,6 +1,6 @@
 """The rarer interleavings of crashes and people's actions, on a real Airflow (issue 11).
 
-Each test drives one DAG run of a crash DAG (resumable/testing/dags/resumable_crash_dags.py) into
+Each test drives one DAG run of a crash DAG (resumable/testing/crash_dags.py) into
 an interleaving that broke the promise before: a clear after a crash in the submit window, a mark
 failed while the submit answer is still on its way, a zombie frozen past both the heartbeat
 timeout and its own execution_timeout, a clear whose cancel takes many polls to show. Then it
