@@ -44,10 +44,6 @@ CANCELLED_REASON = "stopped"
 BIGQUERY_STATES = {
     "PENDING": JobState.PENDING,
     "RUNNING": JobState.RUNNING,
-    # what the provider's get_job_status says of a finished or unknown job
-    "success": JobState.SUCCEEDED,
-    "error": JobState.FAILED,
-    "not_found": JobState.NOT_FOUND,
 }
 
 

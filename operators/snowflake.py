@@ -39,14 +39,6 @@ from resumable.trigger_stop import StopsJobOnAPersonsStop
 REQUEST_ID_NAMESPACE = uuid.UUID("6d1f4c8e-7a52-4f0b-9b0e-3c2a5e8d9f10")
 #: The error code of a statement that was cancelled.
 CANCELLED_CODE = "000604"
-#: What the provider's hook says of a statement, in our terms (``not_found``: the contract's word
-#: for a handle Snowflake does not know).
-SNOWFLAKE_STATES = {
-    "running": JobState.RUNNING,
-    "success": JobState.SUCCEEDED,
-    "error": JobState.FAILED,
-    "not_found": JobState.NOT_FOUND,
-}
 
 
 def request_id_for(token: str) -> str:
@@ -129,7 +121,6 @@ SNOWFLAKE_STATEMENTS = JobContract(
     submit=_submit,
     idempotent=True,
     cancel=_cancel,
-    states=SNOWFLAKE_STATES,
     status=_status,
     announce=_announce,
     result=_result,
@@ -218,7 +209,6 @@ class ResumableSnowflakeSqlApiOperator(ContractOperator, SnowflakeSqlApiOperator
 
 __all__ = [
     "SNOWFLAKE_STATEMENTS",
-    "SNOWFLAKE_STATES",
     "ResumableSnowflakeSqlApiOperator",
     "ResumableSnowflakeSqlApiTrigger",
     "TokenRequestHook",

@@ -22,7 +22,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,9 +91,74 @@ _RESULT_XCOM = {
     "snowflake": "query_ids",
     "dbt_cloud": "return_value",
 }
-#: The emulators' outcomes for the lab's ``"succeed"`` and ``"fail"``, on BigQuery, Snowflake and dbt
-#: Cloud.
-_OUTCOME = {"succeed": "success", "fail": "error"}
+
+
+def _ended(outcome: str) -> str:
+    """The outcome of a BigQuery, Snowflake or dbt Cloud emulator for the lab's ``"succeed"`` and
+    ``"fail"``."""
+    ends = {"succeed": "success", "fail": "error"}
+    if outcome not in ends:
+        raise ValueError(f"these jobs succeed or fail, not {outcome!r}")
+    return ends[outcome]
+
+
+@dataclass(frozen=True)
+class _Emulated:
+    """How the lab drives and reads a system that has a loopback emulator of its own (the AWS
+    systems share moto, driven through :class:`AwsEmulator`)."""
+
+    #: A script of the emulator for a job that runs ``duration`` seconds, then ends with ``outcome``.
+    script: Callable[[str, float], Any]
+    #: The emulator's attribute that holds the answer to a submission this many seconds.
+    hold: str
+    #: The arguments of the emulator's ``outage`` that fail status reads, and that throttle cancels.
+    status_outage: Mapping[str, Any]
+    cancel_throttle: Mapping[str, Any]
+    #: The emulator's default seconds a cancelled job stays stopping.
+    cancel_seconds: float
+    #: The ids of the jobs the emulator created, oldest first; the state it gives one now.
+    jobs: Callable[[Any], list[str]]
+    state: Callable[[Any, str], str]
+
+
+_EMULATED = {
+    "databricks": _Emulated(
+        script=lambda outcome, duration: RunScript(outcome=outcome, duration=duration, pending=1.0),
+        hold="submit_delay",
+        status_outage={},
+        cancel_throttle={"status": 429, "path": "runs/cancel"},
+        cancel_seconds=CANCEL_SECONDS,
+        jobs=lambda emulator: [str(run) for run in emulator.runs],
+        state=lambda emulator, job: str(emulator.run(int(job))["state"]["life_cycle_state"]),
+    ),
+    "bigquery": _Emulated(
+        script=lambda outcome, duration: bq.JobScript(_ended(outcome), duration, queued=1.0),
+        hold="insert_delay",
+        status_outage={"status": 500, "path": "{id}"},
+        cancel_throttle={"status": 403, "path": "cancel"},
+        cancel_seconds=bq.CANCEL_SECONDS,
+        jobs=lambda emulator: list(emulator.jobs),
+        state=lambda emulator, job: str(emulator.state_of(job)),
+    ),
+    "snowflake": _Emulated(
+        script=lambda outcome, duration: sf.StatementScript(_ended(outcome), duration),
+        hold="submit_delay",
+        status_outage={"status": 500, "path": "{handle}"},
+        cancel_throttle={"status": 429, "path": "cancel"},
+        cancel_seconds=sf.CANCEL_SECONDS,
+        jobs=lambda emulator: list(emulator.handles),
+        state=lambda emulator, job: str(emulator.state_of(job)),
+    ),
+    "dbt_cloud": _Emulated(
+        script=lambda outcome, duration: dbt.RunScript(_ended(outcome), duration, queued=1.0),
+        hold="trigger_delay",
+        status_outage={"status": 500, "path": "runs/{id}/"},
+        cancel_throttle={"status": 429, "path": "cancel/"},
+        cancel_seconds=dbt.CANCEL_SECONDS,
+        jobs=lambda emulator: [str(run) for run in emulator.runs],
+        state=lambda emulator, job: str(emulator.status_of(int(job))),
+    ),
+}
 #: Databricks life-cycle states and AWS states after which a job does nothing any more.
 _ENDED = frozenset(
     {"TERMINATED", "SKIPPED", "INTERNAL_ERROR", "SUCCESS", "COMPLETED", "FAILED", "CANCELLED", "INTERRUPTED"}
@@ -226,26 +291,13 @@ class CrashLab:
 
         By default this replaces scripts an earlier scenario queued and did not use.
         """
-        if system == "databricks":
-            scripts = [RunScript(outcome=outcome, duration=d, pending=1.0) for d in durations]
-            self.databricks.script_next(*scripts, replace=replace)
-        elif system in ("bigquery", "snowflake", "dbt_cloud"):
-            if outcome not in _OUTCOME:
-                raise ValueError(f"{system} jobs succeed or fail, not {outcome!r}")
-            end = _OUTCOME[outcome]
-            if system == "bigquery":
-                self.bigquery.script_next(
-                    *[bq.JobScript(end, d, queued=1.0) for d in durations], replace=replace
-                )
-            elif system == "snowflake":
-                self.snowflake.script_next(*[sf.StatementScript(end, d) for d in durations], replace=replace)
-            else:
-                self.dbt_cloud.script_next(
-                    *[dbt.RunScript(end, d, queued=1.0) for d in durations], replace=replace
-                )
-        else:
+        own = _EMULATED.get(system)
+        if own is None:
             jobs = [JobScript(outcome, duration=d, pending=1.0) for d in durations]
             self.aws.script_next(_AWS_KIND[system], *jobs, replace=replace)
+        else:
+            scripts = [own.script(outcome, d) for d in durations]
+            self._emulator(system).script_next(*scripts, replace=replace)
 
     def start_run(
         self,
@@ -273,60 +325,37 @@ class CrashLab:
 
         A slow control plane: the job runs, the worker has not seen its id yet. ``0`` ends it.
         """
-        if system == "databricks":
-            self.databricks.submit_delay = seconds
-        elif system == "bigquery":
-            self.bigquery.insert_delay = seconds
-        elif system == "snowflake":
-            self.snowflake.submit_delay = seconds
-        elif system == "dbt_cloud":
-            self.dbt_cloud.trigger_delay = seconds
-        else:
-            self.aws.submit_delay = seconds
+        own = _EMULATED.get(system)
+        setattr(self._emulator(system), own.hold if own else "submit_delay", seconds)
 
     def outage(self, system: str, seconds: float) -> None:
         """For the next ``seconds``, the service answers every status read with HTTP 500."""
-        if system == "databricks":
-            self.databricks.outage(seconds)
-        elif system == "bigquery":
-            self.bigquery.outage(seconds, status=500, path="{id}")
-        elif system == "snowflake":
-            self.snowflake.outage(seconds, status=500, path="{handle}")
-        elif system == "dbt_cloud":
-            self.dbt_cloud.outage(seconds, status=500, path="runs/{id}/")
-        else:
+        own = _EMULATED.get(system)
+        if own is None:
             self.aws.outage(seconds)
+        else:
+            self._emulator(system).outage(seconds, **own.status_outage)
 
     def throttle_cancels(self, system: str, seconds: float) -> None:
         """For the next ``seconds``, the service throttles every call that stops a job (HTTP 429
         ``REQUEST_LIMIT_EXCEEDED`` on Databricks, ``ThrottlingException`` on AWS, 403
         ``rateLimitExceeded`` on BigQuery)."""
-        if system == "databricks":
-            self.databricks.outage(seconds, status=429, path="runs/cancel")
-        elif system == "bigquery":
-            self.bigquery.outage(seconds, status=403, path="cancel")
-        elif system == "snowflake":
-            self.snowflake.outage(seconds, status=429, path="cancel")
-        elif system == "dbt_cloud":
-            self.dbt_cloud.outage(seconds, status=429, path="cancel/")
-        else:
+        own = _EMULATED.get(system)
+        if own is None:
             self.aws.throttle_cancels(seconds)
+        else:
+            self._emulator(system).outage(seconds, **own.cancel_throttle)
 
     def stop_takes(self, system: str, seconds: float | None) -> None:
         """Jobs cancelled from now on stay stopping (TERMINATING, CANCELLING, CANCEL_PENDING) this long.
 
         ``None`` restores the emulator's default.
         """
-        if system == "databricks":
-            self.databricks.cancel_seconds = CANCEL_SECONDS if seconds is None else seconds
-        elif system == "bigquery":
-            self.bigquery.cancel_seconds = bq.CANCEL_SECONDS if seconds is None else seconds
-        elif system == "snowflake":
-            self.snowflake.cancel_seconds = sf.CANCEL_SECONDS if seconds is None else seconds
-        elif system == "dbt_cloud":
-            self.dbt_cloud.cancel_seconds = dbt.CANCEL_SECONDS if seconds is None else seconds
-        else:
+        own = _EMULATED.get(system)
+        if own is None:
             self.aws.stop_seconds = STOP_SECONDS if seconds is None else seconds
+        else:
+            self._emulator(system).cancel_seconds = own.cancel_seconds if seconds is None else seconds
 
     def cancel_lags(self, system: str, seconds: float) -> None:
         """A cancel of ``system`` takes effect ``seconds`` after the service accepted it: the job answers
@@ -339,30 +368,19 @@ class CrashLab:
         """Move the service's clock forward: every job of ``system`` is ``seconds`` further along."""
         self._emulator(system).advance(seconds)
 
-    def _emulator(
-        self, system: str
-    ) -> DatabricksEmulator | AwsEmulator | bq.BigQueryEmulator | sf.SnowflakeEmulator | dbt.DbtCloudEmulator:
-        own = {
-            "databricks": self.databricks,
-            "bigquery": self.bigquery,
-            "snowflake": self.snowflake,
-            "dbt_cloud": self.dbt_cloud,
-        }
-        return own.get(system, self.aws)  # type: ignore[return-value]
+    def _emulator(self, system: str) -> Any:
+        """The emulator that serves ``system`` (moto's :class:`AwsEmulator` for the AWS systems)."""
+        return getattr(self, system) if system in _EMULATED else self.aws
 
     # ---- what a test observes ------------------------------------------------------------------
 
     def counters(self, system: str) -> dict[str, Any]:
-        if system == "databricks":
-            return {"submitted": self.databricks.runs_created, "cancelled": len(self.databricks.cancels)}
-        if system == "bigquery":
-            return {"submitted": len(self.bigquery.jobs), "cancelled": len(self.bigquery.cancels)}
-        if system == "snowflake":
-            return {"submitted": len(self.snowflake.handles), "cancelled": len(self.snowflake.cancels)}
-        if system == "dbt_cloud":
-            return {"submitted": len(self.dbt_cloud.runs), "cancelled": len(self.dbt_cloud.cancels)}
-        created = len(self.aws.job_ids(_AWS_KIND[system]))
-        return {"submitted": created, "cancelled": len(self.aws.stats()["cancels"])}
+        own = _EMULATED.get(system)
+        if own is None:
+            created = len(self.aws.job_ids(_AWS_KIND[system]))
+            return {"submitted": created, "cancelled": len(self.aws.stats()["cancels"])}
+        emulator = self._emulator(system)
+        return {"submitted": len(own.jobs(emulator)), "cancelled": len(emulator.cancels)}
 
     def submitted(self, run: Run) -> int:
         """Jobs created since ``run`` started."""
@@ -380,27 +398,17 @@ class CrashLab:
 
     def job_ids(self, run: Run) -> list[str]:
         """Ids of the jobs created since ``run`` started, oldest first."""
-        if run.system == "databricks":
-            return [str(r) for r in self.databricks.runs[run.before["submitted"] :]]
-        if run.system == "bigquery":
-            return self.bigquery.jobs[run.before["submitted"] :]
-        if run.system == "snowflake":
-            return self.snowflake.handles[run.before["submitted"] :]
-        if run.system == "dbt_cloud":
-            return [str(r) for r in self.dbt_cloud.runs[run.before["submitted"] :]]
-        return self.aws.job_ids(_AWS_KIND[run.system])[run.before["submitted"] :]
+        own = _EMULATED.get(run.system)
+        if own is None:
+            return self.aws.job_ids(_AWS_KIND[run.system])[run.before["submitted"] :]
+        return own.jobs(self._emulator(run.system))[run.before["submitted"] :]
 
     def job_state(self, run: Run, job_id: str) -> str:
         """The state the service gives the job now (Databricks: its life-cycle state)."""
-        if run.system == "databricks":
-            return str(self.databricks.run(int(job_id))["state"]["life_cycle_state"])
-        if run.system == "bigquery":
-            return self.bigquery.state_of(job_id)
-        if run.system == "snowflake":
-            return self.snowflake.state_of(job_id)
-        if run.system == "dbt_cloud":
-            return str(self.dbt_cloud.status_of(int(job_id)))
-        return self.aws.state_of(job_id)
+        own = _EMULATED.get(run.system)
+        if own is None:
+            return self.aws.state_of(job_id)
+        return own.state(self._emulator(run.system), job_id)
 
     def active_jobs(self, run: Run) -> list[str]:
         """Ids of the jobs created since ``run`` started that have not ended (stopping ones count)."""
@@ -408,8 +416,8 @@ class CrashLab:
 
     def status_calls(self, system: str) -> int:
         """Status reads the service of ``system`` has answered so far (for every DAG run)."""
-        if system in ("databricks", "bigquery", "snowflake", "dbt_cloud"):
-            return sum(len(times) for times in self._emulator(system).polls.values())  # type: ignore[union-attr]
+        if system in _EMULATED:
+            return sum(len(times) for times in self._emulator(system).polls.values())
         return sum(self.aws.calls[name] for name in _AWS_STATUS_CALLS[system])
 
     def task_log(self, run: Run, try_number: int) -> str:
