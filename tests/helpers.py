@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from airflow.sdk import DAG
 from tenacity import stop_after_attempt, wait_fixed
 
@@ -49,6 +52,33 @@ def load_bench(name: str) -> Any:
     return module
 
 
+#: Both ways Airflow stops a deferred task's trigger (see :func:`stop_deferred_task`).
+EVERY_TRIGGER_STOP = pytest.mark.parametrize("before_3_3", [True, False], ids=["airflow<3.3", "airflow>=3.3"])
+#: The task's state when its trigger stops, and whether that is a person's stop, which cancels the job:
+#: marked failed, cleared (none), or still deferred (a triggerer restart, a trigger handed on).
+PERSONS_STOP = pytest.mark.parametrize(
+    ("state", "cancelled"), [("failed", True), ("none", True), ("deferred", False)]
+)
+
+
+@contextlib.contextmanager
+def on_the_retrys_first_look(operator: type, inject: Callable[[], None]) -> Iterator[None]:
+    """While inside, ``inject`` runs as the DAG's second status read of its job begins: the first
+    read of the retry that follows a crash while polling (the crashed try read once)."""
+    original = operator.get_job_status  # type: ignore[attr-defined]
+    calls = {"n": 0}
+
+    def reading(self: Any, handle: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            inject()
+        return original(self, handle)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(operator, "get_job_status", reading)
+        yield
+
+
 def stop_deferred_task(
     trigger_path: str, kwargs: dict[str, Any], monkeypatch: Any, *, state: str, before_3_3: bool
 ) -> None:
@@ -58,8 +88,6 @@ def stop_deferred_task(
     ``state`` is what Airflow answers about the task instance then."""
     import asyncio
     from importlib import import_module
-
-    import pytest
 
     from resumable import trigger_stop
 

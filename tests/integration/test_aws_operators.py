@@ -36,7 +36,13 @@ from resumable.operators.sagemaker import (
 )
 from resumable.testing.airflow import clear_and_rerun, run_dag, run_retries, task_states
 from resumable.testing.aws import AwsEmulator, JobScript
-from tests.helpers import new_dag, stop_deferred_task
+from tests.helpers import (
+    EVERY_TRIGGER_STOP,
+    PERSONS_STOP,
+    new_dag,
+    on_the_retrys_first_look,
+    stop_deferred_task,
+)
 
 ROLE = "arn:aws:iam::123456789012:role/emr-job"
 SPARK_STEP = {
@@ -340,17 +346,8 @@ def test_prior_failure_follows_on_prior_failure(kind, aws, on_prior_failure, fin
 def test_throttling_storm_during_reattach_is_retried(kind, aws, fault) -> None:
     fault("while_polling")
     dag, op = make(kind, aws, botocore_config=NO_BOTO_RETRIES, status_retry_attempts=8)
-    original = op.get_job_status
-    calls = {"n": 0}
-
-    def storm_on_the_retry(handle: JobHandle):
-        calls["n"] += 1
-        if calls["n"] == 2:  # the retry's first look at the job: throttled five times in a row
-            aws.throttle_next(5)
-        return original(handle)
-
-    op.get_job_status = storm_on_the_retry
-    dr = run_dag(dag)
+    with on_the_retrys_first_look(type(op), lambda: aws.throttle_next(5)):  # five times in a row
+        dr = run_dag(dag)
     assert task_states(dr) == {"job": "success"}
     assert kind.created(aws) == kind.per_submission
 
@@ -519,10 +516,10 @@ def test_glues_stop_job_run_on_kill_is_read_as_cancel_on_kill(aws, given, meanin
 
 
 @pytest.mark.parametrize("kind", params(KINDS[4:]))  # every system after the EMR ones
-@pytest.mark.parametrize("before_3_3", [True, False], ids=["airflow<3.3", "airflow>=3.3"])
-@pytest.mark.parametrize(("state", "stopped"), [("failed", True), ("none", True), ("deferred", False)])
+@EVERY_TRIGGER_STOP
+@PERSONS_STOP
 def test_a_deferred_jobs_trigger_stops_it_only_on_a_persons_stop(
-    kind, aws, monkeypatch, before_3_3, state, stopped
+    kind, aws, monkeypatch, before_3_3, state, cancelled
 ) -> None:
     """The trigger the operator defers with, rebuilt from its serialised form as the triggerer does,
     stops the job when a person stopped the task (failed, or cleared to no state) and keeps it when
@@ -532,7 +529,7 @@ def test_a_deferred_jobs_trigger_stops_it_only_on_a_persons_stop(
     handle = submitted(kind, aws, op)
     path, kwargs = op.job_trigger({}, handle).serialize()
     stop_deferred_task(path, kwargs, monkeypatch, state=state, before_3_3=before_3_3)
-    assert aws.cancels == ([handle.job_id] if stopped else [])
+    assert aws.cancels == ([handle.job_id] if cancelled else [])
 
 
 @pytest.mark.parametrize("kind", [KINDS[1], KINDS[2]], ids=lambda k: k.name)
@@ -609,8 +606,8 @@ def test_deferred_serverless_and_eks_triggers_stop_their_job_on_a_persons_stop_u
             assert op.job_trigger({}, handle).cancel_on_kill is expected
 
 
-@pytest.mark.parametrize("before_3_3", [True, False], ids=["airflow<3.3", "airflow>=3.3"])
-@pytest.mark.parametrize(("state", "cancelled"), [("failed", True), ("none", True), ("deferred", False)])
+@EVERY_TRIGGER_STOP
+@PERSONS_STOP
 def test_a_deferred_eks_jobs_trigger_cancels_it_only_on_a_persons_stop(
     aws, monkeypatch, before_3_3, state, cancelled
 ) -> None:

@@ -29,7 +29,13 @@ from resumable.operators.bigquery import (  # noqa: E402
 )
 from resumable.testing.airflow import clear_and_rerun, run_dag, task_states  # noqa: E402
 from resumable.testing.bigquery import BigQueryEmulator, JobScript  # noqa: E402
-from tests.helpers import new_dag, stop_deferred_task  # noqa: E402
+from tests.helpers import (  # noqa: E402
+    EVERY_TRIGGER_STOP,
+    PERSONS_STOP,
+    new_dag,
+    on_the_retrys_first_look,
+    stop_deferred_task,
+)
 
 QUERY = {"query": {"query": "INSERT INTO sales.daily SELECT * FROM sales.staging", "useLegacySql": False}}
 
@@ -143,19 +149,13 @@ def test_throttled_and_failing_status_reads_are_retried(bq, fault) -> None:
     client library retries those itself, and the mixin on top): nothing is inserted again or cancelled."""
     fault("while_polling")
     bq.script_next(JobScript(duration=40.0))
-    original = ResumableBigQueryInsertJobOperator.get_job_status
-    calls = {"n": 0}
-
-    def failing_on_the_retry(self: Any, handle: JobHandle) -> Any:
-        calls["n"] += 1
-        if calls["n"] == 2:  # the retry's first look
-            bq.fail_next(3, status=403, path="{id}")
-            bq.fail_next(2, status=503, path="{id}")
-        return original(self, handle)
-
     dag, _ = make(bq)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(ResumableBigQueryInsertJobOperator, "get_job_status", failing_on_the_retry)
+
+    def refuse() -> None:
+        bq.fail_next(3, status=403, path="{id}")
+        bq.fail_next(2, status=503, path="{id}")
+
+    with on_the_retrys_first_look(ResumableBigQueryInsertJobOperator, refuse):
         dr = run_dag(dag)
     assert task_states(dr) == {"job": "success"}
     assert len(bq.jobs) == 1 and bq.cancels == []
@@ -223,8 +223,8 @@ def test_a_failed_job_fails_the_deferred_task(bq) -> None:
     assert len(bq.jobs) == 1
 
 
-@pytest.mark.parametrize("before_3_3", [True, False], ids=["airflow<3.3", "airflow>=3.3"])
-@pytest.mark.parametrize(("state", "cancelled"), [("failed", True), ("none", True), ("deferred", False)])
+@EVERY_TRIGGER_STOP
+@PERSONS_STOP
 def test_a_deferred_jobs_trigger_cancels_it_only_on_a_persons_stop(
     bq, monkeypatch, before_3_3, state, cancelled
 ) -> None:

@@ -22,7 +22,14 @@ from resumable.operators.databricks import (
 from resumable.pacing import wait_retry_after
 from resumable.testing.airflow import clear_and_rerun, run_dag, run_retries, task_states
 from resumable.testing.databricks import DatabricksEmulator, RunScript, TaskScript
-from tests.helpers import FAST_HOOK, databricks_operator_kwargs, new_dag, stop_deferred_task
+from tests.helpers import (
+    EVERY_TRIGGER_STOP,
+    FAST_HOOK,
+    databricks_operator_kwargs,
+    new_dag,
+    on_the_retrys_first_look,
+    stop_deferred_task,
+)
 
 NOTEBOOK = {"notebook_path": "/Shared/etl"}
 CLUSTER = {"spark_version": "15.4.x-scala2.12", "node_type_id": "i3.xlarge", "num_workers": 2}
@@ -242,17 +249,8 @@ def test_throttling_storm_during_reattach_is_retried(dbx, fault) -> None:
         op = ResumableDatabricksSubmitRunOperator(
             task_id="run", notebook_task=NOTEBOOK, new_cluster=CLUSTER, **common(status_retry_attempts=6)
         )
-    original = op.get_job_status
-    calls = {"n": 0}
-
-    def storm_on_the_retry(handle: JobHandle):
-        calls["n"] += 1
-        if calls["n"] == 2:  # the retry's first look at the run: 429 after 429
-            dbx.fail_next(10, status=429, path="runs/get")
-        return original(handle)
-
-    op.get_job_status = storm_on_the_retry  # type: ignore[method-assign]
-    dr = run_dag(dag)
+    with on_the_retrys_first_look(type(op), lambda: dbx.fail_next(10, status=429, path="runs/get")):
+        dr = run_dag(dag)  # 429 after 429
     assert task_states(dr) == {"run": "success"}
     assert dbx.runs_created == 1
     assert dbx.calls["GET runs/get"] > 10
@@ -266,17 +264,8 @@ def test_a_throttled_status_call_waits_what_the_service_asked(dbx, fault, capsys
         op = ResumableDatabricksSubmitRunOperator(
             task_id="run", notebook_task=NOTEBOOK, new_cluster=CLUSTER, **common()
         )
-    original = op.get_job_status
-    calls = {"n": 0}
-
-    def throttled_on_the_retry(handle: JobHandle):
-        calls["n"] += 1
-        if calls["n"] == 2:  # the retry's first look at the run: more 429s than the hook tries
-            dbx.fail_next(6, status=429, path="runs/get")
-        return original(handle)
-
-    op.get_job_status = throttled_on_the_retry  # type: ignore[method-assign]
-    dr = run_dag(dag)
+    with on_the_retrys_first_look(type(op), lambda: dbx.fail_next(6, status=429, path="runs/get")):
+        dr = run_dag(dag)  # more 429s than the hook tries
     out = capsys.readouterr()
     assert task_states(dr) == {"run": "success"}
     assert dbx.runs_created == 1
@@ -337,7 +326,7 @@ def test_the_pytest_plugin_fixture_serves_a_dag_authors_test(airflow_db, databri
     assert databricks_emulator.runs_created == 1
 
 
-@pytest.mark.parametrize("before_3_3", [True, False], ids=["airflow<3.3", "airflow>=3.3"])
+@EVERY_TRIGGER_STOP
 @pytest.mark.parametrize(
     ("state", "cancel_on_kill", "cancelled"),
     [

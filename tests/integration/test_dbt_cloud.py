@@ -31,7 +31,13 @@ from resumable.testing.dbt_cloud import (  # noqa: E402
     DbtCloudEmulator,
     RunScript,
 )
-from tests.helpers import new_dag, stop_deferred_task  # noqa: E402
+from tests.helpers import (  # noqa: E402
+    EVERY_TRIGGER_STOP,
+    PERSONS_STOP,
+    new_dag,
+    on_the_retrys_first_look,
+    stop_deferred_task,
+)
 
 #: The hook's own retries, fast: four tries, no waiting (the emulator answers at once).
 FAST_HOOK = {"retry_limit": 4, "retry_delay": 0.0}
@@ -129,18 +135,12 @@ def test_throttled_and_failing_status_reads_are_retried(dbt, fault) -> None:
     fault("while_polling")
     dbt.script_next(RunScript(duration=40.0))
     dag, _ = make(dbt, hook_params={"retry_limit": 1, "retry_delay": 0.0}, status_retry_attempts=8)
-    original = ResumableDbtCloudRunJobOperator.get_job_status
-    calls = {"n": 0}
 
-    def failing_on_the_retry(self: Any, handle: JobHandle) -> Any:
-        calls["n"] += 1
-        if calls["n"] == 2:  # the retry's first look
-            dbt.fail_next(3, status=429, path="runs/{id}/")
-            dbt.fail_next(2, status=503, path="runs/{id}/")
-        return original(self, handle)
+    def refuse() -> None:
+        dbt.fail_next(3, status=429, path="runs/{id}/")
+        dbt.fail_next(2, status=503, path="runs/{id}/")
 
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(ResumableDbtCloudRunJobOperator, "get_job_status", failing_on_the_retry)
+    with on_the_retrys_first_look(ResumableDbtCloudRunJobOperator, refuse):
         dr = run_dag(dag)
     assert task_states(dr) == {"job": "success"}
     assert len(dbt.runs) == 1 and dbt.cancels == []
@@ -257,8 +257,8 @@ def test_deferrable_records_the_run_before_deferring(dbt, fault) -> None:
     assert len(dbt.runs) == 1
 
 
-@pytest.mark.parametrize("before_3_3", [True, False], ids=["airflow<3.3", "airflow>=3.3"])
-@pytest.mark.parametrize(("state", "cancelled"), [("failed", True), ("none", True), ("deferred", False)])
+@EVERY_TRIGGER_STOP
+@PERSONS_STOP
 def test_a_deferred_runs_trigger_cancels_it_only_on_a_persons_stop(
     dbt, monkeypatch, before_3_3, state, cancelled
 ) -> None:

@@ -30,7 +30,13 @@ from resumable.operators.snowflake import (  # noqa: E402
 )
 from resumable.testing.airflow import clear_and_rerun, run_dag, task_states  # noqa: E402
 from resumable.testing.snowflake import SnowflakeEmulator, StatementScript  # noqa: E402
-from tests.helpers import new_dag, stop_deferred_task  # noqa: E402
+from tests.helpers import (  # noqa: E402
+    EVERY_TRIGGER_STOP,
+    PERSONS_STOP,
+    new_dag,
+    on_the_retrys_first_look,
+    stop_deferred_task,
+)
 
 SQL = "INSERT INTO sales.daily SELECT * FROM sales.staging"
 #: The hook's own retries, fast (its default waits seconds between tries).
@@ -128,19 +134,13 @@ def test_throttled_and_failing_status_reads_are_retried(sf, fault) -> None:
     mixin retries them; nothing is executed again or cancelled."""
     fault("while_polling")
     sf.script_next(StatementScript(duration=40.0))
-    original = ResumableSnowflakeSqlApiOperator.get_job_status
-    calls = {"n": 0}
-
-    def failing_on_the_retry(self: Any, handle: JobHandle) -> Any:
-        calls["n"] += 1
-        if calls["n"] == 2:  # the retry's first look
-            sf.fail_next(5, status=429, path="{handle}")
-            sf.fail_next(3, status=503, path="{handle}")
-        return original(self, handle)
-
     dag, _ = make(sf, status_retry_attempts=8)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(ResumableSnowflakeSqlApiOperator, "get_job_status", failing_on_the_retry)
+
+    def refuse() -> None:
+        sf.fail_next(5, status=429, path="{handle}")
+        sf.fail_next(3, status=503, path="{handle}")
+
+    with on_the_retrys_first_look(ResumableSnowflakeSqlApiOperator, refuse):
         dr = run_dag(dag)
     assert task_states(dr) == {"job": "success"}
     assert len(sf.handles) == 1 and sf.cancels == []
@@ -180,8 +180,8 @@ def test_deferrable_records_the_statement_before_deferring(sf, fault) -> None:
     assert len(sf.handles) == 1
 
 
-@pytest.mark.parametrize("before_3_3", [True, False], ids=["airflow<3.3", "airflow>=3.3"])
-@pytest.mark.parametrize(("state", "cancelled"), [("failed", True), ("none", True), ("deferred", False)])
+@EVERY_TRIGGER_STOP
+@PERSONS_STOP
 def test_a_deferred_statements_trigger_cancels_it_only_on_a_persons_stop(
     sf, monkeypatch, before_3_3, state, cancelled
 ) -> None:
