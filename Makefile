@@ -87,11 +87,12 @@ test-fast: test-tiers
 
 # Airflow 3.3: every test but the real-Airflow ones, in two parts that `make test` runs side by side
 # (they wait on emulated services and subprocesses far more than they compute): the integration
-# tier, and the unit tier with the model checker and the install checks.
+# tier, and the unit tier with the model checker and the install checks. The integration tiers and
+# the older versions' parts list their ten longest tests, to plan the budget by.
 TIERS_PARTS := test-tiers-integration test-tiers-rest
 test-tiers: $(TIERS_PARTS)
 test-tiers-integration: $(VENV)
-	$(BIN)/$(PYTEST) -m "not e2e" tests/integration
+	$(BIN)/$(PYTEST) --durations=10 -m "not e2e" tests/integration
 test-tiers-rest: $(VENV) $(OLD_AIRFLOW_VENVS)
 	$(BIN)/$(PYTEST) -m "not e2e" tests/unit tests/model tests/compat
 
@@ -99,7 +100,7 @@ test-tiers-rest: $(VENV) $(OLD_AIRFLOW_VENVS)
 # oldest_airflow (the newer AWS systems' rows), those also marked core_row on the oldest of
 # $(OLD_AIRFLOW) and none on the others.
 test-tiers-airflow-%: .venvs/airflow-%
-	.venvs/airflow-$*/bin/$(PYTEST) \
+	.venvs/airflow-$*/bin/$(PYTEST) --durations=10 \
 		-m "not e2e and (not oldest_airflow$(if $(filter $*,$(firstword $(OLD_AIRFLOW))), or core_row))" \
 		tests/unit tests/integration
 
@@ -126,7 +127,7 @@ chromium:
 # oldest of $(E2E_AIRFLOW) those marked oldest_airflow too (the newer systems' rows).
 E2E_OLDEST := $(firstword $(E2E_AIRFLOW))
 test-e2e-airflow-%: .venvs/airflow-% chromium
-	.venvs/airflow-$*/bin/$(PYTEST) -m "$(if $(filter $*,$(E2E_OLDEST)),every_airflow or oldest_airflow,every_airflow)" tests/e2e
+	.venvs/airflow-$*/bin/$(PYTEST) --durations=10 -m "$(if $(filter $*,$(E2E_OLDEST)),every_airflow or oldest_airflow,every_airflow)" tests/e2e
 
 # The real-Airflow tier on 3.3 and the older versions' part side by side, as two processes: under
 # make's own -j2 the older versions' sub-makes could hold both job slots, and the 3.3 tier then

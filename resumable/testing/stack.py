@@ -149,10 +149,9 @@ class AirflowStack:
             # running (adopt_or_reset_orphaned_tasks) every 10 s instead of every 300 s.
             "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "10",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-            # A stack's DAG files never change while it runs (a new one is found within the refresh
-            # interval above): parsing each again every 30 s (the default) only took CPU from the
-            # stacks running beside it.
-            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
+            # [dag_processor] min_file_process_interval stays at its 30 s, though the files never
+            # change: with 600 s, Airflow 3.0's scheduler marked a DAG run whose task had succeeded
+            # successful only after the next parse of its file, ten minutes later (seen 2026-12-07).
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
             # XCom values read back through the REST API (Airflow 3.0 refuses ``deserialize`` without it)
             "AIRFLOW__API__ENABLE_XCOM_DESERIALIZE_SUPPORT": "True",
