@@ -32,7 +32,14 @@ from typing import Any
 
 import psutil
 import requests
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_fixed
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    retry_if_result,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_fixed,
+)
 
 TERMINAL_TI_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
@@ -293,20 +300,38 @@ class AirflowStack:
         return [c.laddr.port for c in connections if c.raddr and c.raddr.port == server_port]
 
     def _end_database_sessions(self, ports: list[int]) -> None:
+        """End the PostgreSQL sessions on ``ports`` and wait until their backends are gone.
+
+        ``pg_terminate_backend`` only signals a backend: it releases its locks as it exits, a moment
+        later, and a caller that looks at once can still find them held. The wait polls
+        ``pg_stat_activity``, whose row a backend drops only after its locks (PostgreSQL 13 and later;
+        14's ``pg_terminate_backend(pid, timeout)`` would not serve 13)."""
         if not ports:
             return
         import sqlalchemy as sa
 
         engine = sa.create_engine(self.sql_alchemy_conn, isolation_level="AUTOCOMMIT")  # type: ignore[arg-type]
+        sessions = sa.text(
+            "SELECT pid FROM pg_stat_activity"
+            " WHERE datname = current_database() AND client_port = ANY(:ports)"
+        )
         try:
             with engine.connect() as conn:
-                conn.execute(
-                    sa.text(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                        " WHERE datname = current_database() AND client_port = ANY(:ports)"
-                    ),
-                    {"ports": ports},
-                )
+                pids = [row[0] for row in conn.execute(sessions, {"ports": ports})]
+                for pid in pids:
+                    conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+                alive = sa.text("SELECT pid FROM pg_stat_activity WHERE pid = ANY(:pids)")
+                left = Retrying(
+                    stop=stop_after_delay(30),
+                    wait=wait_fixed(0.05),
+                    retry=retry_if_result(bool),
+                    retry_error_callback=lambda state: state.outcome.result(),  # type: ignore[union-attr]
+                )(lambda: [row[0] for row in conn.execute(alive, {"pids": pids})])
+                if left:
+                    raise RuntimeError(
+                        f"PostgreSQL backends {left} of a killed process still run 30 s after"
+                        " pg_terminate_backend; the locks they hold are not released"
+                    )
         finally:
             engine.dispose()
 
