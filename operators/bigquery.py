@@ -27,6 +27,7 @@ from airflow.providers.google.cloud.operators.bigquery import BigQueryInsertJobO
 from airflow.providers.google.cloud.triggers.bigquery import BigQueryInsertJobTrigger
 from asgiref.sync import sync_to_async
 from google.api_core import exceptions as google_errors
+from google.cloud.bigquery.retry import DEFAULT_RETRY
 
 from resumable.adapter import ContractOperator, JobContract
 from resumable.errors import ResumableError
@@ -39,6 +40,9 @@ from resumable.trigger_stop import StopsJobOnAPersonsStop
 JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,1024}$")
 #: The ``errorResult`` reason of a job that was cancelled.
 CANCELLED_REASON = "stopped"
+#: Seconds a cancel call may take, the client's retries included: BigQuery answers a cancel at once
+#: (the job stops later), so a longer wait is a stalled connection, not a slow service.
+CANCEL_TIMEOUT = 30.0
 #: BigQuery job states while the job runs (a finished job is ``DONE``, with an ``errorResult`` when it
 #: failed or was cancelled; a cancel shows only once the job has stopped).
 BIGQUERY_STATES = {
@@ -121,12 +125,26 @@ def _status(op: Any, job_id: str) -> JobStatus:
 
 
 def cancel_bigquery_job(
-    hook: BigQueryHook, job_id: str, project_id: str | None, location: str | None
+    hook: BigQueryHook,
+    job_id: str,
+    project_id: str | None,
+    location: str | None,
+    timeout: float = CANCEL_TIMEOUT,
 ) -> None:
     """Ask BigQuery to cancel the job, and return: BigQuery stops it on its own time (the hook's
-    ``cancel_job`` waits up to a minute for that, longer than Airflow gives a stopped task)."""
+    ``cancel_job`` waits up to a minute for that, longer than Airflow gives a stopped task).
+
+    The call, with the client's own retries of transient errors, gives up after about ``timeout``
+    seconds (the client's default waits for an answer without end and retries for ten minutes): a
+    cancel whose answer never comes fails with the client's ``RetryError`` ("Timeout of 30.0s
+    exceeded, last exception: ... Read timed out") instead of holding a stopped task, a trigger or a
+    ``clear --cancel-job`` forever."""
     hook.get_client(project_id=project_id or hook.project_id, location=location).cancel_job(
-        job_id=job_id, project=project_id, location=location
+        job_id=job_id,
+        project=project_id,
+        location=location,
+        retry=DEFAULT_RETRY.with_timeout(timeout),
+        timeout=timeout,
     )
 
 

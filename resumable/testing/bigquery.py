@@ -7,7 +7,8 @@ the caller chooses the job's id: inserting an id that exists is answered ``409 A
 (reason ``duplicate``) and creates nothing, which is what makes the id an idempotency token. A cancel
 is asynchronous: the job ends ``DONE`` with reason ``stopped`` :attr:`BigQueryEmulator.cancel_seconds`
 emulated seconds later. Faults: a held insert answer (:attr:`BigQueryEmulator.insert_delay`: the job
-exists, the caller has not seen the answer), failed calls (:meth:`~BigQueryEmulator.fail_next`,
+exists, the caller has not seen the answer), a held cancel answer (:attr:`BigQueryEmulator.cancel_delay`),
+failed calls (:meth:`~BigQueryEmulator.fail_next`,
 :meth:`~BigQueryEmulator.outage`, answered in BigQuery's error envelope with the reason the client
 library retries, ``backendError``), and the service's throttling, ``403 rateLimitExceeded``
 (:meth:`~resumable.testing._base.Emulator.rate_limit`).
@@ -150,6 +151,8 @@ class BigQueryEmulator(LoopbackEmulator):
             self.cancels: list[str] = []
             #: Real seconds an insert holds its answer after creating the job.
             self.insert_delay = 0.0
+            #: Real seconds a cancel holds its answer after taking it (a stalled control plane).
+            self.cancel_delay = 0.0
             #: Emulated seconds a job cancelled from now on takes to show ``DONE``.
             self.cancel_seconds = CANCEL_SECONDS
             #: Wall-clock times (``time.time()``) of the status reads (``GET jobs/{id}``) per job id.
@@ -323,6 +326,8 @@ class BigQueryEmulator(LoopbackEmulator):
                 return error.status, _error_body(error.status, error.reason, error.message)
         if route == "jobs" and method == "POST" and self.insert_delay:
             time.sleep(self.insert_delay)  # the job exists; the caller has not seen the answer
+        if route == "jobs/{id}/cancel" and self.cancel_delay:
+            time.sleep(self.cancel_delay)  # the cancel is taken; the caller has not seen the answer
         return 200, answer
 
     def _injected_failure(self, route: str) -> tuple[int, Any] | None:

@@ -246,3 +246,38 @@ def test_the_providers_cancel_on_kill_booleans_are_read_as_ours(bq) -> None:
     assert keeps.cancel_on_kill.value == "never"
     assert cancels.cancel_on_kill.value == "user_stop"
     assert cancels.durable is False, "the provider's own resuming is off: one record, ours"
+
+
+def test_a_cancel_whose_answer_never_comes_fails_after_its_timeout_and_cancels_the_job(bq) -> None:
+    """A stalled control plane holds the cancel's answer: the call gives up after its timeout (with the
+    client's default it would wait without end, holding a trigger or a ``clear --cancel-job``), and the
+    cancel BigQuery took still stops the job."""
+    import threading
+
+    from google.api_core.exceptions import RetryError
+
+    from resumable.operators.bigquery import bigquery_hook, cancel_bigquery_job
+
+    bq.script_next(JobScript(duration=float("inf")))
+    _, op = make(bq)
+    handle = op.submit_job({}, "rsm-test-token")
+    bq.cancel_delay = 3600.0
+    raised: list[BaseException] = []
+
+    def cancel() -> None:
+        try:
+            cancel_bigquery_job(bigquery_hook(op), handle.job_id, op.project_id, None, timeout=2.0)
+        except BaseException as error:  # noqa: BLE001 - the test reads it
+            raised.append(error)
+
+    call = threading.Thread(target=cancel, daemon=True)  # a call that hangs must not hang the tests
+    call.start()
+    call.join(timeout=120)  # far above the timeout: the call must end, not merely be slow
+    assert not call.is_alive(), "the cancel still waits for its answer"
+    (error,) = raised
+    assert isinstance(error, RetryError) and "Timeout of 2.0s exceeded" in str(error)
+    assert "Read timed out" in str(error)
+    assert bq.cancels[0] == handle.job_id
+    bq.cancel_delay = 0.0
+    bq.advance(5)
+    assert op.get_job_status(handle).state is JobState.CANCELLED
