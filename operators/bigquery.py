@@ -193,7 +193,10 @@ BIGQUERY_JOB = JobContract(
 
 
 def is_transient(error: BaseException) -> bool:
-    """What ``google-cloud-bigquery`` itself retries: rate limits, 5xx and a lost connection."""
+    """What ``google-cloud-bigquery`` itself retries: rate limits, 5xx and a lost connection; and its
+    ``RetryError`` when the last error of its retries was one (a call that ran out of its timeout)."""
+    if isinstance(error, google_errors.RetryError):
+        return error.cause is not None and is_transient(error.cause)
     if isinstance(error, google_errors.GoogleAPICallError):
         return is_throttled(error) or isinstance(
             error, (google_errors.ServerError, google_errors.TooManyRequests)

@@ -256,7 +256,7 @@ def test_a_cancel_whose_answer_never_comes_fails_after_its_timeout_and_cancels_t
 
     from google.api_core.exceptions import RetryError
 
-    from resumable.operators.bigquery import bigquery_hook, cancel_bigquery_job
+    from resumable.operators.bigquery import bigquery_hook, cancel_bigquery_job, is_transient
 
     bq.script_next(JobScript(duration=float("inf")))
     _, op = make(bq)
@@ -277,6 +277,7 @@ def test_a_cancel_whose_answer_never_comes_fails_after_its_timeout_and_cancels_t
     (error,) = raised
     assert isinstance(error, RetryError) and "Timeout of 2.0s exceeded" in str(error)
     assert "Read timed out" in str(error)
+    assert is_transient(error)  # a stop that was not taken is asked again, within the stop's budget
     assert bq.cancels[0] == handle.job_id
     bq.cancel_delay = 0.0
     bq.advance(5)
