@@ -51,13 +51,6 @@ SYSTEMS = (
     "snowflake",
     "dbt_cloud",
 )
-#: The provider each system's crash DAGs need, where it may be missing (the google and snowflake
-#: providers need Python 3.11+): its DAG file defines nothing without it.
-_PROVIDER = {
-    "bigquery": "airflow.providers.google",
-    "snowflake": "airflow.providers.snowflake",
-    "dbt_cloud": "airflow.providers.dbt.cloud",
-}
 #: The crash DAGs' Glue jobs are ``<GLUE_JOB>-<contender>``: a job per contender, so that a test or
 #: a bench tells their runs apart.
 GLUE_JOB = "crash-etl"
@@ -269,7 +262,7 @@ class CrashLab:
         """The systems whose crash DAGs this lab has: those whose provider is installed."""
         from resumable.testing import crash_dags  # imports Airflow's task SDK
 
-        return [s for s in SYSTEMS if s not in _PROVIDER or crash_dags.installed(_PROVIDER[s])]
+        return [s for s in SYSTEMS if crash_dags.installed(s)]
 
     def stop(self) -> None:
         for part in ("stack", "aws", "databricks", "bigquery", "snowflake", "dbt_cloud"):

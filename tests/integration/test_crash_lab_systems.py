@@ -56,3 +56,12 @@ def test_each_setting_reaches_the_systems_own_emulator(lab: tuple[CrashLab, str]
 def test_a_job_that_hangs_is_refused_where_the_emulator_has_none(system: str) -> None:
     with pytest.raises(ValueError, match="succeed or fail, not 'hang'"):
         CrashLab().script(system, 30, outcome="hang")
+
+
+def test_a_system_whose_provider_is_missing_has_no_crash_dags(monkeypatch: pytest.MonkeyPatch) -> None:
+    from resumable.testing import crash_dags
+
+    assert set(CrashLab.systems()) >= {"databricks", "emr_serverless", "dbt_cloud"}
+    monkeypatch.setitem(crash_dags.PROVIDERS, "dbt_cloud", "airflow.providers.no_such_provider.cloud")
+    assert "dbt_cloud" not in CrashLab.systems()
+    assert not crash_dags.installed("dbt_cloud") and crash_dags.installed("databricks")

@@ -22,5 +22,5 @@ def bigquery(contender: str, **extra: Any) -> Any:
     return cls(task_id="job", configuration=query, poll_interval=1, **extra)
 
 
-if installed("airflow.providers.google"):
+if installed("bigquery"):
     globals().update(define("bigquery", bigquery))

@@ -27,7 +27,7 @@ def dbt_cloud(contender: str, **extra: Any) -> Any:
     return cls(task_id="job", job_id=int(JOBS.get(contender, 1)), check_interval=1, timeout=86400, **extra)
 
 
-if installed("airflow.providers.dbt.cloud"):
+if installed("dbt_cloud"):
     if host := os.environ.get("RESUMABLE_CRASH_DBT_CLOUD_HOST"):
         from resumable.testing.dbt_cloud import route_hook_to
 

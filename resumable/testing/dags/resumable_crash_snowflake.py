@@ -29,7 +29,7 @@ def snowflake(contender: str, **extra: Any) -> Any:
     )
 
 
-if installed("airflow.providers.snowflake"):
+if installed("snowflake"):
     _url, _account = (
         os.environ.get("RESUMABLE_CRASH_SNOWFLAKE_URL"),
         os.environ.get("RESUMABLE_CRASH_SNOWFLAKE_ACCOUNT"),
