@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.providers.dbt.cloud.hooks.dbt import DbtCloudJobRunStatus
+from airflow.providers.dbt.cloud.hooks.dbt import DbtCloudHook, DbtCloudJobRunStatus
 from airflow.providers.dbt.cloud.operators.dbt import DbtCloudRunJobOperator, DbtCloudRunJobOperatorLink
 from airflow.providers.dbt.cloud.triggers.dbt import DbtCloudRunJobTrigger
 
@@ -35,6 +35,9 @@ CAUSE_LIMIT = 255
 PAGE = 100
 #: How far before the DAG run's ``run_after`` discovery still looks (clocks differ).
 CLOCK_SLACK = timedelta(hours=1)
+#: Seconds a cancel's request waits for its answer where ``hook_params`` set no ``timeout_seconds``:
+#: dbt Cloud answers a cancel at once (the run stops later), so a longer wait is a stalled connection.
+CANCEL_TIMEOUT = 30
 
 DBT_CLOUD_STATES = {
     DbtCloudJobRunStatus.QUEUED.value: JobState.PENDING,
@@ -81,6 +84,31 @@ def is_transient(error: BaseException) -> bool:
     )
 
 
+class TimedDbtCloudHook(DbtCloudHook):  # type: ignore[misc]
+    """The provider's hook, whose requests keep its ``timeout_seconds``.
+
+    The provider's ``get_conn`` drops the request options its calls pass (``timeout_seconds`` among
+    them), so a request of its sync calls waits for its answer without end, whatever
+    ``timeout_seconds`` says (only its async calls keep it). This keeps them for the request."""
+
+    def get_conn(self, headers: Any = None, extra_options: Mapping[str, Any] | None = None) -> Any:
+        session = super().get_conn(headers, extra_options)
+        self.merged_extra = {**self.merged_extra, **(extra_options or {})}
+        return session
+
+
+def cancel_run(conn_id: str, hook_params: Mapping[str, Any], run_id: int, account_id: int | None) -> None:
+    """Ask dbt Cloud to cancel the run, through the provider's hook made with ``hook_params``.
+
+    The request waits ``timeout_seconds`` of ``hook_params`` for its answer, or
+    :data:`CANCEL_TIMEOUT` where none is set (the provider's hook waits without end, see
+    :class:`TimedDbtCloudHook`): a cancel whose answer never comes fails with ``requests``' timeout
+    error, a transient one (a person's stop of a deferred task asks again within ``[resumable]
+    stop_follow_up_seconds``), instead of holding a trigger or a ``clear --cancel-job`` forever."""
+    params = {**hook_params, "timeout_seconds": hook_params.get("timeout_seconds") or CANCEL_TIMEOUT}
+    TimedDbtCloudHook(conn_id, **params).cancel_job_run(run_id=run_id, account_id=account_id)
+
+
 def _created(run: Mapping[str, Any]) -> datetime | None:
     try:
         return datetime.fromisoformat(str(run.get("created_at")).replace("Z", "+00:00"))
@@ -110,12 +138,10 @@ class ResumableDbtCloudRunJobTrigger(StopsJobOnAPersonsStop, DbtCloudRunJobTrigg
         self.cancel_on_kill = cancel_on_kill
 
     async def stop_for_a_person(self) -> None:
-        from airflow.providers.dbt.cloud.hooks.dbt import DbtCloudHook
         from asgiref.sync import sync_to_async
 
-        hook = DbtCloudHook(self.conn_id, **self.hook_params)
-        await sync_to_async(hook.cancel_job_run, thread_sensitive=False)(
-            run_id=self.run_id, account_id=self.account_id
+        await sync_to_async(cancel_run, thread_sensitive=False)(
+            self.conn_id, self.hook_params or {}, int(self.run_id), self.account_id
         )
 
     def stop_worth_retrying(self, error: BaseException) -> bool:
@@ -240,7 +266,7 @@ class ResumableDbtCloudRunJobOperator(ResumableMixin, DbtCloudRunJobOperator):  
 
         def cancel(active: list[str]) -> None:
             for run_id in active:
-                self.hook.cancel_job_run(account_id=self.account_id, run_id=int(run_id))
+                cancel_run(self.dbt_cloud_conn_id, self.hook_params, int(run_id), self.account_id)
 
         first = keep_the_first(self.log, f"dbt Cloud job {self.job_id}", token, states, cancel)
         return None if first is None else self._handle_of(next(r for r in found if str(r["id"]) == first))
@@ -262,7 +288,7 @@ class ResumableDbtCloudRunJobOperator(ResumableMixin, DbtCloudRunJobOperator):  
         return JobStatus(self._state_of(run["status"]), raw, message).created(_created(run))
 
     def cancel_job(self, handle: JobHandle) -> None:
-        self.hook.cancel_job_run(run_id=int(handle.job_id), account_id=self.account_id)
+        cancel_run(self.dbt_cloud_conn_id, self.hook_params, int(handle.job_id), self.account_id)
 
     def job_result(self, context: Mapping[str, Any], handle: JobHandle, status: JobStatus) -> Any:
         if status.state is JobState.FAILED:

@@ -7,9 +7,10 @@ triggered while another run of its job is in progress stays queued until that on
 API takes no idempotency key: a repeated trigger is a second run. A run's ``cause`` is kept and shown
 under ``trigger`` (with ``include_related=["trigger"]``), which is how a caller finds its run again.
 Faults: a held trigger answer (:attr:`DbtCloudEmulator.trigger_delay`: the run exists, the caller has
-not seen its id), failed calls (:meth:`~DbtCloudEmulator.fail_next`, :meth:`~DbtCloudEmulator.outage`),
-the service's 429 throttling (:meth:`~resumable.testing._base.Emulator.rate_limit`), and a cancel that
-takes emulated seconds to show (:attr:`DbtCloudEmulator.cancel_seconds`).
+not seen its id), a held cancel answer (:attr:`DbtCloudEmulator.cancel_delay`), failed calls
+(:meth:`~DbtCloudEmulator.fail_next`, :meth:`~DbtCloudEmulator.outage`), the service's 429 throttling
+(:meth:`~resumable.testing._base.Emulator.rate_limit`), and a cancel that takes emulated seconds to
+show (:attr:`DbtCloudEmulator.cancel_seconds`).
 
 The hook builds every address as ``https://{host}/api/v2/accounts/...`` and has no option for the
 scheme, so a plain-HTTP loopback server cannot be reached as it is: :meth:`DbtCloudEmulator.patch_hook`
@@ -137,6 +138,8 @@ class DbtCloudEmulator(LoopbackEmulator):
             self.cancels: list[int] = []
             #: Real seconds a trigger holds its answer after creating the run.
             self.trigger_delay = 0.0
+            #: Real seconds a cancel holds its answer after taking it (a stalled control plane).
+            self.cancel_delay = 0.0
             #: Emulated seconds a run cancelled from now on takes to show status 30.
             self.cancel_seconds = CANCEL_SECONDS
             #: Wall-clock times (``time.time()``) of the status reads (``GET runs/{id}/``) per run id.
@@ -355,6 +358,8 @@ class DbtCloudEmulator(LoopbackEmulator):
                 return error.status, _error_body(error.status, error.message)
         if name == "jobs/{id}/run/" and self.trigger_delay:
             time.sleep(self.trigger_delay)  # the run exists; the caller does not know its id yet
+        if name == "runs/{id}/cancel/" and self.cancel_delay:
+            time.sleep(self.cancel_delay)  # the cancel is taken; the caller has not seen the answer
         return 200, answer
 
     def _injected_failure(self, name: str) -> tuple[int, Any] | None:

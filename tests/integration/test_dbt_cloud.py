@@ -159,6 +159,44 @@ def test_an_unknown_run_is_not_found_and_a_cancel_stops_a_run(dbt) -> None:
     assert op.get_job_status(handle).state is JobState.CANCELLED
 
 
+def test_a_cancel_whose_answer_never_comes_fails_after_its_timeout_and_cancels_the_run(
+    dbt, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stalled control plane holds the cancel's answer: with no ``timeout_seconds`` in
+    ``hook_params`` the request gives up after ``CANCEL_TIMEOUT`` (the hook's default would wait
+    without end, holding a trigger or a ``clear --cancel-job``) with a transient error, and the cancel
+    dbt Cloud took still stops the run."""
+    import threading
+
+    import requests
+
+    from resumable.operators import dbt_cloud as dbt_operators
+
+    monkeypatch.setattr(dbt_operators, "CANCEL_TIMEOUT", 2)  # 30 s otherwise; the hook's retries: 4
+    dbt.script_next(RunScript(duration=float("inf")))
+    _, op = make(dbt)
+    handle = op.submit_job({}, "rsm-test-token")
+    dbt.cancel_delay = 3600.0
+    raised: list[BaseException] = []
+
+    def cancel() -> None:
+        try:
+            op.cancel_job(handle)
+        except BaseException as error:  # noqa: BLE001 - the test reads it
+            raised.append(error)
+
+    call = threading.Thread(target=cancel, daemon=True)  # a call that hangs must not hang the tests
+    call.start()
+    call.join(timeout=120)  # far above the timeouts: the call must end, not merely be slow
+    assert not call.is_alive(), "the cancel still waits for its answer"
+    (error,) = raised
+    assert isinstance(error, requests.exceptions.Timeout) and dbt_operators.is_transient(error)
+    assert dbt.cancels[0] == int(handle.job_id)
+    dbt.cancel_delay = 0.0
+    dbt.advance(5)
+    assert op.get_job_status(handle).state is JobState.CANCELLED
+
+
 def test_discovery_reads_page_after_page_back_to_the_dag_runs_start(dbt) -> None:
     """The run with the token is older than the newest 100 runs of the job: discovery reads the next
     page to find it. With a DAG run that started after every run (the horizon), it reads one page."""
