@@ -39,6 +39,10 @@ from resumable.trigger_stop import StopsJobOnAPersonsStop
 REQUEST_ID_NAMESPACE = uuid.UUID("6d1f4c8e-7a52-4f0b-9b0e-3c2a5e8d9f10")
 #: The error code of a statement that was cancelled.
 CANCELLED_CODE = "000604"
+#: Seconds a cancel's request waits for its answer where ``http_request_kwargs`` set no ``timeout``:
+#: Snowflake answers a cancel at once (the statement stops later), so a longer wait is a stalled
+#: connection. The provider's hook asks again on a timeout (five tries in all, by default).
+CANCEL_TIMEOUT = 30
 
 
 def request_id_for(token: str) -> str:
@@ -48,7 +52,10 @@ def request_id_for(token: str) -> str:
 
 class TokenRequestHook(SnowflakeSqlApiHook):  # type: ignore[misc]
     """The provider's hook, whose statement request carries :attr:`request_id` with ``retry=true``
-    (the SQL API's idempotent retry) instead of a random ``requestId``; every other call as shipped."""
+    (the SQL API's idempotent retry) instead of a random ``requestId``, and whose cancel requests wait
+    :data:`CANCEL_TIMEOUT` for their answer where ``http_request_kwargs`` set no ``timeout`` (the
+    provider's wait without end: a cancel whose answer never came held a trigger or a ``clear
+    --cancel-job`` forever); every other call as shipped."""
 
     request_id: str | None = None
 
@@ -62,6 +69,13 @@ class TokenRequestHook(SnowflakeSqlApiHook):  # type: ignore[misc]
     ) -> Any:
         if self.request_id and method.upper() == "POST" and url.endswith("/api/v2/statements"):
             params = {**(params or {}), "requestId": self.request_id, "retry": "true"}
+        if method.upper() == "POST" and url.endswith("/cancel") and "timeout" not in self.http_request_kwargs:
+            given = self.http_request_kwargs  # read by the provider's call, for this request only
+            self.http_request_kwargs = {**given, "timeout": CANCEL_TIMEOUT}
+            try:
+                return super()._make_api_call_with_retries(method, url, headers, params, json)
+            finally:
+                self.http_request_kwargs = given
         return super()._make_api_call_with_retries(method, url, headers, params, json)
 
 
@@ -134,7 +148,7 @@ class ResumableSnowflakeSqlApiTrigger(StopsJobOnAPersonsStop, SnowflakeSqlApiTri
     Snowflake refuses is asked again (the provider's own logs and drops it)."""
 
     async def stop_for_a_person(self) -> None:
-        hook = SnowflakeSqlApiHook(self.snowflake_conn_id, self.token_life_time, self.token_renewal_delta)
+        hook = TokenRequestHook(self.snowflake_conn_id, self.token_life_time, self.token_renewal_delta)
         await sync_to_async(hook.cancel_queries, thread_sensitive=False)(list(self.query_ids))
 
     def stop_worth_retrying(self, error: BaseException) -> bool:

@@ -3,14 +3,15 @@
 
 A request (``POST /api/v2/statements``) runs its SQL asynchronously and answers ``202`` with a
 statement handle; ``GET /api/v2/statements/{handle}`` answers ``202`` while it runs, ``200`` once it
-succeeded and ``422`` with Snowflake's error body once it failed or was cancelled
-(``POST .../cancel``). A request that holds several statements (``MULTI_STATEMENT_COUNT`` other than
-1) is one execution with one handle, as on the service. As on the service, a request repeated with
-the same ``requestId`` and ``retry=true`` executes nothing and answers with the first execution's
+succeeded and ``422`` with Snowflake's error body once it failed or was cancelled (``POST
+.../cancel``). A request that holds several statements (``MULTI_STATEMENT_COUNT`` other than 1) is
+one execution with one handle, as on the service. As on the service, a request repeated with the
+same ``requestId`` and ``retry=true`` executes nothing and answers with the first execution's
 handle; repeated without ``retry=true`` it runs again. Faults: a held answer to the request
-(:attr:`SnowflakeEmulator.submit_delay`: the statement runs, the caller has not seen its handle),
-failed calls (:meth:`~SnowflakeEmulator.fail_next`, :meth:`~SnowflakeEmulator.outage`), and the
-service's ``429`` throttling (:meth:`~resumable.testing._base.Emulator.rate_limit`).
+(:attr:`SnowflakeEmulator.submit_delay`: the statement runs, the caller has not seen its handle), a
+held cancel answer (:attr:`SnowflakeEmulator.cancel_delay`), failed calls
+(:meth:`~SnowflakeEmulator.fail_next`, :meth:`~SnowflakeEmulator.outage`), and the service's ``429``
+throttling (:meth:`~resumable.testing._base.Emulator.rate_limit`).
 
 The hook builds every address as ``https://{account}.snowflakecomputing.com/api/v2/...`` from the
 connection's account and has no option for another host, so a loopback server cannot be reached as
@@ -114,6 +115,8 @@ class SnowflakeEmulator(LoopbackEmulator):
             self.cancels: list[str] = []
             #: Real seconds a request holds its answer after its execution started.
             self.submit_delay = 0.0
+            #: Real seconds a cancel holds its answer after taking it (a stalled control plane).
+            self.cancel_delay = 0.0
             #: Emulated seconds a statement cancelled from now on takes to show cancelled.
             self.cancel_seconds = CANCEL_SECONDS
             #: Wall-clock times of the status reads per handle.
@@ -246,6 +249,8 @@ class SnowflakeEmulator(LoopbackEmulator):
                 return 404, _error("390404", f"No API found for {method} {path}")
         if route == "statements" and self.submit_delay:
             time.sleep(self.submit_delay)  # the statement runs; the caller has not seen its handle
+        if route == "statements/{handle}/cancel" and self.cancel_delay:
+            time.sleep(self.cancel_delay)  # the cancel is taken; the caller has not seen the answer
         return status, body
 
     def _injected_failure(self, route: str) -> tuple[int, Any] | None:

@@ -160,6 +160,46 @@ def test_an_unknown_statement_is_not_found_and_a_cancel_stops_a_statement(sf) ->
     assert status.state is JobState.CANCELLED and "canceled" in status.message
 
 
+def test_a_cancel_whose_answer_never_comes_fails_after_its_timeouts_and_cancels_the_statement(
+    sf, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stalled control plane holds the cancel's answer: the deferred task's trigger, stopping its
+    statement for a person, gives up after ``CANCEL_TIMEOUT`` a request and the provider's tries (the
+    provider's hook would wait without end) with a transient error, and the cancel Snowflake took still
+    stops the statement."""
+    import asyncio
+    import threading
+
+    import requests
+
+    from resumable.operators import snowflake as snowflake_operators
+
+    monkeypatch.setattr(snowflake_operators, "CANCEL_TIMEOUT", 2)  # 30 s otherwise
+    sf.script_next(StatementScript(duration=float("inf")))
+    _, op = make(sf)
+    handle = op.submit_job({}, "rsm-test-token")
+    trigger = op.job_trigger({}, handle)
+    sf.cancel_delay = 3600.0
+    raised: list[BaseException] = []
+
+    def stop() -> None:
+        try:
+            asyncio.run(trigger.stop_for_a_person())
+        except BaseException as error:  # noqa: BLE001 - the test reads it
+            raised.append(error)
+
+    call = threading.Thread(target=stop, daemon=True)  # a call that hangs must not hang the tests
+    call.start()
+    call.join(timeout=180)  # far above the provider's five tries: the call must end, not be slow
+    assert not call.is_alive(), "the cancel still waits for its answer"
+    (error,) = raised
+    assert isinstance(error, requests.exceptions.Timeout) and trigger.stop_worth_retrying(error)
+    assert sf.cancels[0] == handle.job_id
+    sf.cancel_delay = 0.0
+    sf.advance(5)
+    assert op.get_job_status(handle).state is JobState.CANCELLED
+
+
 @pytest.mark.core_row
 def test_deferrable_waits_in_the_providers_trigger(sf) -> None:
     sf.script_next(StatementScript(duration=100.0))
