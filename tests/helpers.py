@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -127,3 +128,22 @@ def databricks_operator_kwargs(**kwargs: Any) -> dict[str, Any]:
     kwargs.setdefault("poll_interval", 0.02)
     kwargs.setdefault("databricks_retry_args", FAST_HOOK)
     return kwargs
+
+
+def raised_by(call: Callable[[], object], within: float) -> BaseException | None:
+    """What ``call`` raised (None: it returned), run in a daemon thread so that a call that hangs does
+    not hang the tests. Fails the test when the call still runs after ``within`` seconds, a bound far
+    above the timeouts under test: the call must end, not merely be slow."""
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as error:  # noqa: BLE001 - the caller reads it
+            raised.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=within)
+    assert not thread.is_alive(), f"still waiting {within:g} s later"
+    return raised[0] if raised else None
