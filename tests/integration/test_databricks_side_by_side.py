@@ -46,6 +46,19 @@ class CrashWhilePolling(DatabricksSubmitRunOperator):
         super().poll_until_complete(external_id, context)
 
 
+class EvictedWhilePolling(DatabricksSubmitRunOperator):
+    """The provider's operator, sent SIGTERM on its first try as it starts waiting for the run: an
+    eviction, from the task's own thread. Airflow runs ``on_kill`` inside its SIGTERM handler, and the
+    provider's logs: a SIGTERM from another thread that lands while the task writes a log line makes
+    that ``on_kill`` wait forever for the lock of the interrupted write (a worker's supervisor SIGKILLs
+    the task 5 s later; ``dag.test()`` has none, and the test waited for pytest's timeout)."""
+
+    def poll_until_complete(self, external_id: Any, context: Any) -> None:
+        if context["ti"].try_number == 1:
+            os.kill(os.getpid(), signal.SIGTERM)  # handled here, between two lines of this thread
+        super().poll_until_complete(external_id, context)
+
+
 @pytest.fixture
 def dbx(airflow_db: str) -> Iterator[DatabricksEmulator]:
     with DatabricksEmulator(speed=40.0, default_script=RunScript(duration=8.0)) as emu, emu.use_as():
@@ -103,8 +116,7 @@ def test_crash_while_polling(dbx, fault, record_property, durable) -> None:
 
 
 def test_sigterm_from_an_eviction(dbx, record_property) -> None:
-    sigterm_once_running(dbx)
-    theirs = run_one(DatabricksSubmitRunOperator, polling_period_seconds=0, **PROVIDER_ARGS)
+    theirs = run_one(EvictedWhilePolling, polling_period_seconds=0, **PROVIDER_ARGS)
     record_property("provider_runs_submitted", dbx.runs_created)
     record_property("provider_runs_cancelled", len(dbx.cancels))
     record_property("provider_final_state", theirs)
